@@ -1,0 +1,74 @@
+"""Request classification: method and path -> route, or not audited.
+
+Runs on the request path for every call, so it only matches the path against the
+compiled route map and looks up a precomputed verdict per route.  Nothing is
+remembered per path: a flood of distinct unknown paths leaves no state behind.
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+from audit_notifier import routes as route_maps
+from audit_notifier.exchange import Exchange
+
+classify_opts = [
+    cfg.StrOpt('route_map', default='glance',
+               help='Route map that says which API calls are audited: the name of a map '
+                    'shipped with audit_notifier (glance, magnum) or the path of a YAML '
+                    'map file.'),
+    cfg.ListOpt('route_map_overrides', default=[],
+                help='Extra YAML map files, applied in order: a route with the same method '
+                     'and path replaces the shipped one, others are added.'),
+    cfg.StrOpt('unmatched_requests', default='ignore', choices=['ignore', 'audit'],
+               help='What to do with a call that no route matches: ignore (pass it through '
+                    'untouched, no event) or audit (a CADF event with a generic target).'),
+    cfg.BoolOpt('audit_reads', default=True,
+                help='Emit CADF events for reads of single resources (GET/HEAD), '
+                     'including image downloads.'),
+    cfg.BoolOpt('audit_lists', default=True,
+                help='Emit CADF events for collection listings (GET on a collection).'),
+]
+
+
+class Classifier:
+    """Maps a WSGI environ to a new Exchange, or None when nothing would be emitted."""
+
+    def __init__(self, route_map: route_maps.RouteMap, audit_reads: bool, audit_lists: bool,
+                 audit_unmatched: bool, cadf_enabled: bool, usage_enabled: bool):
+        self.route_map = route_map
+        self._audit_unmatched = audit_unmatched and cadf_enabled
+        # Verdict per route, computed once: is any event produced for this route?
+        self._wanted = {}
+        for route in route_map.routes:
+            cadf = cadf_enabled and (route.kind == 'write' or
+                                     (route.kind == 'read' and audit_reads) or
+                                     (route.kind == 'list' and audit_lists))
+            usage = usage_enabled and route.usage is not None
+            self._wanted[id(route)] = cadf or usage
+        self._unmatched = {}
+
+    def classify(self, environ: dict) -> Exchange | None:
+        method = environ.get('REQUEST_METHOD', 'GET')
+        hit = self.route_map.match(method, environ.get('PATH_INFO', ''))
+        if hit is None:
+            if not self._audit_unmatched:
+                return None
+            return Exchange(self._unmatched_route(method), {}, environ)
+        route, params = hit
+        if not self._wanted[id(route)]:
+            return None
+        return Exchange(route, params, environ)
+
+    def _unmatched_route(self, method: str) -> route_maps.Route:
+        # One synthetic route per HTTP method (a bounded set), never per path.
+        route = self._unmatched.get(method)
+        if route is None:
+            service = self.route_map.service
+            action = {'GET': 'read', 'HEAD': 'read', 'POST': 'create', 'PUT': 'update',
+                      'PATCH': 'update', 'DELETE': 'delete'}.get(method, 'unknown')
+            route = route_maps.Route(method, '*', service.unmatched_event, action,
+                                     'write', route_maps.Target(service.type_uri))
+            if len(self._unmatched) < 32:
+                self._unmatched[method] = route
+        return route

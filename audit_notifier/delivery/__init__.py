@@ -1,0 +1,1 @@
+"""Delivery: the in-process queue, the sender, and the oslo.messaging publishers."""

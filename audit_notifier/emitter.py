@@ -1,0 +1,134 @@
+"""From exchanges to notifications: formats, event filter, envelopes.
+
+Runs in the sender, never on the request path.  Each enabled format contributes
+its notifications for an exchange phase (Glance-format usage events first, in
+Glance's own order, then the CADF audit record of the call); disabled event types
+are dropped; each survivor gets its oslo.messaging envelope.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import uuid
+
+from oslo_config import cfg
+
+from audit_notifier.events import Notification, cadf, envelope_time
+from audit_notifier.events import glance as glance_events
+from audit_notifier.exchange import FINISHED, Exchange
+from audit_notifier.facts import Facts
+
+LOG = logging.getLogger(__name__)
+
+FORMATS = ('cadf', 'glance')
+
+emitter_opts = [
+    cfg.ListOpt('formats', default=['cadf'],
+                item_type=cfg.types.String(choices=list(FORMATS)),
+                help='Payload formats to emit, one or both: cadf (a CADF audit event per '
+                     'API call) and glance (the exact usage notifications Glance itself '
+                     'sends, as Ceilometer reads them: image.create, image.upload, '
+                     'image.send ...).'),
+    cfg.StrOpt('publisher_id',
+               help='publisher_id of every notification. Default: the route map\'s '
+                    'publisher and this host name, e.g. image.<host> for Glance.'),
+    cfg.StrOpt('cadf_event_type',
+               help='event_type of CADF notifications, where {event} stands for the '
+                    'route\'s event name (image.create ...). Default: the route map\'s, '
+                    '"audit.{event}" for Glance (so CADF and Glance-format notifications '
+                    'never share an event_type), "{event}" for Magnum.'),
+    cfg.ListOpt('disabled_events', default=[],
+                help='Notifications not to send, by event_type: an exact name, a group '
+                     'prefix (image disables image.*, image.member disables image.member.*) '
+                     'or a shell-style pattern (audit.image.read*).'),
+    cfg.BoolOpt('record_lookups', default=True,
+                help='Glance format: fetch image and member records that a response does '
+                     'not carry by an in-process GET to the wrapped app with the caller\'s '
+                     'identity (one extra Glance GET for uploads, downloads, tags, actions; '
+                     'before the call for deletes). Off: such fields are null.'),
+    cfg.BoolOpt('usage_failures', default=True,
+                help='Glance format: send a WARN (4xx) or ERROR (5xx) notification with a '
+                     'text payload for a failed call. Off: only the failure notifications '
+                     'Glance itself sends (ERROR image.upload after a failed store write, '
+                     'ERROR image.send for a broken download).'),
+]
+
+
+class EventFilter:
+    """Glance's disabled_notifications semantics, plus shell-style patterns."""
+
+    def __init__(self, patterns):
+        self._exact = set()
+        self._globs = []
+        for pattern in patterns:
+            pattern = pattern.strip()
+            if not pattern:
+                continue
+            if any(c in pattern for c in '*?['):
+                self._globs.append(pattern)
+            else:
+                self._exact.add(pattern)
+        self._cache: dict[str, bool] = {}
+
+    def enabled(self, event_type: str) -> bool:
+        verdict = self._cache.get(event_type)
+        if verdict is None:
+            parts = event_type.split('.')
+            prefixes = {'.'.join(parts[:i]) for i in range(1, len(parts) + 1)}
+            verdict = not (prefixes & self._exact or
+                           any(fnmatch.fnmatchcase(event_type, g) for g in self._globs))
+            if len(self._cache) < 4096:        # event types are few; stay bounded anyway
+                self._cache[event_type] = verdict
+        return verdict
+
+
+class Emitter:
+    """Builds the notifications of one exchange phase, with their envelopes."""
+
+    def __init__(self, *, formats, publisher_id: str, service, cadf_event_type: str,
+                 event_filter: EventFilter, audit_reads: bool, audit_lists: bool,
+                 glance_settings: glance_events.Settings, subrequests=None):
+        self.formats = tuple(formats)
+        self.publisher_id = publisher_id
+        self.cadf_event_type = cadf_event_type
+        self.filter = event_filter
+        self.glance_settings = glance_settings
+        self._subrequests = subrequests if glance_settings.lookups else None
+        self._cadf_kinds = {'write'} | ({'read'} if audit_reads else set()) | \
+            ({'list'} if audit_lists else set())
+        self.observer = {'typeURI': service.type_uri,
+                         'id': cadf.observer_id(publisher_id), 'name': service.name}
+
+    def notifications(self, phase: str, exchange: Exchange) -> list[Notification]:
+        facts = Facts(exchange, self._subrequests)
+        route = exchange.route
+        notes: list[Notification] = []
+        if 'glance' in self.formats and route.usage is not None:
+            rule = glance_events.RULES[route.usage]
+            notes.extend(rule.build(phase, facts, self.glance_settings))
+        if 'cadf' in self.formats and phase == FINISHED and route.kind in self._cadf_kinds:
+            notes.append(cadf.build(facts, self.observer, self.cadf_event_type))
+        return [n for n in notes if self.filter.enabled(n.event_type)]
+
+    def envelope(self, note: Notification) -> dict:
+        return {'message_id': str(uuid.uuid4()),
+                'publisher_id': self.publisher_id,
+                'event_type': note.event_type,
+                'priority': note.priority,
+                'payload': note.payload,
+                'timestamp': envelope_time(note.timestamp)}
+
+    def prefetch(self, exchange: Exchange) -> None:
+        """Fetch, before the app runs, a record the call will destroy (a delete)."""
+        route = exchange.route
+        if 'glance' not in self.formats or route.usage is None or self._subrequests is None:
+            return
+        path = glance_events.prefetch_path(glance_events.RULES[route.usage], exchange)
+        if path is None:
+            return
+        try:
+            exchange.prefetched = self._subrequests.get_json(exchange.environ, path)[1]
+        except Exception:
+            LOG.warning('audit_notifier: could not fetch %s before the call; its delete '
+                        'notification carries only the id', path, exc_info=True)

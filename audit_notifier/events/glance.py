@@ -1,0 +1,377 @@
+"""Glance's own usage notifications (image.*), as metering consumers read them.
+
+Payloads follow Glance 33's ``glance/notifier.py`` field for field:
+``format_image_notification``, ``format_image_member_notification``, the v2
+``image.send`` dict, and a plain text message for WARN/ERROR.  Records come from
+the response body (create, PATCH, members) or an in-process look-up
+(:mod:`audit_notifier.lookup`).  ``locations``, ``direct_url`` and task ``input``
+never appear.  Deliberate differences from Glance are listed in
+doc/source/events.rst.
+
+A route names its rule with ``usage: <rule>``; :data:`RULES` is the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from audit_notifier.events import (ERROR, INFO, WARN, Notification, expected_bytes,
+                                   iso_time, outcome_of, redact)
+from audit_notifier.exchange import FINISHED, STARTED
+
+# Keys of the v2 image view that are not extra properties.
+_VIEW_CORE = frozenset({
+    'id', 'name', 'status', 'created_at', 'updated_at', 'min_disk', 'min_ram',
+    'protected', 'checksum', 'owner', 'disk_format', 'container_format', 'size',
+    'virtual_size', 'visibility', 'tags', 'os_hidden', 'os_hash_algo', 'os_hash_value',
+    'locations', 'direct_url', 'self', 'file', 'schema', 'stores'})
+# Never in a payload: they may carry store credentials.
+_SECRET_KEYS = frozenset({'location', 'locations', 'direct_url'})
+IMAGE_FIELDS = ('id', 'name', 'status', 'created_at', 'updated_at', 'min_disk', 'min_ram',
+                'protected', 'checksum', 'owner', 'disk_format', 'container_format',
+                'size', 'virtual_size', 'is_public', 'visibility', 'properties', 'tags',
+                'deleted', 'deleted_at')
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    lookups: bool = True         # fetch records the response does not carry
+    failures: bool = True        # WARN/ERROR text notifications for failed calls
+    default_backend: str | None = None   # [glance_store] default_backend of the service
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """How one kind of API call turns into Glance notifications."""
+    event: str                   # the notification a failed call is reported as
+    build: Callable              # (phase, facts, settings) -> list[Notification]
+    wants_body: bool = False     # needs the response body
+    prefetch: str | None = None  # 'image' or 'member': record needed before the call
+
+
+# -- payloads --------------------------------------------------------------------------
+
+def image_payload(record: dict) -> dict:
+    """format_image_notification from an API view (v2 image, or v1 {"image": ...})."""
+    if isinstance(record.get('image'), dict):
+        record = record['image']
+    if 'visibility' not in record and 'is_public' in record:       # v1 registry dict
+        payload = {k: v for k, v in record.items() if k not in _SECRET_KEYS}
+        payload.setdefault('properties', {})
+        payload.setdefault('deleted', False)
+        payload.setdefault('deleted_at', None)
+        return payload
+    return {
+        'id': record.get('id'),
+        'name': record.get('name'),
+        'status': record.get('status'),
+        'created_at': record.get('created_at'),
+        'updated_at': record.get('updated_at'),
+        'min_disk': record.get('min_disk'),
+        'min_ram': record.get('min_ram'),
+        'protected': record.get('protected'),
+        'checksum': record.get('checksum'),
+        'owner': record.get('owner'),
+        'disk_format': record.get('disk_format'),
+        'container_format': record.get('container_format'),
+        'size': record.get('size'),
+        'virtual_size': record.get('virtual_size'),
+        'is_public': record.get('visibility') == 'public',
+        'visibility': record.get('visibility'),
+        'properties': {k: v for k, v in record.items() if k not in _VIEW_CORE},
+        'tags': list(record.get('tags') or []),
+        'deleted': False,
+        'deleted_at': None,
+    }
+
+
+def unknown_image_payload(image_id: str) -> dict:
+    """Every field Glance sends, only the id known (the record could not be fetched)."""
+    payload = dict.fromkeys(IMAGE_FIELDS)
+    payload.update(id=image_id, properties={}, tags=[], deleted=False, is_public=False)
+    return payload
+
+
+def member_payload(record: dict) -> dict:
+    return {
+        'image_id': record.get('image_id'),
+        'member_id': record.get('member_id'),
+        'status': record.get('status'),
+        'created_at': record.get('created_at'),
+        'updated_at': record.get('updated_at'),
+        'deleted': False,
+        'deleted_at': None,
+    }
+
+
+def import_lists(payload: dict) -> dict:
+    props = payload.get('properties') or {}
+    return {key: (props.get(key) or '').split(',') if props.get(key) else []
+            for key in ('os_glance_importing_to_stores', 'os_glance_failed_import')}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+def _image_id(facts) -> str | None:
+    return facts.source(facts.exchange.route.target.id)
+
+
+def _api_prefix(facts) -> str:
+    return '/' + facts.exchange.route.path.strip('/').split('/', 1)[0]
+
+
+def _image_record(facts, settings: Settings, image_id: str | None) -> dict | None:
+    if not settings.lookups or not image_id or _api_prefix(facts) != '/v2':
+        return None
+    return facts.lookup('/v2/images/%s' % image_id)
+
+
+def _note(facts, event, priority, payload, shard, when=None) -> Notification:
+    exchange = facts.exchange
+    return Notification('glance', event, priority, payload, shard or '',
+                        when or exchange.finished_at or exchange.started_at)
+
+
+def _failed(exchange) -> bool:
+    code = exchange.status_code
+    return exchange.raised is not None or code is None or code >= 400
+
+
+def failure(rule_event: str, facts, settings: Settings, message: str | None = None):
+    """A failed call: one WARN (4xx) or ERROR (5xx) notification, text payload."""
+    if not settings.failures:
+        return []
+    exchange = facts.exchange
+    priority = outcome_of(exchange).priority
+    if message is None:
+        message = '%s %s failed: %s' % (exchange.environ.get('REQUEST_METHOD'),
+                                        exchange.request_path, _status_text(facts))
+    return [_note(facts, rule_event, priority, redact(message), _image_id(facts))]
+
+
+def _status_text(facts) -> str:
+    exchange = facts.exchange
+    if exchange.raised:
+        return 'internal error (%s)' % exchange.raised
+    explanation = facts.error_text()
+    status = exchange.status or 'no response'
+    return '%s: %s' % (status, explanation) if explanation else status
+
+
+# -- rules -----------------------------------------------------------------------------
+
+def _record_event(event: str, from_body: bool):
+    """image.create / image.update: the record from the body, else a look-up."""
+    def build(phase, facts, settings):
+        if phase != FINISHED:
+            return []
+        if _failed(facts.exchange):
+            return failure(event, facts, settings)
+        record = facts.body_json() if from_body else None
+        image_id = _image_id(facts)
+        if not isinstance(record, dict) or not record:
+            record = _image_record(facts, settings, image_id)
+        payload = image_payload(record) if record else unknown_image_payload(image_id)
+        return [_note(facts, event, INFO, payload, payload.get('id'))]
+    return build
+
+
+def _build_delete(phase, facts, settings):
+    if phase != FINISHED:
+        return []
+    exchange = facts.exchange
+    if _failed(exchange):
+        return failure('image.delete', facts, settings)
+    image_id = _image_id(facts)
+    record = exchange.prefetched
+    payload = image_payload(record) if record else unknown_image_payload(image_id)
+    payload['deleted'] = True
+    payload['deleted_at'] = iso_time(exchange.finished_at)
+    return [_note(facts, 'image.delete', INFO, payload, image_id)]
+
+
+def _build_upload(phase, facts, settings):
+    """PUT /file, in the order Glance 33 emits: image.update(saving) and image.prepare
+    when the data starts to flow; image.upload, image.activate and image.update(active)
+    once it is stored; on a failed store write ERROR image.upload (text) and
+    image.update with the record as Glance left it (queued again)."""
+    exchange = facts.exchange
+    image_id = _image_id(facts)
+    if phase == STARTED:
+        payload = _record_at_start(facts, settings, image_id, 'saving')
+        prepare = dict(payload)
+        prepare.update(import_lists(payload))
+        backend = exchange.environ.get('HTTP_X_IMAGE_META_STORE') or settings.default_backend
+        if backend:
+            prepare['backend'] = backend
+        when = exchange.started_at
+        return [_note(facts, 'image.update', INFO, payload, image_id, when),
+                _note(facts, 'image.prepare', INFO, prepare, image_id, when)]
+    if _failed(exchange):
+        if not exchange.upload_started:
+            return failure('image.upload', facts, settings)
+        notes = [_note(facts, 'image.upload', ERROR,
+                       redact(_upload_error_message(facts, image_id)), image_id)]
+        return notes + _refreshed(facts, settings, image_id)
+    record = _image_record(facts, settings, image_id)
+    payload = image_payload(record) if record else unknown_image_payload(image_id)
+    upload = dict(payload)
+    upload.update(import_lists(payload))
+    notes = [_note(facts, 'image.upload', INFO, upload, image_id)]
+    if payload.get('status') == 'active':
+        notes.append(_note(facts, 'image.activate', INFO, dict(payload), image_id))
+    notes.append(_note(facts, 'image.update', INFO, payload, image_id))
+    return notes
+
+
+def _build_stage(phase, facts, settings):
+    """PUT /stage: image.update(uploading) when the data starts, image.update with the
+    staged size (and os_glance_stage_host) when it is written, as Glance 33 does."""
+    image_id = _image_id(facts)
+    if phase == STARTED:
+        payload = _record_at_start(facts, settings, image_id, 'uploading')
+        payload['properties'].pop('os_glance_stage_host', None)
+        return [_note(facts, 'image.update', INFO, payload, image_id,
+                      facts.exchange.started_at)]
+    if _failed(facts.exchange):
+        return failure('image.update', facts, settings)
+    return _refreshed(facts, settings, image_id)
+
+
+def _record_at_start(facts, settings, image_id, status: str) -> dict:
+    """The record as it stood when the data began to flow.
+
+    The look-up runs in the sender, possibly after Glance has finished writing; what
+    the write changes (status, size, checksum, updated_at) is set back to the
+    values it had when the upload started.
+    """
+    record = _image_record(facts, settings, image_id)
+    payload = image_payload(record) if record else unknown_image_payload(image_id)
+    if payload.get('status') != status:
+        payload.update(status=status, size=None, virtual_size=None, checksum=None,
+                       updated_at=iso_time(facts.exchange.started_at))
+    payload['properties'] = dict(payload['properties'])
+    return payload
+
+
+def _refreshed(facts, settings, image_id) -> list:
+    record = _image_record(facts, settings, image_id)
+    payload = image_payload(record) if record else unknown_image_payload(image_id)
+    return [_note(facts, 'image.update', INFO, payload, image_id)]
+
+
+# Glance's own messages for store failures; its HTTP error explanation repeats them.
+_UPLOAD_MESSAGE_PREFIXES = (
+    'Image storage media is full', 'Insufficient permissions on image storage media',
+    'Filesystem store operation timed out', 'Cannot save data for image',
+    'Unable to upload duplicate image data', 'Not allowed to upload image data',
+    'Failed to upload image data')
+
+
+def _upload_error_message(facts, image_id) -> str:
+    """The text of Glance's ERROR image.upload (glance/notifier.py ImageProxy.set_data).
+
+    Store errors put Glance's message in the HTTP explanation, which is used as is;
+    everything else (size limits, bad data) reaches Glance's generic branch.
+    """
+    exchange = facts.exchange
+    error = facts.error_text() or exchange.status or exchange.raised or 'unknown error'
+    if error.startswith(_UPLOAD_MESSAGE_PREFIXES) or ' could not be found after upload' in error:
+        return error
+    return ('Failed to upload image data for image %s due to internal error: %s'
+            % (image_id, error))
+
+
+def _build_send(phase, facts, settings):
+    """image.send: once the body has been handed to the server, or the client left."""
+    if phase != FINISHED:
+        return []
+    exchange = facts.exchange
+    if _failed(exchange):
+        return failure('image.send', facts, settings)
+    image_id = _image_id(facts)
+    record = _image_record(facts, settings, image_id)
+    if record is None and isinstance(facts.body_json(), dict):
+        record = facts.body_json()
+    owner = record.get('owner') if record else None
+    size = record.get('size') if record else None
+    env = exchange.environ
+    payload = {
+        'bytes_sent': exchange.bytes_sent,
+        'image_id': image_id,
+        'owner_id': owner,
+        'receiver_tenant_id': env.get('HTTP_X_PROJECT_ID') or env.get('HTTP_X_TENANT_ID'),
+        'receiver_user_id': env.get('HTTP_X_USER_ID'),
+        'destination_ip': env.get('REMOTE_ADDR'),
+    }
+    expected = expected_bytes(exchange, size)
+    complete = exchange.completed and (expected is None or expected == exchange.bytes_sent)
+    return [_note(facts, 'image.send', INFO if complete else ERROR, payload, image_id)]
+
+
+def _build_member(event: str):
+    def build(phase, facts, settings):
+        if phase != FINISHED:
+            return []
+        if _failed(facts.exchange):
+            return failure(event, facts, settings)
+        record = facts.body_json()
+        if not isinstance(record, dict) or 'member_id' not in record:
+            record = {'image_id': facts.exchange.params.get('image_id'),
+                      'member_id': facts.exchange.params.get('member_id')}
+        return [_note(facts, event, INFO, member_payload(record), record.get('image_id'))]
+    return build
+
+
+def _build_member_delete(phase, facts, settings):
+    if phase != FINISHED:
+        return []
+    exchange = facts.exchange
+    if _failed(exchange):
+        return failure('image.member.delete', facts, settings)
+    record = exchange.prefetched or {'image_id': exchange.params.get('image_id'),
+                                     'member_id': exchange.params.get('member_id')}
+    payload = member_payload(record)
+    payload['deleted'] = True
+    payload['deleted_at'] = iso_time(exchange.finished_at)
+    return [_note(facts, 'image.member.delete', INFO, payload, payload['image_id'])]
+
+
+def _build_refresh(phase, facts, settings):
+    """Calls that change an image without returning it: image.update from a look-up."""
+    if phase != FINISHED:
+        return []
+    if _failed(facts.exchange):
+        return failure('image.update', facts, settings)
+    return _refreshed(facts, settings, _image_id(facts))
+
+
+RULES: dict[str, Rule] = {
+    'image.create': Rule('image.create', _record_event('image.create', True), wants_body=True),
+    'image.update': Rule('image.update', _record_event('image.update', True), wants_body=True),
+    'image.refresh': Rule('image.update', _build_refresh),
+    'image.stage': Rule('image.update', _build_stage),
+    'image.import': Rule('image.update', _build_refresh),
+    'image.delete': Rule('image.delete', _build_delete, prefetch='image'),
+    'image.upload': Rule('image.upload', _build_upload),
+    'image.send': Rule('image.send', _build_send),
+    'image.member.create': Rule('image.member.create', _build_member('image.member.create'),
+                                wants_body=True),
+    'image.member.update': Rule('image.member.update', _build_member('image.member.update'),
+                                wants_body=True),
+    'image.member.delete': Rule('image.member.delete', _build_member_delete,
+                                prefetch='member'),
+}
+
+
+def prefetch_path(rule: Rule, exchange) -> str | None:
+    """The record a rule needs before the call runs (a delete), as a v2 API path."""
+    params = exchange.params
+    if not exchange.route.path.startswith('/v2/'):
+        return None
+    if rule.prefetch == 'image' and params.get('image_id'):
+        return '/v2/images/%s' % params['image_id']
+    if rule.prefetch == 'member' and params.get('image_id') and params.get('member_id'):
+        return '/v2/images/%s/members/%s' % (params['image_id'], params['member_id'])
+    return None

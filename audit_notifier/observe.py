@@ -1,0 +1,163 @@
+"""Response and stream observation (PEP 3333), without buffering anything.
+
+The app is called directly, never through ``webob.Request.get_response`` (which
+buffers the whole body of a generator app that calls ``start_response`` lazily).
+``start_response`` is wrapped to capture status and headers; the body is handed on
+chunk by chunk, counted with ``len(chunk)`` where the route needs byte counts, and
+its ``close()`` forwarded.  Completion is the end of iteration or ``close()``,
+whichever comes first; ``close()`` without the end means the client went away.
+
+When a call needs neither counting nor its body and its status is already known
+when the app returns (webob apps call ``start_response`` before returning), the
+app's own iterable is returned untouched, so ``wsgi.file_wrapper`` keeps working.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+from audit_notifier.exchange import FINISHED, MAX_BODY, STARTED, Exchange
+
+Submit = Callable[[str, Exchange], None]
+
+
+def call_observed(app, environ: dict, start_response, exchange: Exchange,
+                  submit: Submit) -> Iterable[bytes]:
+    def capture_start_response(status, headers, exc_info=None):
+        exchange.status = status
+        exchange.headers = headers
+        return start_response(status, headers, exc_info)
+
+    route = exchange.route
+    if route.observe == 'upload':
+        body_input = environ.get('wsgi.input')
+        if body_input is not None:
+            environ['wsgi.input'] = InputProbe(body_input, exchange, submit)
+    try:
+        body = app(environ, capture_start_response)
+    except BaseException as exc:
+        exchange.raised = type(exc).__name__
+        finish(exchange, submit)
+        raise
+    if exchange.status is not None and route.observe != 'download':
+        failed = exchange.status[:1] in ('4', '5')
+        if not route.wants_body and not failed:
+            finish(exchange, submit)
+            return body
+        if type(body) is list:          # webob's Response: the body is already in memory
+            exchange.body = body if _small(body) else None
+            finish(exchange, submit)
+            return body
+    return ObservedBody(body, exchange, submit)
+
+
+def finish(exchange: Exchange, submit: Submit) -> None:
+    if exchange.finished_at is None:
+        exchange.finished_at = time.time()
+        submit(FINISHED, exchange)
+
+
+def _small(chunks: list) -> bool:
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > MAX_BODY:
+            return False
+    return True
+
+
+class ObservedBody:
+    """The app's iterable, handed on chunk by chunk, with close() forwarded."""
+
+    __slots__ = ('_body', '_exchange', '_submit')
+
+    def __init__(self, body: Iterable[bytes], exchange: Exchange, submit: Submit):
+        self._body = body
+        self._exchange = exchange
+        self._submit = submit
+
+    def __iter__(self):
+        exchange = self._exchange
+        keep = None                     # decided at the first chunk, once the status is known
+        kept = None
+        kept_len = 0
+        try:
+            for chunk in self._body:
+                exchange.bytes_sent += len(chunk)
+                if keep is None:
+                    keep = exchange.route.wants_body or (exchange.status or '')[:1] in ('4', '5')
+                    kept = [] if keep else None
+                if keep:
+                    kept_len += len(chunk)
+                    if kept_len <= MAX_BODY:
+                        kept.append(chunk)
+                    else:
+                        keep = False
+                        kept = None
+                yield chunk
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            exchange.raised = type(exc).__name__
+            finish(exchange, self._submit)
+            raise
+        exchange.completed = True
+        exchange.body = kept
+        finish(exchange, self._submit)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._body, 'close', None)
+            if close is not None:
+                close()
+        finally:
+            finish(self._exchange, self._submit)
+
+
+class InputProbe:
+    """Delegates to ``wsgi.input``; the first read marks the start of an upload.
+
+    It never reads on its own: the app pulls the data exactly as before.
+    """
+
+    __slots__ = ('_input', '_exchange', '_submit')
+
+    def __init__(self, body_input, exchange: Exchange, submit: Submit):
+        self._input = body_input
+        self._exchange = exchange
+        self._submit = submit
+
+    def _seen(self, data) -> None:
+        exchange = self._exchange
+        if not exchange.upload_started:
+            exchange.upload_started = True
+            self._submit(STARTED, exchange)
+        if data:
+            exchange.bytes_received += len(data)
+
+    def read(self, *args):
+        data = self._input.read(*args)
+        self._seen(data)
+        return data
+
+    def readline(self, *args):
+        data = self._input.readline(*args)
+        self._seen(data)
+        return data
+
+    def readlines(self, *args):
+        lines = self._input.readlines(*args)
+        for line in lines:
+            self._seen(line)
+        if not lines:
+            self._seen(b'')
+        return lines
+
+    def __iter__(self):
+        for line in self._input:
+            self._seen(line)
+            yield line
+
+    def __getattr__(self, name):
+        return getattr(self._input, name)

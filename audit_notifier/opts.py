@@ -1,0 +1,22 @@
+"""All options of audit_notifier, for oslo-config-generator (entry point oslo.config.opts).
+
+Options are declared next to the code that uses them and only collected here.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+from audit_notifier._config import GROUP
+from audit_notifier.classify import classify_opts
+from audit_notifier.delivery.dispatcher import dispatcher_opts
+from audit_notifier.delivery.drivers import delivery_opts
+from audit_notifier.emitter import emitter_opts
+
+ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, delivery_opts, dispatcher_opts))
+
+
+def list_opts():
+    """[(group, [opts])] as oslo-config-generator expects."""
+    return [(GROUP, copy.deepcopy(ALL_OPTS))]

@@ -1,0 +1,384 @@
+"""Route maps: which API calls are audited, as what, on which resource.
+
+A route map is declarative data (YAML) shipped in this package (``glance.yaml``,
+``magnum.yaml``) or written by an operator.  It is validated when the filter loads;
+every mistake is reported as one line naming the file, the route and the field.
+Matching walks a trie of path segments, so its cost depends on the depth of the path,
+not on the number of routes, and unknown paths leave no state behind.
+
+Map layout::
+
+    service:                      # who observes: the service this filter runs in
+      name: glance
+      type_uri: service/storage/image
+      publisher: image            # default publisher_id is <publisher>.<host>
+      cadf_event_type: "audit.{event}"
+      unmatched_event: image.request
+    routes:
+      - method: POST
+        path: /v2/images
+        event: image.create       # the service's vocabulary for this call
+        action: create            # CADF action (pycadf taxonomy, prefix match)
+        kind: write               # write | read | list
+        target: {type_uri: service/storage/image, id: response.id}
+        usage: image.create       # Glance-format rule (events/glance.py), optional
+        observe: upload           # upload | download (byte counting), optional
+
+A target ``id`` (and any ``attachments`` value) is a source expression:
+``path.<param>``, ``response.<key>[.<key>...]``, ``header.<Name>`` (a response
+header; the last path segment is used, for ``Location``) or ``literal.<text>``;
+several may be given as a list and the first one that yields a value wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Mapping
+
+import yaml
+
+from audit_notifier._config import ConfigError
+
+SHIPPED_DIR = os.path.dirname(os.path.abspath(__file__))
+METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
+KINDS = frozenset({'write', 'read', 'list'})
+OBSERVE = frozenset({'upload', 'download'})
+SOURCES = frozenset({'path', 'response', 'header', 'literal'})
+# pycadf's action taxonomy; pycadf accepts an action that starts with one of these.
+CADF_ACTIONS = ('backup', 'capture', 'create', 'configure', 'read', 'update', 'delete',
+                'monitor', 'start', 'stop', 'deploy', 'undeploy', 'enable', 'disable',
+                'send', 'receive', 'authenticate', 'revoke', 'renew', 'restore',
+                'evaluate', 'allow', 'deny', 'notify', 'unknown')
+# pycadf's resource taxonomy roots (prefix match, as pycadf does).
+CADF_TYPE_ROOTS = ('storage', 'compute', 'network', 'data', 'service', 'security',
+                   'unknown')
+_PARAM = re.compile(r'^\{([A-Za-z_][A-Za-z0-9_]*)\}$')
+_EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
+_SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event'}
+_ROUTE_KEYS = {'method', 'path', 'event', 'action', 'kind', 'target', 'usage', 'observe'}
+_TARGET_KEYS = {'type_uri', 'id', 'name', 'attachments'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    type_uri: str
+    id: tuple = ()                      # source expressions, first hit wins
+    name: tuple = ()
+    attachments: tuple = ()             # ((name, sources), ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    event: str
+    action: str
+    kind: str
+    target: Target
+    usage: str | None = None
+    observe: str | None = None
+    # Does building this call's events need the response body?  Derived at load.
+    wants_body: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.method, self.path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    name: str
+    type_uri: str
+    publisher: str
+    cadf_event_type: str
+    unmatched_event: str
+
+
+class RouteMap:
+    """A validated, compiled route map."""
+
+    def __init__(self, service: Service, routes: list[Route], sources: list[str]):
+        self.service = service
+        self.routes = routes
+        self.sources = sources
+        # Trie node: {segment: node, None: (param name, node), '': {method: route}}
+        self._trie: dict = {}
+        for route in routes:
+            node = self._trie
+            for seg in _segments(route.path):
+                param = _PARAM.match(seg)
+                if param is None:
+                    node = node.setdefault(seg, {})
+                    continue
+                name, child = node.setdefault(None, (param.group(1), {}))
+                if name != param.group(1):
+                    raise ConfigError(
+                        'audit_notifier: route map, route %s %s: parameter {%s} stands where '
+                        'another route has {%s}; use one name for the same position'
+                        % (route.method, route.path, param.group(1), name))
+                node = child
+            node.setdefault('', {})[route.method] = route
+
+    def match(self, method: str, path: str) -> tuple[Route, dict] | None:
+        """The route for ``method path`` and its path parameters, or None.
+
+        Literal segments win over parameters; a trailing slash is ignored.
+        """
+        node = self._trie
+        params = None
+        for seg in path.strip('/').split('/') if path not in ('', '/') else ():
+            nxt = node.get(seg)
+            if nxt is None:
+                param = node.get(None)
+                if param is None or not seg:
+                    return None
+                if params is None:
+                    params = {}
+                params[param[0]] = seg
+                nxt = param[1]
+            node = nxt
+        leaf = node.get('')
+        if leaf is None:
+            return None
+        route = leaf.get(method)
+        if route is None:
+            return None
+        return route, params or {}
+
+
+def _segments(path: str) -> list[str]:
+    path = path.strip('/')
+    return path.split('/') if path else []
+
+
+def resolve_map_path(name_or_path: str) -> str:
+    """A shipped map name (``glance``) or a file path, as an existing file."""
+    if os.sep not in name_or_path and not name_or_path.endswith(('.yaml', '.yml')):
+        path = os.path.join(SHIPPED_DIR, name_or_path + '.yaml')
+        if not os.path.isfile(path):
+            raise ConfigError(
+                'audit_notifier: option route_map: no shipped map named %r; use one of %s '
+                'or the path of a YAML map file' % (name_or_path, ', '.join(shipped_maps())))
+        return path
+    if not os.path.isfile(name_or_path):
+        raise ConfigError('audit_notifier: route map file %s does not exist; fix the path in '
+                          'route_map or route_map_overrides' % name_or_path)
+    return name_or_path
+
+
+def shipped_maps() -> list[str]:
+    return sorted(f[:-5] for f in os.listdir(SHIPPED_DIR) if f.endswith('.yaml'))
+
+
+def load(base: str, overrides: list[str] | tuple = (),
+         usage_rules: Mapping[str, Any] | None = None) -> RouteMap:
+    """Load, validate and compile a base map plus operator override files.
+
+    A route in an override file replaces the base route with the same method and
+    path, or adds a new one; an override file may also change ``service`` keys.
+    ``usage_rules`` are the usage-format rules a route may name (each with a
+    ``wants_body`` flag); the event builders own them, the map only names them.
+    """
+    usage_rules = usage_rules or {}
+    base_path = resolve_map_path(base)
+    doc = _read(base_path)
+    service_doc = dict(_require_mapping(doc.get('service'), base_path, 'service'))
+    routes: dict[tuple[str, str], Route] = {}
+    for index, raw in enumerate(_require_list(doc.get('routes'), base_path, 'routes')):
+        route = _parse_route(raw, base_path, index, usage_rules)
+        if route.key in routes:
+            raise _map_error(base_path, 'route %d (%s %s)' % (index, route.method, route.path),
+                             'duplicate method and path', 'keep one of them')
+        routes[route.key] = route
+    sources = [base_path]
+    for extra in overrides:
+        extra_path = resolve_map_path(extra)
+        extra_doc = _read(extra_path)
+        service_doc.update(_require_mapping(extra_doc.get('service', {}), extra_path,
+                                            'service'))
+        for index, raw in enumerate(_require_list(extra_doc.get('routes', []), extra_path,
+                                                  'routes')):
+            route = _parse_route(raw, extra_path, index, usage_rules)
+            routes[route.key] = route
+        sources.append(extra_path)
+    service = _parse_service(service_doc, base_path)
+    return RouteMap(service, list(routes.values()), sources)
+
+
+def _read(path: str) -> Mapping:
+    try:
+        with open(path, encoding='utf-8') as f:
+            doc = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise ConfigError('audit_notifier: route map %s is not valid YAML (%s); fix the '
+                          'syntax' % (path, ' '.join(str(exc).split())))
+    except OSError as exc:
+        raise ConfigError('audit_notifier: cannot read route map %s (%s); check the path '
+                          'and permissions' % (path, exc.strerror))
+    if not isinstance(doc, dict):
+        raise _map_error(path, 'document', 'not a mapping', 'start with service: and routes:')
+    unknown = set(doc) - {'service', 'routes'}
+    if unknown:
+        raise _map_error(path, 'document', 'unknown key %s' % sorted(unknown)[0],
+                         'only service and routes are allowed')
+    return doc
+
+
+def _map_error(path: str, where: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError('audit_notifier: route map %s, %s: %s; %s' % (path, where, problem, fix))
+
+
+def _require_mapping(value: Any, path: str, where: str) -> Mapping:
+    if not isinstance(value, dict):
+        raise _map_error(path, where, 'missing or not a mapping', 'give it as key: value pairs')
+    return value
+
+
+def _require_list(value: Any, path: str, where: str) -> list:
+    if not isinstance(value, list):
+        raise _map_error(path, where, 'missing or not a list', 'give it as a YAML list')
+    return value
+
+
+def _parse_service(doc: Mapping, path: str) -> Service:
+    unknown = set(doc) - _SERVICE_KEYS
+    if unknown:
+        raise _map_error(path, 'service', 'unknown key %s' % sorted(unknown)[0],
+                         'allowed keys: %s' % ', '.join(sorted(_SERVICE_KEYS)))
+    for key in ('name', 'type_uri', 'publisher'):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise _map_error(path, 'service.%s' % key, 'missing', 'give a non-empty string')
+    _check_type_uri(doc['type_uri'], path, 'service.type_uri')
+    template = doc.get('cadf_event_type', '{event}')
+    check_event_template(template, 'route map %s, service.cadf_event_type' % path)
+    unmatched = doc.get('unmatched_event', doc['name'] + '.request')
+    if not isinstance(unmatched, str) or not _EVENT.match(unmatched):
+        raise _map_error(path, 'service.unmatched_event', 'not a dotted event name',
+                         'use for example image.request')
+    return Service(doc['name'], doc['type_uri'], doc['publisher'], template, unmatched)
+
+
+def check_event_template(template: Any, where: str) -> None:
+    if not isinstance(template, str) or '{event}' not in template:
+        raise ConfigError('audit_notifier: %s: %r does not contain {event}; write for example '
+                          '"audit.{event}" or "{event}"' % (where, template))
+    try:
+        template.format(event='x')
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError('audit_notifier: %s: %r has a placeholder other than {event}; use '
+                          'only {event}' % (where, template))
+
+
+def _check_type_uri(value: Any, path: str, where: str) -> None:
+    if not isinstance(value, str) or not value.startswith(CADF_TYPE_ROOTS):
+        raise _map_error(path, where, 'typeURI %r is not in the CADF resource taxonomy' % (value,),
+                         'start it with one of %s' % ', '.join(CADF_TYPE_ROOTS))
+
+
+def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]) -> Route:
+    where = 'route %d' % index
+    if not isinstance(raw, dict):
+        raise _map_error(path, where, 'not a mapping', 'give method, path, event, action, target')
+    if isinstance(raw.get('method'), str) and isinstance(raw.get('path'), str):
+        where = 'route %d (%s %s)' % (index, raw['method'], raw['path'])
+    unknown = set(raw) - _ROUTE_KEYS
+    if unknown:
+        raise _map_error(path, where, 'unknown key %s' % sorted(unknown)[0],
+                         'allowed keys: %s' % ', '.join(sorted(_ROUTE_KEYS)))
+    for key in ('method', 'path', 'event', 'action'):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise _map_error(path, '%s.%s' % (where, key), 'missing', 'give a non-empty string')
+    method = raw['method'].upper()
+    if method not in METHODS:
+        raise _map_error(path, where + '.method', 'unknown HTTP method %r' % raw['method'],
+                         'use one of %s' % ', '.join(sorted(METHODS)))
+    route_path = raw['path']
+    if not route_path.startswith('/'):
+        raise _map_error(path, where + '.path', 'does not start with /', 'write /v2/images ...')
+    params = []
+    for seg in _segments(route_path):
+        if '{' in seg or '}' in seg:
+            m = _PARAM.match(seg)
+            if not m:
+                raise _map_error(path, where + '.path', 'bad segment %r' % seg,
+                                 'a parameter is a whole segment like {image_id}')
+            params.append(m.group(1))
+    if not _EVENT.match(raw['event']):
+        raise _map_error(path, where + '.event', 'not a dotted lower-case event name (%r)'
+                         % raw['event'], 'write for example image.create')
+    if not raw['action'].startswith(CADF_ACTIONS):
+        raise _map_error(path, where + '.action', 'action %r is not in the CADF taxonomy'
+                         % raw['action'], 'use create, read, read/list, update, update/<x>, '
+                         'delete ...')
+    kind = raw.get('kind', _default_kind(method, raw['action']))
+    if kind not in KINDS:
+        raise _map_error(path, where + '.kind', 'unknown kind %r' % kind,
+                         'use write, read or list')
+    observe = raw.get('observe')
+    if observe is not None and observe not in OBSERVE:
+        raise _map_error(path, where + '.observe', 'unknown value %r' % observe,
+                         'use upload or download')
+    usage = raw.get('usage')
+    if usage is not None and usage not in usage_rules:
+        raise _map_error(path, where + '.usage', 'no usage-format rule named %r' % usage,
+                         'use one of %s' % ', '.join(sorted(usage_rules)))
+    target = _parse_target(raw.get('target'), path, where, params)
+    wants_body = (_uses_response(target) or
+                  (usage is not None and usage_rules[usage].wants_body))
+    return Route(method, route_path, raw['event'], raw['action'], kind, target, usage,
+                 observe, wants_body)
+
+
+def _default_kind(method: str, action: str) -> str:
+    if action.startswith('read/list'):
+        return 'list'
+    if method in ('GET', 'HEAD') or action.startswith('read'):
+        return 'read'
+    return 'write'
+
+
+def _parse_target(raw: Any, path: str, where: str, params: list[str]) -> Target:
+    where = where + '.target'
+    if not isinstance(raw, dict):
+        raise _map_error(path, where, 'missing or not a mapping', 'give type_uri and id')
+    unknown = set(raw) - _TARGET_KEYS
+    if unknown:
+        raise _map_error(path, where, 'unknown key %s' % sorted(unknown)[0],
+                         'allowed keys: %s' % ', '.join(sorted(_TARGET_KEYS)))
+    _check_type_uri(raw.get('type_uri'), path, where + '.type_uri')
+    attachments = raw.get('attachments', {})
+    if not isinstance(attachments, dict):
+        raise _map_error(path, where + '.attachments', 'not a mapping', 'give name: source pairs')
+    return Target(
+        raw['type_uri'],
+        _parse_sources(raw.get('id', ()), path, where + '.id', params),
+        _parse_sources(raw.get('name', ()), path, where + '.name', params),
+        tuple((str(name), _parse_sources(src, path, '%s.attachments.%s' % (where, name), params))
+              for name, src in attachments.items()))
+
+
+def _parse_sources(raw: Any, path: str, where: str, params: list[str]) -> tuple:
+    items = raw if isinstance(raw, list) else [raw] if raw else []
+    parsed = []
+    for item in items:
+        if not isinstance(item, str) or '.' not in item:
+            raise _map_error(path, where, 'bad source %r' % (item,),
+                             'write path.<param>, response.<key>, header.<Name> or literal.<text>')
+        kind, _, rest = item.partition('.')
+        if kind not in SOURCES or not rest:
+            raise _map_error(path, where, 'bad source %r' % item,
+                             'write path.<param>, response.<key>, header.<Name> or literal.<text>')
+        if kind == 'path' and rest not in params:
+            raise _map_error(path, where, 'path parameter %r is not in the route path' % rest,
+                             'use one of %s' % (', '.join(params) or '(none)'))
+        parsed.append((kind, tuple(rest.split('.')) if kind == 'response' else rest))
+    return tuple(parsed)
+
+
+def _uses_response(target: Target) -> bool:
+    sources = list(target.id) + list(target.name)
+    for _, srcs in target.attachments:
+        sources.extend(srcs)
+    return any(kind == 'response' for kind, _ in sources)
