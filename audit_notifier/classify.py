@@ -20,9 +20,10 @@ classify_opts = [
     cfg.ListOpt('route_map_overrides', default=[],
                 help='Extra YAML map files, applied in order: a route with the same method '
                      'and path replaces the shipped one, others are added.'),
-    cfg.StrOpt('unmatched_requests', default='ignore', choices=['ignore', 'audit'],
-               help='What to do with a call that no route matches: ignore (pass it through '
-                    'untouched, no event) or audit (a CADF event with a generic target).'),
+    cfg.StrOpt('unmatched_requests', default='ignore',
+               choices=[('ignore', 'pass the call through untouched, no event'),
+                        ('audit', 'a CADF event whose target is the service itself')],
+               help='What to do with a call that no route of the map matches.'),
     cfg.BoolOpt('audit_reads', default=True,
                 help='Emit CADF events for reads of single resources (GET/HEAD), '
                      'including image downloads.'),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from typing import Any
 
 import oslo_messaging.opts
@@ -18,7 +19,7 @@ from oslo_config import cfg
 
 from audit_notifier import _config, routes
 from audit_notifier.classify import Classifier
-from audit_notifier.delivery.dispatcher import Dispatcher, RateLimitedLog
+from audit_notifier.delivery.dispatcher import Dispatcher
 from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, Publisher, check_transport_url,
                                              resolve_drivers)
 from audit_notifier.emitter import Emitter, EventFilter
@@ -79,7 +80,7 @@ class AuditMiddleware:
             self.route_map, settings.audit_reads, settings.audit_lists,
             settings.unmatched_requests == 'audit', 'cadf' in formats, 'glance' in formats)
         self.dispatcher = Dispatcher(self.emitter, self._publishers(conf, settings, formats),
-                                     settings.queue_size)
+                                     settings)
         # Routes whose usage rule needs the record before the app runs (deletes).
         self._prefetch = {id(r) for r in self.route_map.routes
                           if 'glance' in formats and r.usage is not None
@@ -121,6 +122,20 @@ class AuditMiddleware:
             self.dispatcher.submit(phase, exchange)
         except Exception:
             self._internal_error(logging.ERROR, 'audit_notifier: queueing an event failed')
+
+
+class RateLimitedLog:
+    """At most one log line per ``interval`` seconds for a recurring condition."""
+
+    def __init__(self, interval: float = 60.0):
+        self.interval = interval
+        self._last = -interval
+
+    def __call__(self, level: int, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            LOG.log(level, msg, *args, exc_info=True)
 
 
 def _default_backend(conf: cfg.ConfigOpts) -> str | None:

@@ -1,11 +1,21 @@
-"""The in-process queue and the sender thread behind it.
+"""The request path's hand-over, the builder thread, and the shard publishers.
 
-The request path calls :meth:`Dispatcher.submit`: one ``SimpleQueue.put`` (no lock
-held across I/O, no network).  The sender thread turns each queued exchange phase
-into notifications and publishes them.  The thread starts lazily in the process
-that serves requests, so a server that loads the app and then forks (uWSGI,
-mod_wsgi, gunicorn, Glance's launcher) gets a working sender in every worker.
-Under eventlet monkey-patching ``threading`` gives a green thread.
+``submit`` (request path) costs one queue put: no lock held across I/O, no network,
+no disk.  A builder thread turns each API-call phase into notifications and routes
+each to a shard by a stable hash of its resource id; each shard publishes in order
+and keeps what the bus does not take in its spool (:mod:`.shard`, :mod:`.spool`).
+
+Threads start lazily in the process that serves requests, so servers that load the
+app and then fork (uWSGI, mod_wsgi, gunicorn, Glance's launcher) get working
+senders in every worker.  Under eventlet monkey-patching ``threading`` gives green
+threads and a green-aware queue is used.  On interpreter exit (and on SIGTERM when
+the server has not installed its own handler) what is queued goes to the bus or,
+failing that, to the spool.
+
+``delivery_mode = write_ahead`` builds the notifications on the request path and
+appends them to the spool before the call returns: nothing is lost even on SIGKILL,
+at the cost of building (and, with lookups, one in-process GET) plus a file append
+per notification on the request path.
 """
 
 from __future__ import annotations
@@ -14,134 +24,317 @@ import atexit
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 import weakref
-from typing import Callable
+import zlib
 
 from oslo_config import cfg
+
+from audit_notifier._config import ConfigError
+from audit_notifier.delivery import shard as shard_mod
+from audit_notifier.delivery import spool as spool_mod
+from audit_notifier.delivery import stats as stats_mod
 
 LOG = logging.getLogger(__name__)
 
 dispatcher_opts = [
+    cfg.StrOpt('delivery_mode', default='queue',
+               choices=[('queue', 'hand the facts to an in-memory queue; spool only when the '
+                                  'bus is down or slow (a few microseconds per call)'),
+                        ('write_ahead', 'append every notification to the spool before the '
+                                        'call returns: no loss even on SIGKILL, costs event '
+                                        'building and a file append on the request path')],
+               help='How an API call hands its notifications over.'),
     cfg.IntOpt('queue_size', default=10000, min=1,
-               help='Largest number of API calls waiting in memory for their events to '
-                    'be built and sent.'),
+               help='API call phases waiting in memory for their notifications to be built. '
+                    'When full, spool_overflow decides (block briefly or drop the newest).'),
+    cfg.IntOpt('sender_threads', default=4, min=1, max=64,
+               help='Publisher threads. Notifications about one resource always use the same '
+                    'thread, so they reach the bus in the order they happened.'),
+    cfg.StrOpt('spool_dir', default='/var/lib/audit_notifier/spool',
+               help='Directory for notifications the bus cannot take right now (one spool '
+                    'per process; left-over spools of dead processes are re-sent first).'),
+    cfg.IntOpt('spool_max_bytes', default=1024 * 1024 * 1024, min=1024,
+               help='Largest size of one process\'s spool.'),
+    cfg.StrOpt('spool_overflow', default='drop_oldest',
+               choices=[('drop_oldest', 'delete the oldest spooled notifications'),
+                        ('drop_newest', 'do not keep the new notification'),
+                        ('block', 'wait up to spool_block_seconds for room, then drop the '
+                                  'new notification')],
+               help='What happens when the spool reaches spool_max_bytes. Every drop is '
+                    'counted and logged (at most once a minute).'),
+    cfg.FloatOpt('spool_block_seconds', default=1.0, min=0.0, max=30.0,
+                 help='With spool_overflow = block: longest wait for room.'),
+    cfg.BoolOpt('spool_fsync', default=False,
+                help='fsync every spool append: survives a machine crash, not just a process '
+                     'crash (a file append already survives SIGKILL), at a disk flush per '
+                     'notification.'),
+    cfg.IntOpt('stats_interval', default=60, min=0,
+               help='Seconds between delivery-counter log lines (only when something '
+                    'changed); 0 disables them. The counters are also written every few '
+                    'seconds to <spool_dir>/<process>.stats.json for audit-notifier stats.'),
 ]
 
 _STOP = object()
 _live: 'weakref.WeakSet[Dispatcher]' = weakref.WeakSet()
 
 
-class RateLimitedLog:
-    """At most one log line per ``interval`` seconds for a recurring condition."""
+def make_queue():
+    """SimpleQueue normally; a green-aware Queue when eventlet patched threading."""
+    try:
+        from eventlet import patcher
+        if patcher.is_monkey_patched('thread'):
+            return queue.Queue()
+    except ImportError:
+        pass
+    return queue.SimpleQueue()
 
-    def __init__(self, interval: float = 60.0):
-        self.interval = interval
-        self._last = 0.0
-        self.suppressed = 0
 
-    def __call__(self, level: int, msg: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            if self.suppressed:
-                msg += ' (%d similar messages suppressed)' % self.suppressed
-            self.suppressed = 0
-            self._last = now
-            LOG.log(level, msg, *args)
-        else:
-            self.suppressed += 1
+def shard_of(key: str, shards: int) -> int:
+    return zlib.crc32(key.encode('utf-8', 'replace')) % shards
+
+
+def check_spool_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError('audit_notifier: option spool_dir: cannot create %s (%s); set '
+                          'spool_dir to a directory the service user can write'
+                          % (path, exc.strerror))
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError('audit_notifier: option spool_dir: %s is not writable by this '
+                          'process; set spool_dir to a directory the service user can write'
+                          % path)
 
 
 class Dispatcher:
-    """Queue of exchange phases; a sender thread builds and publishes their events."""
+    """Hand-over from the request path to the publishers."""
 
-    def __init__(self, emitter, publishers: dict, queue_size: int):
+    def __init__(self, emitter, publishers: dict, settings):
         self.emitter = emitter
         self.publishers = publishers
-        self.queue_size = queue_size
-        self.counters = {'queued': 0, 'sent': 0, 'dropped': 0, 'send_errors': 0,
-                         'build_errors': 0}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.mode = settings.delivery_mode
+        self.queue_size = settings.queue_size
+        self.shards = settings.sender_threads
+        self.spool_dir = settings.spool_dir
+        self.spool_max_bytes = settings.spool_max_bytes
+        self.overflow = settings.spool_overflow
+        self.block_seconds = settings.spool_block_seconds
+        self.fsync = settings.spool_fsync
+        self.stats_interval = settings.stats_interval
+        check_spool_dir(self.spool_dir)
         self._pid = None
-        self._thread = None
         self._start_lock = threading.Lock()
-        self._warn = RateLimitedLog()
+        self._closed = False
+        self.stats = stats_mod.Stats()
         _live.add(self)
+        _install_sigterm_handler()          # at load: the main thread, before any fork
 
-    # -- request path ----------------------------------------------------------------
+    @property
+    def counters(self) -> dict:
+        return self.stats.counters
+
+    # -- request path ---------------------------------------------------------------------
     def submit(self, phase: str, exchange) -> None:
         if self._pid != os.getpid():
             self._start()
-        if self._queue.qsize() >= self.queue_size:
-            self.counters['dropped'] += 1
-            self._warn(logging.WARNING, 'audit_notifier: event queue full (%d); dropping '
-                       'events', self.queue_size)
+        if self.mode == 'write_ahead':
+            self._write_ahead(phase, exchange)
             return
-        self.counters['queued'] += 1
-        self._queue.put((phase, exchange))
+        q = self._queue
+        if q.qsize() >= self.queue_size and not self._wait_for_room(q):
+            self.stats.add('dropped')
+            self.stats.overflow('queue_size', 1)
+            return
+        self.stats.counters['queued'] += 1
+        q.put((phase, exchange))
 
-    # -- sender ------------------------------------------------------------------------
+    def _wait_for_room(self, q) -> bool:
+        if self.overflow != 'block':
+            return False
+        until = time.monotonic() + self.block_seconds
+        while time.monotonic() < until:
+            time.sleep(0.005)
+            if q.qsize() < self.queue_size:
+                return True
+        return False
+
+    def _write_ahead(self, phase: str, exchange) -> None:
+        self.stats.add('queued')
+        for fmt, envelope, index in self._build(phase, exchange):
+            worker = self._workers[index]
+            if worker.spool.append(spool_mod.encode(fmt, envelope)):
+                self.stats.add('spooled')
+            else:
+                worker._to_spool((fmt, envelope), drain=False)   # cap: overflow policy
+            worker.fifo.put(None)                      # wake the shard
+
+    # -- lifecycle ------------------------------------------------------------------------
     def _start(self) -> None:
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            # After a fork the parent's thread and queue contents are not ours.
-            self._queue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._run, name='audit-notifier-sender',
-                                            daemon=True)
-            self._thread.start()
+            # A forked child: nothing of the parent's threads, queues or locks is ours.
+            self.stats = stats_mod.Stats()
+            self._owner = spool_mod.Owner(self.spool_dir)
+            cap = spool_mod.SpoolCap(self.spool_max_bytes)
+            adopted = spool_mod.orphan_segments(self.spool_dir)
+            per_shard: dict[int, list] = {}
+            for index, paths in sorted(adopted.items()):
+                per_shard.setdefault(index % self.shards, []).extend(paths)
+            spill_at = max(100, self.queue_size // self.shards)
+            self._workers = [
+                shard_mod.ShardWorker(
+                    i, self.publishers,
+                    spool_mod.ShardSpool(self._owner, i, cap, self.fsync, per_shard.get(i)),
+                    self.stats, self.overflow, self.block_seconds, spill_at)
+                for i in range(self.shards)]
+            self._queue = make_queue()
+            for worker in self._workers:
+                worker.fifo = make_queue()
+                worker.start()
+            self._builder = threading.Thread(target=self._build_loop, daemon=True,
+                                             name='audit-notifier-builder')
+            self._builder.start()
+            self._reporter = threading.Thread(target=self._report_loop, daemon=True,
+                                              name='audit-notifier-stats')
+            self._reporter.start()
+            _install_sigterm_handler()
+            self._closed = False
             self._pid = os.getpid()
+            if any(adopted.values()):
+                LOG.info('audit_notifier: re-sending %d spool segment(s) left by earlier '
+                         'processes', sum(len(p) for p in adopted.values()))
+                for worker in self._workers:
+                    worker.fifo.put(None)
 
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            self._deliver(*item)
-
-    def _deliver(self, phase: str, exchange) -> None:
+    def _build(self, phase, exchange):
         try:
             notes = self.emitter.notifications(phase, exchange)
         except Exception:
-            self.counters['build_errors'] += 1
-            LOG.exception('audit_notifier: building the events of %s %s failed',
+            self.stats.add('build_errors')
+            LOG.exception('audit_notifier: building the notifications of %s %s failed',
                           exchange.environ.get('REQUEST_METHOD'), exchange.route.path)
-            return
+            return []
+        out = []
         for note in notes:
-            envelope = self.emitter.envelope(note)
-            try:
-                self.publishers[note.fmt].publish(envelope)
-            except Exception as exc:
-                self.counters['send_errors'] += 1
-                self._warn(logging.WARNING, 'audit_notifier: cannot send notifications (%s)',
-                           ' '.join(str(exc).split())[:200])
-            else:
-                self.counters['sent'] += 1
+            out.append((note.fmt, self.emitter.envelope(note),
+                        shard_of(note.shard or '', self.shards)))
+        self.stats.add('built', len(out))
+        return out
+
+    def _build_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                for worker in self._workers:
+                    worker.fifo.put(shard_mod.STOP)
+                return
+            if type(item) is tuple and len(item) == 3 and item[0] is shard_mod.FLUSH:
+                self._flush_shards(item[1], item[2])
+                continue
+            for fmt, envelope, index in self._build(*item):
+                self._workers[index].fifo.put((fmt, envelope))
+
+    def _flush_shards(self, done: threading.Event, deadline: float) -> None:
+        events = []
+        for worker in self._workers:
+            ev = threading.Event()
+            worker.fifo.put((shard_mod.FLUSH, ev, max(0.0, deadline - time.monotonic())))
+            events.append(ev)
+        for ev in events:
+            ev.wait(max(0.0, deadline - time.monotonic()))
+        done.set()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far has been handled."""
+        """Wait until everything submitted so far was published (or timeout)."""
         if self._pid != os.getpid():
             return True
         done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
+        self._queue.put((shard_mod.FLUSH, done, time.monotonic() + timeout))
+        return done.wait(timeout + 1)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._pid != os.getpid() or self._thread is None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued, spool what cannot be sent, stop the threads."""
+        if self._pid != os.getpid() or self._closed:
             return
+        self._closed = True
         self._queue.put(_STOP)
-        self._thread.join(timeout)
+        self._builder.join(timeout)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.thread.join(max(0.1, deadline - time.monotonic()))
+        self._write_stats()
+        self._owner.release()
         self._pid = None
 
+    stop = close
 
-@atexit.register
-def _flush_all() -> None:
+    # -- reporting ------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        if self._pid != os.getpid():
+            return self.stats.snapshot(0, 0, None)
+        depth = self._queue.qsize() + sum(w.fifo.qsize() for w in self._workers)
+        unsent = sum(max(0, w.spool.records) for w in self._workers)
+        oldest = None
+        if unsent:
+            stamps = [w.spool.oldest_timestamp() for w in self._workers if w.spool.records > 0]
+            stamps = [s for s in stamps if s]
+            oldest = min(stamps) if stamps else None
+        return self.stats.snapshot(depth, unsent, oldest)
+
+    def _write_stats(self) -> dict:
+        snap = self.snapshot()
+        try:
+            stats_mod.write_file(os.path.join(self.spool_dir, self._owner.name + '.stats.json'),
+                                 snap)
+        except OSError:
+            pass
+        return snap
+
+    def _report_loop(self) -> None:
+        last_logged = None
+        next_log = time.monotonic() + self.stats_interval
+        while self._pid == os.getpid() and not self._closed:
+            time.sleep(5.0)
+            snap = self._write_stats()
+            if self.stats_interval and time.monotonic() >= next_log:
+                next_log = time.monotonic() + self.stats_interval
+                key = tuple(snap[c] for c in stats_mod.COUNTERS) + (snap['spooled_unsent'],)
+                if key != last_logged:
+                    last_logged = key
+                    LOG.info(stats_mod.format_line(snap))
+
+
+def close_all(timeout: float = 10.0) -> None:
     for dispatcher in list(_live):
         try:
-            dispatcher.flush(5.0)
+            dispatcher.close(timeout)
         except Exception:
-            pass
+            LOG.exception('audit_notifier: shutting down delivery failed')
+
+
+atexit.register(close_all)
+_sigterm_installed = False
+
+
+def _install_sigterm_handler() -> None:
+    """Flush on SIGTERM, unless the server handles SIGTERM itself (then atexit does)."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_installed = True
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+    except (ValueError, OSError):
+        return
+
+    def on_sigterm(signum, frame):
+        close_all(5.0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
