@@ -90,6 +90,7 @@ class Emitter:
                  event_filter: EventFilter, audit_reads: bool, audit_lists: bool,
                  glance_settings: glance_events.Settings, subrequests=None):
         self.formats = tuple(formats)
+        self.service = service
         self.publisher_id = publisher_id
         self.cadf_event_type = cadf_event_type
         self.filter = event_filter
@@ -108,7 +109,7 @@ class Emitter:
             rule = glance_events.RULES[route.usage]
             notes.extend(rule.build(phase, facts, self.glance_settings))
         if 'cadf' in self.formats and phase == FINISHED and route.kind in self._cadf_kinds:
-            notes.append(cadf.build(facts, self.observer, self.cadf_event_type))
+            notes.append(cadf.build(facts, self.observer, self.cadf_event_type, self.service))
         return [n for n in notes if self.filter.enabled(n.event_type)]
 
     def envelope(self, note: Notification) -> dict:

@@ -78,6 +78,7 @@ dispatcher_opts = [
 ]
 
 _STOP = object()
+BUILT = 'built'        # a submit() phase whose payload is a list of ready Notifications
 _live: 'weakref.WeakSet[Dispatcher]' = weakref.WeakSet()
 
 
@@ -210,13 +211,19 @@ class Dispatcher:
                 for worker in self._workers:
                     worker.fifo.put(None)
 
+    def submit_built(self, notes: list) -> None:
+        """Queue notifications built outside an API call (task executor, conductor)."""
+        self.submit(BUILT, notes)
+
     def _build(self, phase, exchange):
         try:
-            notes = self.emitter.notifications(phase, exchange)
+            if phase == BUILT:
+                notes = [n for n in exchange if self.emitter.filter.enabled(n.event_type)]
+            else:
+                notes = self.emitter.notifications(phase, exchange)
         except Exception:
             self.stats.add('build_errors')
-            LOG.exception('audit_notifier: building the notifications of %s %s failed',
-                          exchange.environ.get('REQUEST_METHOD'), exchange.route.path)
+            LOG.exception('audit_notifier: building notifications (%s) failed', phase)
             return []
         out = []
         for note in notes:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from audit_notifier.events import Notification, Outcome, cadf_time, outcome_of, redact
+from audit_notifier.events import (ERROR, WARN, Notification, Outcome, cadf_time, outcome_of,
+                                   redact)
 
 EVENT_TYPE_URI = 'http://schemas.dmtf.org/cloud/audit/1.0/event'
 USER_TYPE_URI = 'service/security/account/user'
@@ -54,6 +55,8 @@ def initiator(facts) -> dict:
     env = facts.exchange.environ
     user = {'typeURI': USER_TYPE_URI,
             'id': env.get('HTTP_X_USER_ID') or env.get('HTTP_X_USER') or 'unknown'}
+    if user['id'] != 'unknown':
+        user['user_id'] = user['id']          # Magnum's attribute; Ceilometer reads either
     for key, attr in _INITIATOR_ATTRS:
         value = env.get(key)
         if value:
@@ -107,33 +110,80 @@ def target(facts, observer: dict) -> dict:
     return resource
 
 
-def build(facts, observer: dict, event_type_template: str,
-          outcome: Outcome | None = None) -> Notification:
-    exchange = facts.exchange
-    route = exchange.route
-    outcome = outcome or outcome_of(exchange)
-    tgt = target(facts, observer)
-    event = {
+def event(*, action: str, outcome: str, initiator: dict, target: dict, observer: dict,
+          when: float, reason: dict | None = None, request_path: str | None = None) -> dict:
+    """A CADF event dict (the shape pycadf's Event.as_dict() gives)."""
+    payload = {
         'typeURI': EVENT_TYPE_URI,
         'eventType': 'activity',
         'id': str(uuid.uuid4()),
-        'eventTime': cadf_time(exchange.started_at),
-        'action': route.action,
-        'outcome': outcome.outcome,
-        'reason': {'reasonType': outcome.reason_type, 'reasonCode': outcome.reason_code},
-        'initiator': initiator(facts),
-        'target': tgt,
-        'observer': observer,
-        'requestPath': request_path(exchange),
+        'eventTime': cadf_time(when),
+        'action': action,
+        'outcome': outcome,
     }
+    if reason is not None:
+        payload['reason'] = reason
+    payload['initiator'] = initiator
+    payload['target'] = target
+    payload['observer'] = observer
+    if request_path is not None:
+        payload['requestPath'] = request_path
+    return payload
+
+
+def build(facts, observer: dict, event_type_template: str, service,
+          outcome: Outcome | None = None) -> Notification:
+    """The CADF record of one finished API call."""
+    exchange = facts.exchange
+    route = exchange.route
+    outcome = outcome or outcome_of(exchange)
+    priority = outcome.priority
+    if priority == WARN and service.client_error_priority == ERROR:
+        priority = ERROR
+    tgt = target(facts, observer)
+    if service.observer_follows_target:
+        observer = dict(observer, typeURI=tgt['typeURI'])
+    payload = event(action=route.action, outcome=outcome.outcome,
+                    reason={'reasonType': outcome.reason_type,
+                            'reasonCode': outcome.reason_code},
+                    initiator=initiator(facts), target=tgt, observer=observer,
+                    when=exchange.started_at, request_path=request_path(exchange))
     if route.observe == 'download':
-        event['measurements'] = [{'result': exchange.bytes_sent, 'metric': BYTES_SENT_METRIC}]
+        payload['measurements'] = [{'result': exchange.bytes_sent, 'metric': BYTES_SENT_METRIC}]
     elif route.observe == 'upload' and exchange.upload_started:
-        event['measurements'] = [{'result': exchange.bytes_received,
-                                  'metric': BYTES_RECEIVED_METRIC}]
-    return Notification('cadf', event_type_template.format(event=route.event),
-                        outcome.priority, event, tgt['id'], exchange.finished_at or
-                        exchange.started_at)
+        payload['measurements'] = [{'result': exchange.bytes_received,
+                                    'metric': BYTES_RECEIVED_METRIC}]
+    return Notification('cadf', event_type_template.format(event=route.event), priority,
+                        payload, tgt['id'], exchange.finished_at or exchange.started_at)
+
+
+def initiator_from_context(context) -> dict:
+    """The initiator of an out-of-band event, from a request context (object or dict)."""
+    def get(*names):
+        for name in names:
+            value = (context.get(name) if isinstance(context, dict)
+                     else getattr(context, name, None))
+            if value:
+                return value
+        return None
+    user_id = get('user_id', 'user') if context is not None else None
+    user = {'typeURI': USER_TYPE_URI, 'id': user_id or 'unknown'}
+    if user_id:
+        user['user_id'] = user_id
+    if context is None:
+        return user
+    for attr, names in (('name', ('user_name',)), ('domain_id', ('user_domain_id',)),
+                        ('project_id', ('project_id', 'tenant', 'project')),
+                        ('project_name', ('project_name',)),
+                        ('request_id', ('request_id',)),
+                        ('global_request_id', ('global_request_id',))):
+        value = get(*names)
+        if value:
+            user[attr] = value
+    roles = get('roles')
+    if roles:
+        user['roles'] = list(roles)
+    return user
 
 
 def request_path(exchange) -> str:

@@ -14,6 +14,8 @@ Map layout::
       publisher: image            # default publisher_id is <publisher>.<host>
       cadf_event_type: "audit.{event}"
       unmatched_event: image.request
+      client_error_priority: WARN # priority of a 4xx call (Magnum: ERROR, as Magnum does)
+      observer_follows_target: false  # Magnum: observer typeURI = target typeURI
     routes:
       - method: POST
         path: /v2/images
@@ -56,7 +58,8 @@ CADF_TYPE_ROOTS = ('storage', 'compute', 'network', 'data', 'service', 'security
                    'unknown')
 _PARAM = re.compile(r'^\{([A-Za-z_][A-Za-z0-9_]*)\}$')
 _EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
-_SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event'}
+_SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event',
+                 'client_error_priority', 'observer_follows_target'}
 _ROUTE_KEYS = {'method', 'path', 'event', 'action', 'kind', 'target', 'usage', 'observe'}
 _TARGET_KEYS = {'type_uri', 'id', 'name', 'attachments'}
 
@@ -94,6 +97,8 @@ class Service:
     publisher: str
     cadf_event_type: str
     unmatched_event: str
+    client_error_priority: str = 'WARN'
+    observer_follows_target: bool = False
 
 
 class RouteMap:
@@ -257,7 +262,16 @@ def _parse_service(doc: Mapping, path: str) -> Service:
     if not isinstance(unmatched, str) or not _EVENT.match(unmatched):
         raise _map_error(path, 'service.unmatched_event', 'not a dotted event name',
                          'use for example image.request')
-    return Service(doc['name'], doc['type_uri'], doc['publisher'], template, unmatched)
+    client_error = doc.get('client_error_priority', 'WARN')
+    if client_error not in ('WARN', 'ERROR'):
+        raise _map_error(path, 'service.client_error_priority', 'unknown priority %r'
+                         % (client_error,), 'use WARN or ERROR')
+    follows = doc.get('observer_follows_target', False)
+    if not isinstance(follows, bool):
+        raise _map_error(path, 'service.observer_follows_target', 'not a boolean',
+                         'use true or false')
+    return Service(doc['name'], doc['type_uri'], doc['publisher'], template, unmatched,
+                   client_error, follows)
 
 
 def check_event_template(template: Any, where: str) -> None:

@@ -1,0 +1,80 @@
+"""From configuration to a running pipeline: settings, route map, emitter, delivery.
+
+Shared by the WSGI filter and the out-of-band notifier API, so both read the same
+``[audit_notifier]`` options (paste keys or keyword overrides first) and send
+through the same formats, drivers and delivery.  Every configuration error is
+raised here, at start-up, as one line.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import oslo_messaging.opts
+from oslo_config import cfg
+
+from audit_notifier import _config, routes
+from audit_notifier.delivery.dispatcher import Dispatcher
+from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, Publisher, check_transport_url,
+                                             resolve_drivers)
+from audit_notifier.emitter import Emitter, EventFilter
+from audit_notifier.events import glance as glance_events
+from audit_notifier.lookup import SubRequester
+from audit_notifier.opts import ALL_OPTS
+
+
+class Pipeline:
+    """Everything behind one filter (or notifier) instance."""
+
+    def __init__(self, overrides: dict[str, Any] | None = None, app=None):
+        overrides = dict(overrides or {})
+        conf = _config.conf_from_paste(overrides)
+        settings = _config.Settings(conf, ALL_OPTS, paste=overrides)
+        for group, opts in oslo_messaging.opts.list_opts():
+            if group == NOTIFICATIONS_GROUP:
+                conf.register_opts(opts, group=group)
+        self.conf = conf
+        self.settings = settings
+        self.route_map = routes.load(settings.route_map, settings.route_map_overrides,
+                                     usage_rules=glance_events.RULES)
+        service = self.route_map.service
+        self.formats = list(dict.fromkeys(settings.formats))
+        if not self.formats:
+            raise _config.config_error('formats', 'empty', 'set cadf, glance or cadf,glance')
+        template = settings.cadf_event_type or service.cadf_event_type
+        routes.check_event_template(template, 'option cadf_event_type')
+        self.publisher_id = settings.publisher_id or '%s.%s' % (service.publisher,
+                                                                socket.gethostname())
+        glance_settings = glance_events.Settings(
+            lookups=settings.record_lookups, failures=settings.usage_failures,
+            default_backend=_default_backend(conf))
+        self.emitter = Emitter(
+            formats=self.formats, publisher_id=self.publisher_id, service=service,
+            cadf_event_type=template, event_filter=EventFilter(settings.disabled_events),
+            audit_reads=settings.audit_reads, audit_lists=settings.audit_lists,
+            glance_settings=glance_settings,
+            subrequests=SubRequester(app) if app is not None else None)
+        self.dispatcher = Dispatcher(self.emitter, self._publishers(), settings)
+
+    def _publishers(self) -> dict:
+        conf, settings = self.conf, self.settings
+
+        def pick(name):
+            value = settings.get(name)
+            return value if value else _config.fallback(conf, NOTIFICATIONS_GROUP, name)
+        transport_url = pick('transport_url')
+        drivers = resolve_drivers(pick('driver') or [], transport_url)
+        if any(d in ('messaging', 'messagingv2', 'routing') for d in drivers):
+            check_transport_url(conf, transport_url)
+        topics = pick('topics') or ['notifications']
+        return {fmt: Publisher(conf, drivers, settings.get(fmt + '_topics') or topics,
+                               transport_url, settings.retry)
+                for fmt in ('cadf', 'glance')}
+
+
+def _default_backend(conf: cfg.ConfigOpts) -> str | None:
+    """Glance's default store when multi-store is on (image.prepare's backend field)."""
+    if not _config.fallback(conf, 'DEFAULT', 'enabled_backends'):
+        return None
+    return _config.fallback(conf, 'glance_store', 'default_backend')
