@@ -89,7 +89,7 @@ def image_payload(record: dict) -> dict:
 def unknown_image_payload(image_id: str) -> dict:
     """Every field Glance sends, only the id known (the record could not be fetched)."""
     payload = dict.fromkeys(IMAGE_FIELDS)
-    payload.update(id=image_id, properties={}, tags=[], deleted=False, is_public=False)
+    payload.update(id=image_id, properties={}, tags=[], deleted=False)
     return payload
 
 
@@ -100,6 +100,40 @@ def member_payload(record: dict) -> dict:
         'status': record.get('status'),
         'created_at': record.get('created_at'),
         'updated_at': record.get('updated_at'),
+        'deleted': False,
+        'deleted_at': None,
+    }
+
+
+TASK_FIELDS = ('id', 'type', 'status', 'result', 'owner', 'message', 'expires_at',
+               'created_at', 'updated_at', 'deleted', 'deleted_at')
+
+
+def task_payload(task, when: float) -> dict:
+    """format_task_notification from a task API view (dict) or a glance.domain.Task.
+
+    ``input`` is never copied (it may carry credentials); ``result`` and ``message``
+    are always None, as Glance sends them; a task without ``expires_at`` gets the
+    time of the event, as Glance's isotime(None) does.
+    """
+    def field(name, attr=None):
+        if isinstance(task, dict):
+            value = task.get(name)
+        else:
+            value = getattr(task, attr or name, None)
+        if hasattr(value, 'strftime'):
+            value = value.strftime('%Y-%m-%dT%H:%M:%SZ')
+        return value
+    return {
+        'id': field('id', 'task_id'),
+        'type': field('type'),
+        'status': field('status'),
+        'result': None,
+        'owner': field('owner'),
+        'message': None,
+        'expires_at': field('expires_at') or iso_time(when),
+        'created_at': field('created_at'),
+        'updated_at': field('updated_at'),
         'deleted': False,
         'deleted_at': None,
     }
@@ -186,8 +220,12 @@ def _build_delete(phase, facts, settings):
     image_id = _image_id(facts)
     record = exchange.prefetched
     payload = image_payload(record) if record else unknown_image_payload(image_id)
+    # Glance sends the image as its delete left it: status deleted, updated_at set
+    # by the destroy (glance/db/__init__.py ImageRepo.remove), deleted_at now.
+    payload['status'] = 'deleted'
     payload['deleted'] = True
     payload['deleted_at'] = iso_time(exchange.finished_at)
+    payload['updated_at'] = payload['deleted_at']
     return [_note(facts, 'image.delete', INFO, payload, image_id)]
 
 
@@ -215,7 +253,14 @@ def _build_upload(phase, facts, settings):
                        redact(_upload_error_message(facts, image_id)), image_id)]
         return notes + _refreshed(facts, settings, image_id)
     record = _image_record(facts, settings, image_id)
-    payload = image_payload(record) if record else unknown_image_payload(image_id)
+    if record:
+        payload = image_payload(record)
+    else:
+        # No record: what a successful PUT /file implies is still known.  Glance
+        # uploads only to a queued image and activates it (set_data with
+        # set_active), storing exactly the bytes it read.
+        payload = unknown_image_payload(image_id)
+        payload.update(status='active', size=exchange.bytes_received)
     upload = dict(payload)
     upload.update(import_lists(payload))
     notes = [_note(facts, 'image.upload', INFO, upload, image_id)]
@@ -269,6 +314,12 @@ _UPLOAD_MESSAGE_PREFIXES = (
     'Failed to upload image data')
 
 
+# Prefixes glance/api/v2/image_data.py (upload) puts before an exception text that
+# Glance's notifier reports bare ("... due to internal error: <exception text>").
+_IMAGE_DATA_WRAPPERS = ('The incoming image is too large: ',
+                        'Image exceeds the storage quota: ')
+
+
 def _upload_error_message(facts, image_id) -> str:
     """The text of Glance's ERROR image.upload (glance/notifier.py ImageProxy.set_data).
 
@@ -279,6 +330,12 @@ def _upload_error_message(facts, image_id) -> str:
     error = facts.error_text() or exchange.status or exchange.raised or 'unknown error'
     if error.startswith(_UPLOAD_MESSAGE_PREFIXES) or ' could not be found after upload' in error:
         return error
+    # glance/api/v2/image_data.py wraps some exceptions in its HTTP explanation;
+    # Glance's notification carries the bare exception text.
+    for wrapper in _IMAGE_DATA_WRAPPERS:
+        if error.startswith(wrapper):
+            error = error[len(wrapper):]
+            break
     return ('Failed to upload image data for image %s due to internal error: %s'
             % (image_id, error))
 
@@ -347,12 +404,71 @@ def _build_refresh(phase, facts, settings):
     return _refreshed(facts, settings, _image_id(facts))
 
 
+def _build_task_create(phase, facts, settings):
+    """POST /v2/tasks: task.create from the 201 response (never its input)."""
+    if phase != FINISHED:
+        return []
+    if _failed(facts.exchange):
+        return failure('task.create', facts, settings)
+    record = facts.body_json()
+    if not isinstance(record, dict) or 'id' not in record:
+        task_id = facts.source(facts.exchange.route.target.id)
+        record = {'id': task_id}
+    payload = task_payload(record, facts.exchange.finished_at)
+    return [_note(facts, 'task.create', INFO, payload, payload['id'])]
+
+
+def _build_task_delete(phase, facts, settings):
+    """DELETE /v2/tasks/{id}: always 405 in Glance, reported as a failed task.delete."""
+    if phase != FINISHED:
+        return []
+    if _failed(facts.exchange):
+        return failure('task.delete', facts, settings)
+    payload = task_payload({'id': facts.exchange.params.get('task_id')},
+                           facts.exchange.finished_at)
+    payload.update(deleted=True, deleted_at=iso_time(facts.exchange.finished_at))
+    return [_note(facts, 'task.delete', INFO, payload, payload['id'])]
+
+
+def _build_import(phase, facts, settings):
+    """POST /import (202): task.create for the import task Glance created, then
+    image.update with the image as the call left it.  The task is found among the
+    image's tasks by the call's request id (GET /v2/images/{id}/tasks)."""
+    if phase != FINISHED:
+        return []
+    if _failed(facts.exchange):
+        return failure('image.update', facts, settings)
+    image_id = _image_id(facts)
+    notes = []
+    task = _import_task(facts, settings, image_id)
+    if task is not None:
+        payload = task_payload(task, facts.exchange.finished_at)
+        notes.append(_note(facts, 'task.create', INFO, payload, image_id))
+    return notes + _refreshed(facts, settings, image_id)
+
+
+def _import_task(facts, settings, image_id):
+    if not settings.lookups or not image_id:
+        return None
+    listing = facts.lookup('/v2/images/%s/tasks' % image_id)
+    tasks = listing.get('tasks') if isinstance(listing, dict) else None
+    if not tasks:
+        return None
+    request_id = facts.request_id()
+    for task in tasks:
+        if request_id and task.get('request_id') == request_id:
+            return task
+    return max(tasks, key=lambda t: t.get('created_at') or '')
+
+
 RULES: dict[str, Rule] = {
     'image.create': Rule('image.create', _record_event('image.create', True), wants_body=True),
     'image.update': Rule('image.update', _record_event('image.update', True), wants_body=True),
     'image.refresh': Rule('image.update', _build_refresh),
     'image.stage': Rule('image.update', _build_stage),
-    'image.import': Rule('image.update', _build_refresh),
+    'image.import': Rule('image.update', _build_import),
+    'task.create': Rule('task.create', _build_task_create, wants_body=True),
+    'task.delete': Rule('task.delete', _build_task_delete),
     'image.delete': Rule('image.delete', _build_delete, prefetch='image'),
     'image.upload': Rule('image.upload', _build_upload),
     'image.send': Rule('image.send', _build_send),
