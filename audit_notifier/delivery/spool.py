@@ -81,7 +81,7 @@ def orphan_segments(directory: str) -> dict[int, list[str]]:
             continue
         owner = m.group('owner')
         if owner not in dead:
-            dead[owner] = not _owner_alive(directory, owner)
+            dead[owner] = not owner_alive(directory, owner)
         if dead[owner]:
             birth = int(owner.rsplit('-', 1)[1])
             found[int(m.group('shard'))].append((birth, owner, int(m.group('seq')), path))
@@ -94,7 +94,7 @@ def orphan_segments(directory: str) -> dict[int, list[str]]:
     return {shard: [p for *_, p in sorted(items)] for shard, items in found.items()}
 
 
-def _owner_alive(directory: str, owner: str) -> bool:
+def owner_alive(directory: str, owner: str) -> bool:
     path = os.path.join(directory, owner + '.lock')
     try:
         fd = os.open(path, os.O_RDWR)
