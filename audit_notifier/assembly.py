@@ -54,7 +54,8 @@ class Pipeline:
             cadf_event_type=template, event_filter=EventFilter(settings.disabled_events),
             audit_reads=settings.audit_reads, audit_lists=settings.audit_lists,
             glance_settings=glance_settings,
-            subrequests=SubRequester(app) if app is not None else None)
+            subrequests=SubRequester(app) if app is not None else None,
+            resource_info=settings.cadf_resource_info)
         self.dispatcher = Dispatcher(self.emitter, self._publishers(), settings)
 
     def _publishers(self) -> dict:

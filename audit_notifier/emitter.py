@@ -38,6 +38,11 @@ emitter_opts = [
                     'route\'s event name (image.create ...). Default: the route map\'s, '
                     '"audit.{event}" for Glance (so CADF and Glance-format notifications '
                     'never share an event_type), "{event}" for Magnum.'),
+    cfg.BoolOpt('cadf_resource_info', default=False,
+                help='Add "resource_info" (the target id) to CADF payloads, as the 2016 Magnum '
+                     'user guide\'s example shows; Magnum\'s code never sent it. With '
+                     'cadf_event_type = "{event}d" this reproduces that example '
+                     '(magnum.bay.created).'),
     cfg.ListOpt('disabled_events', default=[],
                 help='Notifications not to send, by event_type: an exact name, a group '
                      'prefix (image disables image.*, image.member disables image.member.*) '
@@ -88,13 +93,15 @@ class Emitter:
 
     def __init__(self, *, formats, publisher_id: str, service, cadf_event_type: str,
                  event_filter: EventFilter, audit_reads: bool, audit_lists: bool,
-                 glance_settings: glance_events.Settings, subrequests=None):
+                 glance_settings: glance_events.Settings, subrequests=None,
+                 resource_info: bool = False):
         self.formats = tuple(formats)
         self.service = service
         self.publisher_id = publisher_id
         self.cadf_event_type = cadf_event_type
         self.filter = event_filter
         self.glance_settings = glance_settings
+        self.resource_info = resource_info
         self._subrequests = subrequests if glance_settings.lookups else None
         self._cadf_kinds = {'write'} | ({'read'} if audit_reads else set()) | \
             ({'list'} if audit_lists else set())
@@ -109,7 +116,10 @@ class Emitter:
             rule = glance_events.RULES[route.usage]
             notes.extend(rule.build(phase, facts, self.glance_settings))
         if 'cadf' in self.formats and phase == FINISHED and route.kind in self._cadf_kinds:
-            notes.append(cadf.build(facts, self.observer, self.cadf_event_type, self.service))
+            note = cadf.build(facts, self.observer, self.cadf_event_type, self.service)
+            if self.resource_info:
+                note.payload['resource_info'] = note.payload['target']['id']
+            notes.append(note)
         return [n for n in notes if self.filter.enabled(n.event_type)]
 
     def envelope(self, note: Notification) -> dict:

@@ -90,6 +90,8 @@ class AuditNotifier:
         payload = cadf.event(action=action, outcome=outcome,
                              initiator=cadf.initiator_from_context(context), target=target,
                              observer=observer, when=when)
+        if self._emitter.resource_info:
+            payload['resource_info'] = target['id']
         return Notification('cadf', self._emitter.cadf_event_type.format(event=event),
                             ERROR if outcome == 'failure' else INFO, payload, target['id'], when)
 
