@@ -9,6 +9,14 @@ Public surface:
 """
 
 from audit_notifier._config import ConfigError
-from audit_notifier.notifier import AuditNotifier, get_notifier
 
 __all__ = ['AuditNotifier', 'ConfigError', 'get_notifier']
+
+
+def __getattr__(name):
+    # Imported on first use: oslo.messaging pulls in eventlet, whose import-time
+    # warning the command line silences before it imports anything heavy.
+    if name in ('AuditNotifier', 'get_notifier'):
+        from audit_notifier import notifier
+        return getattr(notifier, name)
+    raise AttributeError(name)

@@ -273,7 +273,11 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         for worker in self._workers:
             worker.thread.join(max(0.1, deadline - time.monotonic()))
-        self._write_stats()
+        unsent = sum(max(0, w.spool.records) for w in self._workers)
+        if unsent:
+            self._write_stats()           # left for audit-notifier stats; spool is adopted later
+        else:
+            _remove(os.path.join(self.spool_dir, self._owner.name + '.stats.json'))
         self._owner.release()
         self._pid = None
 
@@ -313,6 +317,13 @@ class Dispatcher:
                 if key != last_logged:
                     last_logged = key
                     LOG.info(stats_mod.format_line(snap))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def close_all(timeout: float = 10.0) -> None:
