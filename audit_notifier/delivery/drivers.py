@@ -92,10 +92,11 @@ def check_transport_url(conf: cfg.ConfigOpts, url: str | None) -> None:
         return
     try:
         parsed = oslo_messaging.TransportURL.parse(conf, url)
-    except Exception as exc:
-        raise ConfigError('audit_notifier: option transport_url: cannot parse %s (%s); write '
-                          'for example rabbit://user:pass@host:5672/'
-                          % (_scheme(url), ' '.join(str(exc).split())))
+    except Exception:
+        # The parser's message may quote a password: only the scheme is ever shown.
+        raise ConfigError('audit_notifier: option transport_url: cannot parse %s; check host '
+                          'and port and percent-encode special characters in user and '
+                          'password, e.g. rabbit://user:pass@host:5672/' % _scheme(url))
     from importlib.metadata import entry_points
     transports = sorted(ep.name for ep in entry_points(group='oslo.messaging.drivers'))
     if parsed.transport not in transports:

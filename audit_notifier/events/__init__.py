@@ -99,7 +99,7 @@ def envelope_time(epoch: float) -> str:
 
 _CREDENTIAL_URL = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@')
 _SECRET_QUERY = re.compile(
-    r'(?i)\b((?:[a-z_-]*token|password|passwd|secret|signature|sig|key|credential[s]?)=)'
+    r'(?i)\b((?:[a-z0-9_-]*(?:token|password|passwd|secret|signature|sig)|key|credentials?)=)'
     r'[^&\s]*')
 
 

@@ -14,6 +14,7 @@ A route names its rule with ``usage: <rule>``; :data:`RULES` is the registry.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Callable
 
 from audit_notifier.events import (ERROR, INFO, WARN, Notification, expected_bytes,
@@ -123,6 +124,8 @@ def task_payload(task, when: float) -> dict:
             value = getattr(task, attr or name, None)
         if hasattr(value, 'strftime'):
             value = value.strftime('%Y-%m-%dT%H:%M:%SZ')
+        elif isinstance(value, str) and name.endswith('_at'):
+            value = _isotime_text(value)
         return value
     return {
         'id': field('id', 'task_id'),
@@ -137,6 +140,22 @@ def task_payload(task, when: float) -> dict:
         'deleted': False,
         'deleted_at': None,
     }
+
+
+def _isotime_text(value: str) -> str:
+    """A timestamp string in Glance's isotime format (whole seconds, Z).
+
+    GET /v2/images/{id}/tasks returns raw database rows, whose times are JSON as
+    ``2026-11-23T14:30:11.274139`` (naive UTC); Glance's notifications carry
+    ``2026-11-23T14:30:11Z``.
+    """
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.timezone.utc)
+    return parsed.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def import_lists(payload: dict) -> dict:
@@ -345,8 +364,10 @@ def _build_send(phase, facts, settings):
     if phase != FINISHED:
         return []
     exchange = facts.exchange
-    if _failed(exchange):
+    if _failed(exchange) and not (exchange.status is None and exchange.raised is None):
         return failure('image.send', facts, settings)
+    # (A client that left before a lazy app answered still gets the image.send dict,
+    # at ERROR with what was sent: Ceilometer reads payload.bytes_sent.)
     image_id = _image_id(facts)
     record = _image_record(facts, settings, image_id)
     if record is None and isinstance(facts.body_json(), dict):

@@ -54,8 +54,7 @@ CADF_ACTIONS = ('backup', 'capture', 'create', 'configure', 'read', 'update', 'd
                 'send', 'receive', 'authenticate', 'revoke', 'renew', 'restore',
                 'evaluate', 'allow', 'deny', 'notify', 'unknown')
 # pycadf's resource taxonomy roots (prefix match, as pycadf does).
-CADF_TYPE_ROOTS = ('storage', 'compute', 'network', 'data', 'service', 'security',
-                   'unknown')
+CADF_TYPE_ROOTS = ('storage', 'compute', 'network', 'data', 'service', 'unknown')
 _PARAM = re.compile(r'^\{([A-Za-z_][A-Za-z0-9_]*)\}$')
 _EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
 _SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event',
@@ -104,11 +103,13 @@ class Service:
 class RouteMap:
     """A validated, compiled route map."""
 
-    def __init__(self, service: Service, routes: list[Route], sources: list[str]):
+    def __init__(self, service: Service, routes: list[Route], sources: list[str],
+                 route_files: dict | None = None):
+        route_files = route_files or {}
         self.service = service
         self.routes = routes
         self.sources = sources
-        # Trie node: {segment: node, None: (param name, node), '': {method: route}}
+        # Trie node: {segment: node, None: (param name, node), 0: {method: route}}
         self._trie: dict = {}
         for route in routes:
             node = self._trie
@@ -120,11 +121,12 @@ class RouteMap:
                 name, child = node.setdefault(None, (param.group(1), {}))
                 if name != param.group(1):
                     raise ConfigError(
-                        'audit_notifier: route map, route %s %s: parameter {%s} stands where '
+                        'audit_notifier: route map %s, route %s %s: parameter {%s} stands where '
                         'another route has {%s}; use one name for the same position'
-                        % (route.method, route.path, param.group(1), name))
+                        % (route_files.get(route.key, sources[0] if sources else '?'),
+                           route.method, route.path, param.group(1), name))
                 node = child
-            node.setdefault('', {})[route.method] = route
+            node.setdefault(0, {})[route.method] = route
 
     def match(self, method: str, path: str) -> tuple[Route, dict] | None:
         """The route for ``method path`` and its path parameters, or None.
@@ -134,6 +136,8 @@ class RouteMap:
         node = self._trie
         params = None
         for seg in path.strip('/').split('/') if path not in ('', '/') else ():
+            if not seg:
+                return None                      # '//' never names a resource
             nxt = node.get(seg)
             if nxt is None:
                 param = node.get(None)
@@ -144,7 +148,7 @@ class RouteMap:
                 params[param[0]] = seg
                 nxt = param[1]
             node = nxt
-        leaf = node.get('')
+        leaf = node.get(0)
         if leaf is None:
             return None
         route = leaf.get(method)
@@ -190,26 +194,31 @@ def load(base: str, overrides: list[str] | tuple = (),
     base_path = resolve_map_path(base)
     doc = _read(base_path)
     service_doc = dict(_require_mapping(doc.get('service'), base_path, 'service'))
+    _check_service_keys(service_doc, base_path)
     routes: dict[tuple[str, str], Route] = {}
+    route_files: dict[tuple[str, str], str] = {}
     for index, raw in enumerate(_require_list(doc.get('routes'), base_path, 'routes')):
         route = _parse_route(raw, base_path, index, usage_rules)
         if route.key in routes:
             raise _map_error(base_path, 'route %d (%s %s)' % (index, route.method, route.path),
                              'duplicate method and path', 'keep one of them')
         routes[route.key] = route
+        route_files[route.key] = base_path
     sources = [base_path]
     for extra in overrides:
         extra_path = resolve_map_path(extra)
         extra_doc = _read(extra_path)
-        service_doc.update(_require_mapping(extra_doc.get('service', {}), extra_path,
-                                            'service'))
+        extra_service = _require_mapping(extra_doc.get('service', {}), extra_path, 'service')
+        _check_service_keys(extra_service, extra_path)
+        service_doc.update(extra_service)
         for index, raw in enumerate(_require_list(extra_doc.get('routes', []), extra_path,
                                                   'routes')):
             route = _parse_route(raw, extra_path, index, usage_rules)
             routes[route.key] = route
+            route_files[route.key] = extra_path
         sources.append(extra_path)
     service = _parse_service(service_doc, base_path)
-    return RouteMap(service, list(routes.values()), sources)
+    return RouteMap(service, list(routes.values()), sources, route_files)
 
 
 def _read(path: str) -> Mapping:
@@ -247,11 +256,14 @@ def _require_list(value: Any, path: str, where: str) -> list:
     return value
 
 
-def _parse_service(doc: Mapping, path: str) -> Service:
+def _check_service_keys(doc: Mapping, path: str) -> None:
     unknown = set(doc) - _SERVICE_KEYS
     if unknown:
         raise _map_error(path, 'service', 'unknown key %s' % sorted(unknown)[0],
                          'allowed keys: %s' % ', '.join(sorted(_SERVICE_KEYS)))
+
+
+def _parse_service(doc: Mapping, path: str) -> Service:
     for key in ('name', 'type_uri', 'publisher'):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise _map_error(path, 'service.%s' % key, 'missing', 'give a non-empty string')
