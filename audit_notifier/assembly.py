@@ -56,9 +56,10 @@ class Pipeline:
             glance_settings=glance_settings,
             subrequests=SubRequester(app) if app is not None else None,
             resource_info=settings.cadf_resource_info)
-        self.dispatcher = Dispatcher(self.emitter, self._publishers(), settings)
+        self.dispatcher = Dispatcher(self.emitter, self._publishers, settings)
 
     def _publishers(self) -> dict:
+        """A fresh set of publishers, one per format (each shard gets its own)."""
         conf, settings = self.conf, self.settings
 
         def pick(name):

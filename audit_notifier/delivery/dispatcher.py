@@ -113,9 +113,12 @@ def check_spool_dir(path: str) -> None:
 class Dispatcher:
     """Hand-over from the request path to the publishers."""
 
-    def __init__(self, emitter, publishers: dict, settings):
+    def __init__(self, emitter, publisher_factory, settings):
         self.emitter = emitter
-        self.publishers = publishers
+        # Each shard publishes through its own transport: RabbitMQ keeps order only
+        # within one connection, and a shared pool may hand a thread another one.
+        self.publisher_factory = publisher_factory
+        self.publishers = publisher_factory()
         self.mode = settings.delivery_mode
         self.queue_size = settings.queue_size
         self.shards = settings.sender_threads
@@ -136,6 +139,13 @@ class Dispatcher:
     @property
     def counters(self) -> dict:
         return self.stats.counters
+
+    def all_publishers(self) -> list:
+        """Every Publisher in use: the spare set and each running shard's."""
+        sets = [self.publishers]
+        if self._pid == os.getpid():
+            sets.extend(w.publishers for w in self._workers)
+        return [p for s in sets for p in s.values()]
 
     # -- request path ---------------------------------------------------------------------
     def submit(self, phase: str, exchange) -> None:
@@ -188,7 +198,7 @@ class Dispatcher:
             spill_at = max(100, self.queue_size // self.shards)
             self._workers = [
                 shard_mod.ShardWorker(
-                    i, self.publishers,
+                    i, self.publisher_factory(),
                     spool_mod.ShardSpool(self._owner, i, cap, self.fsync, per_shard.get(i)),
                     self.stats, self.overflow, self.block_seconds, spill_at)
                 for i in range(self.shards)]
@@ -203,6 +213,7 @@ class Dispatcher:
                                               name='audit-notifier-stats')
             self._reporter.start()
             _install_sigterm_handler()
+            quiet_sender_threads()
             self._closed = False
             self._pid = os.getpid()
             if any(adopted.values()):
@@ -253,15 +264,22 @@ class Dispatcher:
             events.append(ev)
         for ev in events:
             ev.wait(max(0.0, deadline - time.monotonic()))
+        self._last_flush_clean = all(ev.is_set() for ev in events) and \
+            all(w.flushed_clean for w in self._workers)
         done.set()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far was published (or timeout)."""
+        """Wait until everything submitted so far was published.
+
+        True only if it all reached the bus; False on timeout or when some of it is
+        still in the spool (the bus is down).
+        """
         if self._pid != os.getpid():
             return True
         done = threading.Event()
+        self._last_flush_clean = False
         self._queue.put((shard_mod.FLUSH, done, time.monotonic() + timeout))
-        return done.wait(timeout + 1)
+        return done.wait(timeout + 1) and self._last_flush_clean
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued, spool what cannot be sent, stop the threads."""
@@ -317,6 +335,27 @@ class Dispatcher:
                 if key != last_logged:
                     last_logged = key
                     LOG.info(stats_mod.format_line(snap))
+
+
+class _SenderThreadFilter(logging.Filter):
+    """Drops oslo.messaging's per-publish error lines logged by our sender threads:
+    an outage is reported once by audit_notifier itself, not once per notification."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not threading.current_thread().name.startswith('audit-notifier-')
+
+
+_QUIET_LOGGERS = ('oslo.messaging._drivers.impl_rabbit', 'oslo.messaging._drivers.amqpdriver',
+                  'oslo.messaging._drivers.impl_kafka', 'oslo.messaging.transport',
+                  'kombu', 'amqp')
+_sender_filter = _SenderThreadFilter()
+
+
+def quiet_sender_threads() -> None:
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if _sender_filter not in logger.filters:
+            logger.addFilter(_sender_filter)
 
 
 def _remove(path: str) -> None:

@@ -42,10 +42,12 @@ delivery_opts = [
                 help='Topics for CADF notifications only, e.g. audit. Default: topics.'),
     cfg.ListOpt('glance_topics',
                 help='Topics for Glance-format notifications only. Default: topics.'),
-    cfg.IntOpt('retry', default=0, min=0, max=10,
+    cfg.IntOpt('retry', default=0, min=0, max=3,
                help='Connection retries of one publish before the sender treats the bus as '
                     'down and keeps the notification for later. Bounded on purpose: '
-                    'oslo.messaging\'s default (-1, forever) would stall the sender.'),
+                    'oslo.messaging\'s default (-1, forever) would stall the sender, and '
+                    'each retry waits longer (retry=2 blocks a sender 7 s when the bus is '
+                    'down).'),
 ]
 # Glance 2014 notifier_strategy names and their oslo.messaging drivers.
 ALIASES = {'logging': 'log', 'rabbit': 'messaging', 'default': 'noop'}
@@ -159,10 +161,11 @@ class Publisher:
                 continue
             for topic in self.topics:
                 target = oslo_messaging.Target(topic='%s.%s' % (topic, priority.lower()))
-                self._transport._send_notification(target, {}, envelope, version=version,
-                                                   retry=self.retry)
+                # A copy: oslo.messaging adds keys (_unique_id ...) to the dict it sends.
+                self._transport._send_notification(target, {}, dict(envelope),
+                                                   version=version, retry=self.retry)
         for driver in self._others:
-            driver.notify({}, envelope, priority, self.retry)
+            driver.notify({}, dict(envelope), priority, self.retry)
 
     def cleanup(self) -> None:
         transport, self._transport, self._others = self._transport, None, None

@@ -42,7 +42,7 @@ class ShardWorker:
         self._retry_wait = _RETRY_FIRST
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name='audit-notifier-shard-%d' % index)
-        self.oldest_fifo: float | None = None
+        self.flushed_clean = True          # did the last flush leave nothing unsent?
 
     def start(self) -> None:
         self.thread.start()
@@ -63,6 +63,7 @@ class ShardWorker:
                 return
             if isinstance(item, tuple) and item[0] is FLUSH:
                 self._drain(deadline=time.monotonic() + item[2])
+                self.flushed_clean = self.spool.records <= 0
                 item[1].set()
                 continue
             if item is not None:
@@ -105,7 +106,8 @@ class ShardWorker:
             if not self._publish(record['fmt'], record['envelope']):
                 if deadline is None or time.monotonic() >= deadline:
                     return
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+                # Wait out the back-off (as the loop does), not a fixed short pause.
+                time.sleep(max(0.0, min(self._retry_at, deadline) - time.monotonic()))
                 continue
             self.spool.advance(position)
             self.stats.add('replayed')

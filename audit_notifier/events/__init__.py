@@ -92,9 +92,10 @@ def iso_time(epoch: float) -> str:
 
 
 def envelope_time(epoch: float) -> str:
-    """oslo.messaging's envelope timestamp: str(utcnow()), no zone."""
-    return str(datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-               .replace(tzinfo=None))
+    """oslo.messaging's envelope timestamp (str(utcnow()), no zone), always with the
+    microseconds (str() drops them when they are zero)."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
+        '%Y-%m-%d %H:%M:%S.%f')
 
 
 _CREDENTIAL_URL = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@')

@@ -120,8 +120,8 @@ def test_paste_control_keys_are_accepted():
     ('record_lookups', 'ja', 'expected a boolean (true or false)'),
     ('queue_size', 'ten', 'expected an integer of at least 1'),
     ('queue_size', '0', 'expected an integer of at least 1'),
-    ('retry', '11', 'expected an integer from 0 to 10'),
-    ('retry', '-1', 'expected an integer from 0 to 10'),
+    ('retry', '11', 'expected an integer from 0 to 3'),
+    ('retry', '-1', 'expected an integer from 0 to 3'),
     ('formats', 'cadf,xml', 'expected a comma-separated list of cadf, glance'),
     ('unmatched_requests', 'sometimes', 'expected one of ignore, audit'),
 ])
@@ -134,7 +134,7 @@ def test_invalid_paste_values(key, raw, expected):
 @pytest.mark.parametrize('key, raw, expected', [
     ('audit_reads', 'maybe', 'expected a boolean (true or false)'),
     ('queue_size', 'ten', 'expected an integer of at least 1'),
-    ('retry', '99', 'expected an integer from 0 to 10'),
+    ('retry', '99', 'expected an integer from 0 to 3'),
     ('formats', 'xml', 'expected a comma-separated list of cadf, glance'),
     ('unmatched_requests', 'sometimes', 'expected one of ignore, audit'),
 ])
