@@ -50,8 +50,9 @@ emitter_opts = [
     cfg.BoolOpt('record_lookups', default=True,
                 help='Glance format: fetch image and member records that a response does '
                      'not carry by an in-process GET to the wrapped app with the caller\'s '
-                     'identity (one extra Glance GET for uploads, downloads, tags, actions; '
-                     'before the call for deletes). Off: such fields are null.'),
+                     'identity: one Glance GET per download, tag, action or stage step, two '
+                     'per upload (its start and its end), one before the call for deletes. '
+                     'Off: such fields are null.'),
     cfg.BoolOpt('usage_failures', default=True,
                 help='Glance format: send a WARN (4xx) or ERROR (5xx) notification with a '
                      'text payload for a failed call. Off: only the failure notifications '

@@ -75,6 +75,8 @@ class AuditNotifier:
             raise ValueError('outcome must be one of %s' % ', '.join(OUTCOMES))
         if resource not in ('cluster', 'bay'):
             raise ValueError("resource must be 'cluster' or 'bay'")
+        if 'cadf' not in self._emitter.formats:
+            return                     # Magnum's notifications exist only as CADF events
         uuid = _get(cluster, 'uuid') or _get(cluster, 'id')
         target = {'typeURI': 'service/magnum/%s' % resource, 'id': uuid or 'unknown'}
         if _get(cluster, 'name'):

@@ -157,7 +157,7 @@ class Dispatcher:
         q = self._queue
         if q.qsize() >= self.queue_size and not self._wait_for_room(q):
             self.stats.add('dropped')
-            self.stats.overflow('queue_size', 1)
+            self.stats.queue_full(self.queue_size)
             return
         self.stats.counters['queued'] += 1
         q.put((phase, exchange))
@@ -191,7 +191,7 @@ class Dispatcher:
             self.stats = stats_mod.Stats()
             self._owner = spool_mod.Owner(self.spool_dir)
             cap = spool_mod.SpoolCap(self.spool_max_bytes)
-            adopted = spool_mod.orphan_segments(self.spool_dir)
+            adopted = spool_mod.claim_orphans(self._owner)
             per_shard: dict[int, list] = {}
             for index, paths in sorted(adopted.items()):
                 per_shard.setdefault(index % self.shards, []).extend(paths)
@@ -328,6 +328,8 @@ class Dispatcher:
         next_log = time.monotonic() + self.stats_interval
         while self._pid == os.getpid() and not self._closed:
             time.sleep(5.0)
+            if self._closed:
+                return
             snap = self._write_stats()
             if self.stats_interval and time.monotonic() >= next_log:
                 next_log = time.monotonic() + self.stats_interval

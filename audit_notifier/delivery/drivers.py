@@ -73,11 +73,11 @@ def resolve_drivers(names: Iterable[str], transport_url: str | None) -> list[str
                 "dropped its qpid/AMQP 1.0 driver); set driver = messagingv2 with a rabbit:// "
                 "or kafka:// transport_url")
         if name == 'kafka':
-            if transport_url and not transport_url.startswith('kafka://'):
+            if not transport_url or not transport_url.startswith('kafka://'):
                 raise ConfigError(
                     "audit_notifier: option driver: 'kafka' sends through a kafka:// transport "
                     "but transport_url is %s; set transport_url = kafka://host:9092"
-                    % _scheme(transport_url))
+                    % (_scheme(transport_url) if transport_url else 'not set'))
             name = 'messagingv2'
         name = ALIASES.get(name, name)
         if name not in known:

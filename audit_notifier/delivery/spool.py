@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import itertools
 import glob
 import json
 import os
@@ -25,6 +26,8 @@ import threading
 import time
 
 SEGMENT_BYTES = 4 * 1024 * 1024
+FILE_MODE = 0o600            # spooled payloads are audit data: owner only
+_births = itertools.count()
 _SEGMENT = re.compile(r'^(?P<owner>.+-\d+-\d+)-s(?P<shard>\d+)-(?P<seq>\d+)\.spool$')
 
 
@@ -57,22 +60,44 @@ class Owner:
 
     def __init__(self, directory: str):
         self.directory = directory
-        os.makedirs(directory, exist_ok=True)
-        host = re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
-        self.name = '%s-%d-%d' % (host, os.getpid(), int(time.time() * 1000))
-        self._lock_file = open(os.path.join(directory, self.name + '.lock'), 'w')
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        host = re.sub(r'[^A-Za-z0-9_.-]', '_', socket.gethostname()).replace('-', '_') or 'host'
+        # Unique within the process too (a filter and a notifier may start together);
+        # the number still sorts by start time.
+        birth = int(time.time() * 1000) * 1000 + next(_births) % 1000
+        self.name = '%s-%d-%d' % (host, os.getpid(), birth)
+        self.lock_path = os.path.join(directory, self.name + '.lock')
+        fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        self._lock_file = os.fdopen(fd, 'w')
         fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self) -> None:
-        try:
-            os.unlink(self._lock_file.name)
-        except OSError:
-            pass
+        _unlink(self.lock_path)
         self._lock_file.close()
 
 
+def claim_orphans(owner: Owner) -> dict[int, list[str]]:
+    """Take over the segments of owners that are gone: each is renamed into
+    ``owner``'s name (so no other process or replay sends it too), per shard,
+    oldest first.  A segment another process claimed first is skipped."""
+    claimed: dict[int, list[str]] = {}
+    seq = 0
+    for shard, paths in sorted(orphan_segments(owner.directory).items()):
+        for path in paths:
+            seq += 1
+            new = os.path.join(owner.directory, '%s-s%d-%08d.spool' % (owner.name, shard, seq))
+            try:
+                os.rename(path, new)
+            except OSError:
+                continue
+            claimed.setdefault(shard, []).append(new)
+    owner.first_seq = seq
+    return claimed
+
+
 def orphan_segments(directory: str) -> dict[int, list[str]]:
-    """Segments of owners that are gone, per shard, oldest first; their locks removed."""
+    """Segments of owners that are gone, per shard, oldest first; their locks and
+    stats files removed."""
     found: dict[int, list[tuple]] = collections.defaultdict(list)
     dead = {}
     for path in glob.glob(os.path.join(directory, '*.spool')):
@@ -87,10 +112,8 @@ def orphan_segments(directory: str) -> dict[int, list[str]]:
             found[int(m.group('shard'))].append((birth, owner, int(m.group('seq')), path))
     for owner, is_dead in dead.items():
         if is_dead:
-            try:
-                os.unlink(os.path.join(directory, owner + '.lock'))
-            except OSError:
-                pass
+            _unlink(os.path.join(directory, owner + '.lock'))
+            _unlink(os.path.join(directory, owner + '.stats.json'))
     return {shard: [p for *_, p in sorted(items)] for shard, items in found.items()}
 
 
@@ -128,8 +151,9 @@ class ShardSpool:
         self.fsync = fsync
         self.lock = threading.Lock()
         self._segments: collections.deque = collections.deque()   # [path, size, records]
-        self._seq = 0
+        self._seq = getattr(owner, 'first_seq', 0)       # after the claimed segments
         self._writer = None
+        self._segments_writing = None
         self._read_path = None
         self._read_offset = 0
         self.records = 0                    # records not yet sent
@@ -165,7 +189,9 @@ class ShardSpool:
         self._seq += 1
         path = os.path.join(self.owner.directory, '%s-s%d-%08d.spool'
                             % (self.owner.name, self.shard, self._seq))
-        self._writer = open(path, 'ab')
+        self._writer = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                         FILE_MODE), 'ab')
+        self._segments_writing = path
         self._segments.append([path, 0, 0])
 
     def drop_oldest_segment(self) -> int:
@@ -211,7 +237,7 @@ class ShardSpool:
 
     def _finish_head(self) -> None:
         path, size, _ = self._segments.popleft()
-        if self._writer is not None and self._writer.name == path:
+        if self._writer is not None and self._segments_writing == path:
             self._writer.close()
             self._writer = None
         _unlink(path)

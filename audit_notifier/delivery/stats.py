@@ -75,6 +75,19 @@ class Stats:
                   'dropped %d notification(s)%s', policy, dropped + suppressed,
                   ' in the last minute' if suppressed else '')
 
+    def queue_full(self, size: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_overflow_log < 60:
+                self._overflow_suppressed += 1
+                return
+            suppressed, self._overflow_suppressed = self._overflow_suppressed, 0
+            self._last_overflow_log = now
+        LOG.error('audit_notifier: %d API calls are waiting for their notifications to be '
+                  'built (queue_size); dropped %d call(s)%s: the process is out of CPU for '
+                  'its sender', size, 1 + suppressed,
+                  ' in the last minute' if suppressed else '')
+
     # -- reporting ------------------------------------------------------------------------
     def snapshot(self, depth: int, unsent_spooled: int, oldest: float | None) -> dict:
         with self._lock:
@@ -95,6 +108,6 @@ def format_line(snap: dict) -> str:
 
 def write_file(path: str, snap: dict) -> None:
     tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
         json.dump(snap, f, sort_keys=True)
     os.replace(tmp, path)

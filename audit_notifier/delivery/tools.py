@@ -23,13 +23,22 @@ class ReplayResult:
 
 
 def replay(spool_dir: str, publishers: dict) -> ReplayResult:
-    """Send every orphaned record in ``spool_dir``; stop at the first failure."""
+    """Send every orphaned record in ``spool_dir``; stop at the first failure.
+
+    The segments are claimed first (renamed under this run's own name), so a
+    service starting meanwhile does not send them too; what is left unsent becomes
+    an orphan again when this run ends.
+    """
     result = ReplayResult()
-    for _shard, paths in sorted(spool_mod.orphan_segments(spool_dir).items()):
-        for path in paths:
-            if not _replay_segment(path, publishers, result):
-                return result
-            result.segments += 1
+    owner = spool_mod.Owner(spool_dir)
+    try:
+        for _shard, paths in sorted(spool_mod.claim_orphans(owner).items()):
+            for path in paths:
+                if not _replay_segment(path, publishers, result):
+                    return result
+                result.segments += 1
+    finally:
+        owner.release()
     return result
 
 

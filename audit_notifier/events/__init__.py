@@ -36,7 +36,7 @@ class Outcome(NamedTuple):
 def outcome_of(exchange) -> Outcome:
     """CADF outcome and notification priority of a finished exchange.
 
-    2xx/3xx success (202 Accepted: pending, the work goes on asynchronously),
+    2xx/3xx success (202 Accepted, or a route marked async: pending, the work goes on),
     4xx failure at WARN, 5xx failure at ERROR; a download whose body did not reach
     the server whole is a failure at ERROR; an exception from the app, too.
     """
@@ -51,7 +51,7 @@ def outcome_of(exchange) -> Outcome:
         return Outcome('failure', WARN, 'HTTP', str(code))
     if exchange.route.observe == 'download' and not transfer_complete(exchange):
         return Outcome('failure', ERROR, 'HTTP', str(code))
-    if code == 202:
+    if code == 202 or exchange.route.asynchronous:
         return Outcome('pending', INFO, 'HTTP', str(code))
     return Outcome('success', INFO, 'HTTP', str(code))
 
@@ -100,8 +100,8 @@ def envelope_time(epoch: float) -> str:
 
 _CREDENTIAL_URL = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@')
 _SECRET_QUERY = re.compile(
-    r'(?i)\b((?:[a-z0-9_-]*(?:token|password|passwd|secret|signature|sig)|key|credentials?)=)'
-    r'[^&\s]*')
+    r'(?i)\b((?:[a-z0-9_-]*(?:token|password|passwd|secret|signature|sig)[a-z0-9_-]*'
+    r'|(?:api|access|private)[_-]?key|key|credentials?)=)[^&\s]*')
 
 
 def redact(text: str) -> str:

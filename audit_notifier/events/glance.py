@@ -256,20 +256,17 @@ def _build_upload(phase, facts, settings):
     exchange = facts.exchange
     image_id = _image_id(facts)
     if phase == STARTED:
-        payload = _record_at_start(facts, settings, image_id, 'saving')
-        prepare = dict(payload)
-        prepare.update(import_lists(payload))
-        backend = exchange.environ.get('HTTP_X_IMAGE_META_STORE') or settings.default_backend
-        if backend:
-            prepare['backend'] = backend
-        when = exchange.started_at
-        return [_note(facts, 'image.update', INFO, payload, image_id, when),
-                _note(facts, 'image.prepare', INFO, prepare, image_id, when)]
+        return _upload_started(facts, settings, image_id)
     if _failed(exchange):
+        notes = []
         if not exchange.upload_started:
-            return failure('image.upload', facts, settings)
-        notes = [_note(facts, 'image.upload', ERROR,
-                       redact(_upload_error_message(facts, image_id)), image_id)]
+            if not _store_failure(facts):
+                return failure('image.upload', facts, settings)
+            # The store failed before reading a byte (e.g. it could not open its
+            # file): Glance had already saved "saving" and sent image.prepare.
+            notes = _upload_started(facts, settings, image_id)
+        notes.append(_note(facts, 'image.upload', ERROR,
+                           redact(_upload_error_message(facts, image_id)), image_id))
         return notes + _refreshed(facts, settings, image_id)
     record = _image_record(facts, settings, image_id)
     if record:
@@ -287,6 +284,20 @@ def _build_upload(phase, facts, settings):
         notes.append(_note(facts, 'image.activate', INFO, dict(payload), image_id))
     notes.append(_note(facts, 'image.update', INFO, payload, image_id))
     return notes
+
+
+def _upload_started(facts, settings, image_id) -> list:
+    """image.update(saving) and image.prepare: Glance's set_data has begun."""
+    exchange = facts.exchange
+    payload = _record_at_start(facts, settings, image_id, 'saving')
+    prepare = dict(payload)
+    prepare.update(import_lists(payload))
+    backend = exchange.environ.get('HTTP_X_IMAGE_META_STORE') or settings.default_backend
+    if backend:
+        prepare['backend'] = backend
+    when = exchange.started_at
+    return [_note(facts, 'image.update', INFO, payload, image_id, when),
+            _note(facts, 'image.prepare', INFO, prepare, image_id, when)]
 
 
 def _build_stage(phase, facts, settings):
@@ -337,6 +348,17 @@ _UPLOAD_MESSAGE_PREFIXES = (
 # Glance's notifier reports bare ("... due to internal error: <exception text>").
 _IMAGE_DATA_WRAPPERS = ('The incoming image is too large: ',
                         'Image exceeds the storage quota: ')
+
+
+def _store_failure(facts) -> bool:
+    """Did the failed upload reach Glance's set_data (a store or size error)?
+
+    Glance's HTTP explanation then carries the message of its ERROR image.upload
+    (or the wrapped exception text); policy, state and not-found errors do not.
+    """
+    error = facts.error_text()
+    return bool(error) and (error.startswith(_UPLOAD_MESSAGE_PREFIXES + _IMAGE_DATA_WRAPPERS)
+                            or ' could not be found after upload' in error)
 
 
 def _upload_error_message(facts, image_id) -> str:
@@ -452,25 +474,48 @@ def _build_task_delete(phase, facts, settings):
 
 
 def _build_import(phase, facts, settings):
-    """POST /import (202): task.create for the import task Glance created, then
-    image.update with the image as the call left it.  The task is found among the
-    image's tasks by the call's request id (GET /v2/images/{id}/tasks)."""
+    """POST /import (202): task.create for the import task Glance created, as
+    Glance's own task.create shows it (status pending, expires_at the time of the
+    call), then image.update with the image as the call left it."""
     if phase != FINISHED:
         return []
-    if _failed(facts.exchange):
+    exchange = facts.exchange
+    if _failed(exchange):
         return failure('image.update', facts, settings)
     image_id = _image_id(facts)
     notes = []
     task = _import_task(facts, settings, image_id)
     if task is not None:
-        payload = task_payload(task, facts.exchange.finished_at)
+        payload = task_payload(task, exchange.finished_at)
+        created = payload['created_at'] or iso_time(exchange.started_at)
+        payload.update(status='pending', created_at=created, updated_at=created,
+                       expires_at=iso_time(exchange.finished_at))
         notes.append(_note(facts, 'task.create', INFO, payload, image_id))
     return notes + _refreshed(facts, settings, image_id)
 
 
 def _import_task(facts, settings, image_id):
+    """The import task of this call.
+
+    While the import runs, the image carries its task id in os_glance_import_task
+    (Glance's import lock); the task is then read with GET /v2/tasks/{id}, a pure
+    read (admin-only by default: otherwise only what the call itself tells is
+    known).  Only when the import is already over is the task looked for among
+    the image's tasks: that GET also soft-deletes expired tasks in Glance's
+    database (tasks_get_by_image opens a write session), and a write racing the
+    import task can make it fail on SQLite.
+    """
     if not settings.lookups or not image_id:
         return None
+    record = _image_record(facts, settings, image_id)
+    task_id = record.get('os_glance_import_task') if isinstance(record, dict) else None
+    if task_id:
+        task = facts.lookup('/v2/tasks/%s' % task_id)
+        if isinstance(task, dict) and task.get('id') == task_id:
+            return task
+        env = facts.exchange.environ
+        return {'id': task_id, 'type': 'api_image_import',
+                'owner': env.get('HTTP_X_PROJECT_ID') or env.get('HTTP_X_TENANT_ID')}
     listing = facts.lookup('/v2/images/%s/tasks' % image_id)
     tasks = listing.get('tasks') if isinstance(listing, dict) else None
     if not tasks:

@@ -25,6 +25,7 @@ Map layout::
         target: {type_uri: service/storage/image, id: response.id}
         usage: image.create       # Glance-format rule (events/glance.py), optional
         observe: upload           # upload | download (byte counting), optional
+        async: true               # a 2xx only starts the work: outcome pending (Magnum deletes)
 
 A target ``id`` (and any ``attachments`` value) is a source expression:
 ``path.<param>``, ``response.<key>[.<key>...]``, ``header.<Name>`` (a response
@@ -59,7 +60,8 @@ _PARAM = re.compile(r'^\{([A-Za-z_][A-Za-z0-9_]*)\}$')
 _EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
 _SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event',
                  'client_error_priority', 'observer_follows_target'}
-_ROUTE_KEYS = {'method', 'path', 'event', 'action', 'kind', 'target', 'usage', 'observe'}
+_ROUTE_KEYS = {'method', 'path', 'event', 'action', 'kind', 'target', 'usage', 'observe',
+               'async'}
 _TARGET_KEYS = {'type_uri', 'id', 'name', 'attachments'}
 
 
@@ -83,6 +85,8 @@ class Route:
     observe: str | None = None
     # Does building this call's events need the response body?  Derived at load.
     wants_body: bool = False
+    # A successful answer only starts the work (202 always does): outcome pending.
+    asynchronous: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -350,11 +354,14 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
     if usage is not None and usage not in usage_rules:
         raise _map_error(path, where + '.usage', 'no usage-format rule named %r' % usage,
                          'use one of %s' % ', '.join(sorted(usage_rules)))
+    asynchronous = raw.get('async', False)
+    if not isinstance(asynchronous, bool):
+        raise _map_error(path, where + '.async', 'not a boolean', 'use true or false')
     target = _parse_target(raw.get('target'), path, where, params)
     wants_body = (_uses_response(target) or
                   (usage is not None and usage_rules[usage].wants_body))
     return Route(method, route_path, raw['event'], raw['action'], kind, target, usage,
-                 observe, wants_body)
+                 observe, wants_body, asynchronous)
 
 
 def _default_kind(method: str, action: str) -> str:
