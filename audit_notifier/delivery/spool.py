@@ -26,6 +26,7 @@ import threading
 import time
 
 SEGMENT_BYTES = 4 * 1024 * 1024
+ROTATE_READ_BYTES = 64 * 1024   # a fully sent current segment this big is rotated away
 FILE_MODE = 0o600            # spooled payloads are audit data: owner only
 _births = itertools.count()
 _SEGMENT = re.compile(r'^(?P<owner>.+-\d+-\d+)-s(?P<shard>\d+)-(?P<seq>\d+)\.spool$')
@@ -144,8 +145,9 @@ class ShardSpool:
     (and, in write-ahead mode, request threads appending under ``lock``)."""
 
     def __init__(self, owner: Owner, shard: int, cap: SpoolCap, fsync: bool = False,
-                 adopted: list[str] | None = None):
+                 adopted: list[str] | None = None, segment_bytes: int = SEGMENT_BYTES):
         self.owner = owner
+        self.segment_bytes = segment_bytes
         self.shard = shard
         self.cap = cap
         self.fsync = fsync
@@ -172,7 +174,7 @@ class ShardSpool:
         with self.lock:
             if not self.cap.reserve(len(record)):
                 return False
-            if self._writer is None or self._segments[-1][1] >= SEGMENT_BYTES:
+            if self._writer is None or self._segments[-1][1] >= self.segment_bytes:
                 self._open_segment()
             self._writer.write(record)
             self._writer.flush()
@@ -197,7 +199,9 @@ class ShardSpool:
     def drop_oldest_segment(self) -> int:
         """Delete the oldest segment that is not being written; records dropped."""
         with self.lock:
-            if len(self._segments) < 2:
+            if len(self._segments) == 1 and self._writer is not None:
+                self._close_writer()           # rotate: the current segment becomes old
+            if not self._segments or (len(self._segments) == 1 and self._writer is not None):
                 return 0
             path, size, count = self._segments.popleft()
             unread = count
@@ -226,7 +230,11 @@ class ShardSpool:
                         self.records -= 1
                         continue
                 if self._writer is not None and len(self._segments) == 1:
-                    return None                  # the current segment, fully read
+                    # The current segment, fully read.  Once it is sizeable, rotate
+                    # so a crash cannot make the next process send it all again.
+                    if self._segments[0][1] >= ROTATE_READ_BYTES:
+                        self._finish_head()
+                    return None
                 self._finish_head()
             return None
 
@@ -235,11 +243,16 @@ class ShardSpool:
             self._read_offset = position
             self.records -= 1
 
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._segments_writing = None
+
     def _finish_head(self) -> None:
         path, size, _ = self._segments.popleft()
         if self._writer is not None and self._segments_writing == path:
-            self._writer.close()
-            self._writer = None
+            self._close_writer()
         _unlink(path)
         self.cap.release(size)
         self._read_path, self._read_offset = None, 0

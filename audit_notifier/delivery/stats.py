@@ -28,7 +28,7 @@ class Stats:
         self.outages = 0
         self._down_since: float | None = None
         self._outage_errors = 0
-        self._last_overflow_log = 0.0
+        self._last_overflow_log = float('-inf')
         self._overflow_suppressed = 0
 
     def add(self, name: str, n: int = 1) -> None:
