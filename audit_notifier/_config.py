@@ -109,10 +109,13 @@ class Settings:
 
 
 def fallback(conf: cfg.ConfigOpts, group: str, name: str) -> Any:
-    """An option of another group (oslo_messaging_notifications), None if absent."""
+    """An option of another group (oslo_messaging_notifications, DEFAULT ...), None if
+    absent or not registered by the service."""
     try:
+        if group in (None, 'DEFAULT'):
+            return getattr(conf, name)
         return getattr(conf[group], name)
-    except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError, AttributeError, KeyError):
         return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 import uuid
 
 from oslo_config import cfg
@@ -22,6 +23,8 @@ from audit_notifier.facts import Facts
 LOG = logging.getLogger(__name__)
 
 FORMATS = ('cadf', 'glance')
+_UUID = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?'
+                   r'[0-9a-fA-F]{12}$')
 
 emitter_opts = [
     cfg.ListOpt('formats', default=['cadf'],
@@ -121,7 +124,9 @@ class Emitter:
             if self.resource_info:
                 note.payload['resource_info'] = note.payload['target']['id']
             notes.append(note)
-        return [n for n in notes if self.filter.enabled(n.event_type)]
+        # One shard for all notifications of a call: they reach the bus in order.
+        shard = next((n.shard for n in notes if n.shard), '')
+        return [n._replace(shard=shard) for n in notes if self.filter.enabled(n.event_type)]
 
     def envelope(self, note: Notification) -> dict:
         return {'message_id': str(uuid.uuid4()),
@@ -131,14 +136,33 @@ class Emitter:
                 'payload': note.payload,
                 'timestamp': envelope_time(note.timestamp)}
 
+    def needs_prefetch(self, route) -> bool:
+        """Does this route fetch a record before the app runs?"""
+        if self._subrequests is None:
+            return False
+        if route.record is not None and 'cadf' in self.formats:
+            return True
+        return ('glance' in self.formats and route.usage is not None and
+                glance_events.RULES[route.usage].prefetch is not None)
+
     def prefetch(self, exchange: Exchange) -> None:
-        """Fetch, before the app runs, a record the call will destroy (a delete)."""
+        """Fetch, before the app runs, a record the call will destroy (a delete), or
+        the record of a resource the path names by name rather than by UUID."""
         route = exchange.route
-        if 'glance' not in self.formats or route.usage is None or self._subrequests is None:
+        if self._subrequests is None:
+            return
+        if route.record is not None:
+            if not any(_UUID.match(v) for v in exchange.params.values()):
+                path = route.record.format(**exchange.params)
+                self._fetch(exchange, path)
+            return
+        if 'glance' not in self.formats or route.usage is None:
             return
         path = glance_events.prefetch_path(glance_events.RULES[route.usage], exchange)
-        if path is None:
-            return
+        if path is not None:
+            self._fetch(exchange, path)
+
+    def _fetch(self, exchange: Exchange, path: str) -> None:
         try:
             exchange.prefetched = self._subrequests.get_json(exchange.environ, path)[1]
         except Exception:

@@ -71,8 +71,8 @@ class Facts:
             value = None
             if kind == 'path':
                 value = self.exchange.params.get(ref)
-            elif kind == 'response':
-                value = self.body_json()
+            elif kind in ('response', 'record'):
+                value = self.body_json() if kind == 'response' else self.exchange.prefetched
                 for key in ref:
                     value = value.get(key) if isinstance(value, dict) else None
             elif kind == 'header':

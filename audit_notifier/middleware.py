@@ -15,7 +15,6 @@ from typing import Any
 
 from audit_notifier.assembly import Pipeline
 from audit_notifier.classify import Classifier
-from audit_notifier.events import glance as glance_events
 from audit_notifier.lookup import SUBREQUEST_KEY
 from audit_notifier.observe import call_observed
 
@@ -44,10 +43,9 @@ class AuditMiddleware:
         self.classifier = Classifier(
             self.route_map, settings.audit_reads, settings.audit_lists,
             settings.unmatched_requests == 'audit', 'cadf' in formats, 'glance' in formats)
-        # Routes whose usage rule needs the record before the app runs (deletes).
+        # Routes that fetch a record before the app runs (deletes; names, not UUIDs).
         self._prefetch = {id(r) for r in self.route_map.routes
-                          if 'glance' in formats and r.usage is not None
-                          and glance_events.RULES[r.usage].prefetch and settings.record_lookups}
+                          if self.emitter.needs_prefetch(r)}
         self._internal_error = RateLimitedLog(300)
 
     def __call__(self, environ, start_response):

@@ -49,7 +49,12 @@ dispatcher_opts = [
                help='How an API call hands its notifications over.'),
     cfg.IntOpt('queue_size', default=10000, min=1,
                help='API call phases waiting in memory for their notifications to be built. '
-                    'When full, spool_overflow decides (block briefly or drop the newest).'),
+                    'When it is full (the process has no CPU left for its sender), a call '
+                    'waits up to queue_full_wait seconds for room: bounded back-pressure '
+                    'instead of a lost event.'),
+    cfg.FloatOpt('queue_full_wait', default=2.0, min=0.0, max=30.0,
+                 help='Longest wait of an API call for room in a full queue; only after it '
+                      'is a call\'s event dropped (counted and logged).'),
     cfg.IntOpt('sender_threads', default=4, min=1, max=64,
                help='Publisher threads. Notifications about one resource always use the same '
                     'thread, so they reach the bus in the order they happened.'),
@@ -76,6 +81,14 @@ dispatcher_opts = [
                     'changed); 0 disables them. The counters are also written every few '
                     'seconds to <spool_dir>/<process>.stats.json for audit-notifier stats.'),
 ]
+
+class _Process:
+    """The current pid without a system call per request; refreshed after fork."""
+    pid = os.getpid()
+
+
+_process = _Process()
+os.register_at_fork(after_in_child=lambda: setattr(_process, 'pid', os.getpid()))
 
 _STOP = object()
 BUILT = 'built'        # a submit() phase whose payload is a list of ready Notifications
@@ -121,6 +134,7 @@ class Dispatcher:
         self.publishers = publisher_factory()
         self.mode = settings.delivery_mode
         self.queue_size = settings.queue_size
+        self.queue_full_wait = settings.queue_full_wait
         self.shards = settings.sender_threads
         self.spool_dir = settings.spool_dir
         self.spool_max_bytes = settings.spool_max_bytes
@@ -152,7 +166,7 @@ class Dispatcher:
 
     # -- request path ---------------------------------------------------------------------
     def submit(self, phase: str, exchange) -> None:
-        if self._pid != os.getpid():
+        if self._pid != _process.pid:
             self._start()
         if self.mode == 'write_ahead':
             self._write_ahead(phase, exchange)
@@ -172,11 +186,11 @@ class Dispatcher:
         self._write_ahead(phase, exchange)
 
     def _wait_for_room(self, q) -> bool:
-        if self.overflow != 'block':
-            return False
-        until = time.monotonic() + self.block_seconds
+        until = time.monotonic() + self.queue_full_wait
+        pause = 0.0005
         while time.monotonic() < until:
-            time.sleep(0.005)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
             if q.qsize() < self.queue_size:
                 return True
         return False
@@ -195,7 +209,8 @@ class Dispatcher:
     # -- lifecycle ------------------------------------------------------------------------
     def _start(self) -> None:
         with self._start_lock:
-            if self._pid == os.getpid():
+            _process.pid = os.getpid()
+            if self._pid == _process.pid:
                 return
             # A forked child: nothing of the parent's threads, queues or locks is ours.
             self.stats = stats_mod.Stats()

@@ -26,9 +26,12 @@ Map layout::
         usage: image.create       # Glance-format rule (events/glance.py), optional
         observe: upload           # upload | download (byte counting), optional
         async: true               # a 2xx only starts the work: outcome pending (Magnum deletes)
+        record: /v1/clusters/{cluster_ident}   # fetched before the call when the path
+                                  # names the resource by name: target id record.uuid
 
 A target ``id`` (and any ``attachments`` value) is a source expression:
-``path.<param>``, ``response.<key>[.<key>...]``, ``header.<Name>`` (a response
+``path.<param>``, ``response.<key>[.<key>...]``, ``record.<key>`` (the route's
+``record``, fetched in-process before the call), ``header.<Name>`` (a response
 header; the last path segment is used, for ``Location``) or ``literal.<text>``;
 several may be given as a list and the first one that yields a value wins.
 """
@@ -48,7 +51,7 @@ SHIPPED_DIR = os.path.dirname(os.path.abspath(__file__))
 METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
 KINDS = frozenset({'write', 'read', 'list'})
 OBSERVE = frozenset({'upload', 'download'})
-SOURCES = frozenset({'path', 'response', 'header', 'literal'})
+SOURCES = frozenset({'path', 'response', 'record', 'header', 'literal'})
 # pycadf's action taxonomy; pycadf accepts an action that starts with one of these.
 CADF_ACTIONS = ('backup', 'capture', 'create', 'configure', 'read', 'update', 'delete',
                 'monitor', 'start', 'stop', 'deploy', 'undeploy', 'enable', 'disable',
@@ -61,7 +64,7 @@ _EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
 _SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event',
                  'client_error_priority', 'observer_follows_target'}
 _ROUTE_KEYS = {'method', 'path', 'event', 'action', 'kind', 'target', 'usage', 'observe',
-               'async'}
+               'async', 'record'}
 _TARGET_KEYS = {'type_uri', 'id', 'name', 'attachments'}
 
 
@@ -87,6 +90,9 @@ class Route:
     wants_body: bool = False
     # A successful answer only starts the work (202 always does): outcome pending.
     asynchronous: bool = False
+    # API path of the resource, fetched before the call when a path parameter is a
+    # name rather than a UUID (a delete by name still names the uuid).
+    record: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -354,6 +360,14 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
     if usage is not None and usage not in usage_rules:
         raise _map_error(path, where + '.usage', 'no usage-format rule named %r' % usage,
                          'use one of %s' % ', '.join(sorted(usage_rules)))
+    record = raw.get('record')
+    if record is not None:
+        record_params = re.findall(r'\{([A-Za-z_][A-Za-z0-9_]*)\}', str(record))
+        if not isinstance(record, str) or not record.startswith('/') or \
+                any(p not in params for p in record_params):
+            raise _map_error(path, where + '.record', 'bad record path %r' % (record,),
+                             'an API path using only this route\'s parameters, e.g. '
+                             '/v1/clusters/{cluster_ident}')
     asynchronous = raw.get('async', False)
     if not isinstance(asynchronous, bool):
         raise _map_error(path, where + '.async', 'not a boolean', 'use true or false')
@@ -361,7 +375,7 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
     wants_body = (_uses_response(target) or
                   (usage is not None and usage_rules[usage].wants_body))
     return Route(method, route_path, raw['event'], raw['action'], kind, target, usage,
-                 observe, wants_body, asynchronous)
+                 observe, wants_body, asynchronous, record)
 
 
 def _default_kind(method: str, action: str) -> str:
@@ -398,7 +412,8 @@ def _parse_sources(raw: Any, path: str, where: str, params: list[str]) -> tuple:
     for item in items:
         if not isinstance(item, str) or '.' not in item:
             raise _map_error(path, where, 'bad source %r' % (item,),
-                             'write path.<param>, response.<key>, header.<Name> or literal.<text>')
+                             'write path.<param>, response.<key>, record.<key>, header.<Name> '
+                             'or literal.<text>')
         kind, _, rest = item.partition('.')
         if kind not in SOURCES or not rest:
             raise _map_error(path, where, 'bad source %r' % item,
@@ -406,7 +421,8 @@ def _parse_sources(raw: Any, path: str, where: str, params: list[str]) -> tuple:
         if kind == 'path' and rest not in params:
             raise _map_error(path, where, 'path parameter %r is not in the route path' % rest,
                              'use one of %s' % (', '.join(params) or '(none)'))
-        parsed.append((kind, tuple(rest.split('.')) if kind == 'response' else rest))
+        parsed.append((kind, tuple(rest.split('.')) if kind in ('response', 'record')
+                       else rest))
     return tuple(parsed)
 
 

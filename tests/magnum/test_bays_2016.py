@@ -339,12 +339,8 @@ def test_bay_read_list_delete_and_errors(audited, baymodel):
     assert read['requestPath'] == '/v1/bays/' + missing
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'audit_notifier BUG: DELETE /v1/bays/{name} (and /v1/clusters/{name}) names the '
-    'target by the path segment, i.e. the bay NAME, because the route takes the id '
-    'from path.bay_ident and a 204 has no body; Magnum\'s own events always carry the '
-    'uuid. Needs a pre-call look-up of the record for Magnum deletes'))
 def test_bay_delete_by_name_names_the_uuid(audited, baymodel):
+    """The route's record (GET /v1/bays/{name} before the call) names the uuid."""
     created, _ = audited.call('POST', '/v1/bays', body={'name': 'k8s-del',
                                                         'baymodel_id': baymodel['uuid']})
     resp, notes = audited.call('DELETE', '/v1/bays/k8s-del')

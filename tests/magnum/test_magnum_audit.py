@@ -326,10 +326,11 @@ def test_cluster_events(scenario):
                                            'delete', '404', CLUSTER, cl),
         'cluster create (driver fails)': ('magnum.cluster.create', 'INFO', 'pending',
                                           'create', '202', CLUSTER, failed),
-        # the path names the cluster: see test_delete_by_name_names_the_uuid
+        # the path names the cluster by name: the record fetched before the call
+        # (route key record) gives its uuid, as Magnum's own event has it.
         # 204, but the conductor is still deleting: pending, as Magnum says (async route)
         'cluster delete by name (failed one)': ('magnum.cluster.delete', 'INFO', 'pending',
-                                                'delete', '204', CLUSTER, 'fail-audit'),
+                                                'delete', '204', CLUSTER, failed),
         'cluster delete': ('magnum.cluster.delete', 'INFO', 'pending', 'delete', '204',
                            CLUSTER, cl),
         'cluster show (deleted)': ('magnum.cluster.read', 'ERROR', 'failure', 'read', '404',
@@ -451,11 +452,9 @@ def test_magnum_keeps_its_threading_backend(magnum_env):
     assert backend.get_backend_type() == backend.BackendType.THREADING
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'audit_notifier BUG: DELETE /v1/clusters/{name} names the target by the path segment '
-    '(the cluster NAME: route id = path.cluster_ident and a 204 has no body), while '
-    'Magnum\'s own magnum.cluster.delete names it by uuid; needs a pre-call look-up'))
 def test_delete_by_name_names_the_uuid(scenario):
+    """DELETE /v1/clusters/{name}: the route's record (fetched in-process before the
+    call, only because the path is not a UUID) names the target by uuid."""
     step = scenario.steps['cluster delete by name (failed one)']
     assert [n['payload']['target']['id'] for n in step.magnum] == [scenario.failed_cluster]
     assert the_one(step)['payload']['target']['id'] == scenario.failed_cluster

@@ -96,6 +96,8 @@ def _expected_source(sources, params, body, headers):
             value = headers.get(ref)
             if value and ref.lower() == 'location':
                 value = value.rstrip('/').rsplit('/', 1)[-1]
+        elif kind == 'record':
+            value = None        # concrete() paths hold UUIDs: no record is fetched
         else:
             value = ref
         if value:
