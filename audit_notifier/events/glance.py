@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 from typing import Callable
 
-from audit_notifier.events import (ERROR, INFO, WARN, Notification, expected_bytes,
+from audit_notifier.events import (ERROR, INFO, Notification, expected_bytes,
                                    iso_time, outcome_of, redact)
 from audit_notifier.exchange import FINISHED, STARTED
 
