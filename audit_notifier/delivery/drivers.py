@@ -52,7 +52,7 @@ delivery_opts = [
                help='Connection retries of one publish before the sender treats the bus as '
                     'down and keeps the notification for later. Bounded on purpose: '
                     'oslo.messaging\'s default (-1, forever) would stall the sender, and '
-                    'each retry waits longer (retry=2 blocks a sender 7 s when the bus is '
+                    'each retry waits longer (retry=2 blocks a sender 6 s when the bus is '
                     'down).'),
 ]
 # Glance 2014 notifier_strategy names and their oslo.messaging drivers.
