@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import socket
 import statistics
 import subprocess
@@ -93,6 +92,15 @@ LOG = logging.getLogger('benchmarks')
 # ---------------------------------------------------------------------------------------
 # The app, the identity auth_token would set, the middlewares
 # ---------------------------------------------------------------------------------------
+
+
+def _peak_rss_bytes() -> int:
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve (parent's high-water mark).
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError('no VmHWM in /proc/self/status')
 
 def make_app():
     """A trivial JSON API: an image record, its schema, a 404 for anything else."""
@@ -564,10 +572,10 @@ def child_stream(variant: str, size: int) -> dict:
         app.dispatcher.flush(30)
     gc.collect()
     rss0 = proc.memory_info().rss
-    maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    maxrss0 = _peak_rss_bytes()
     got, ttfb, total, peak, rss_first = download(size, sample_every=64)  # every 4 MiB
     rss_end = proc.memory_info().rss
-    maxrss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    maxrss1 = _peak_rss_bytes()
     counters = None
     if hasattr(app, 'dispatcher'):
         app.dispatcher.flush(30)

@@ -6,14 +6,13 @@ Serves one ``GET /v2/images/{id}/file`` through the audit filter from a generato
 app that yields fresh 64 KiB chunks (and calls start_response lazily), consuming the
 WSGI iterable directly like a server.  ``stream`` drops each chunk once consumed;
 ``keep`` holds every chunk (the control: proves the probe sees buffering).  Prints
-one JSON line: peak RSS before and after (KiB, resource.getrusage), bytes consumed and
+one JSON line: peak RSS before and after (KiB, VmHWM of /proc/self/status), bytes consumed and
 the image.send / CADF byte counts.
 """
 
 import gc
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -48,6 +47,17 @@ def app_for(total):
                 yield chunk
         return gen()
     return app
+
+
+def peak_rss_kib() -> int:
+    """This address space's peak RSS.  Not ru_maxrss: Linux keeps that across execve,
+    so a probe started from a large process (pytest with Glance loaded) would start
+    at the parent's high-water mark and see no growth at all."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    raise RuntimeError('no VmHWM in /proc/self/status')
 
 
 def serve(mw, keep):
@@ -85,9 +95,9 @@ def main():
         _impl_test.reset()
         mw._app = app_for(total)
         gc.collect()
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_rss_kib()
         consumed, kept = serve(mw, keep=(mode == 'keep'))
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        after = peak_rss_kib()
         mw.dispatcher.flush()
         events = {m['event_type']: m for _, m, _, _ in _impl_test.NOTIFICATIONS}
         send = events.get('image.send')
