@@ -59,7 +59,18 @@ import time
 
 import webob
 import webob.headers
-from oslo_messaging.notify import _impl_test
+
+try:
+    from tests.support.peer import (Response, all_notifications, reset_notifications,
+                                    wait_for_notification as _wait_for_notification)
+    from tests.support.peer import ini_escape as _ini_escape
+except ImportError:          # run as a script: put the repository root on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    from tests.support.peer import (Response, all_notifications, reset_notifications,
+                                    wait_for_notification as _wait_for_notification)
+    from tests.support.peer import ini_escape as _ini_escape
+
 
 GLANCE_PUBLISHER_ID = 'image.localhost'
 PASTE_FLAVOR = 'functest'
@@ -84,14 +95,6 @@ _ACTIVE_ENV = None  # the one GlanceEnv started in this process
 # notifications (oslo.messaging "test" driver)
 # --------------------------------------------------------------------------
 
-def all_notifications():
-    """All recorded notification envelopes, oldest first.
-
-    Each is the oslo.messaging message dict: ``message_id, publisher_id,
-    event_type, priority, payload, timestamp``.  Always read through the
-    module attribute: ``_impl_test.reset()`` rebinds the list.
-    """
-    return [entry[1] for entry in list(_impl_test.NOTIFICATIONS)]
 
 
 def glance_own_notifications():
@@ -106,61 +109,20 @@ def other_notifications():
             if m.get('publisher_id') != GLANCE_PUBLISHER_ID]
 
 
-def reset_notifications():
-    """Forget every recorded notification (Glance's and everybody else's)."""
-    _impl_test.reset()
+def wait_for_notification(predicate, timeout=10.0, interval=0.02, source=None):
+    """Poll until ``predicate(envelope)`` holds for one of the service's own
+    notifications (``predicate`` may be an event_type string)."""
+    return _wait_for_notification(predicate, timeout, interval, source or glance_own_notifications)
 
 
-def wait_for_notification(predicate, timeout=10.0, interval=0.02,
-                          source=glance_own_notifications):
-    """Poll until ``predicate(envelope)`` holds for one recorded envelope.
 
-    ``predicate`` may also be an event_type string.  Returns the envelope;
-    raises ``TimeoutError``.  Needed for notifications sent from Glance's
-    task thread pool (interoperable import: ``task.*``, ``image.*``).
-    """
-    if isinstance(predicate, str):
-        event_type = predicate
 
-        def predicate(m):
-            return m.get('event_type') == event_type
-    deadline = time.monotonic() + timeout
-    while True:
-        for m in source():
-            if predicate(m):
-                return m
-        if time.monotonic() > deadline:
-            raise TimeoutError('no matching notification after %.1fs; got %s'
-                               % (timeout, [m.get('event_type')
-                                            for m in source()]))
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------
 # responses
 # --------------------------------------------------------------------------
 
-class Response(object):
-    """A fully consumed WSGI response."""
-
-    def __init__(self, status_line, header_list, body):
-        self.status_line = status_line
-        self.status = int(status_line.split(' ', 1)[0])
-        self.header_list = list(header_list)
-        #: case-insensitive multi-dict (webob.headers.ResponseHeaders)
-        self.headers = webob.headers.ResponseHeaders(self.header_list)
-        self.body = body
-
-    @property
-    def text(self):
-        return self.body.decode('utf-8', 'replace')
-
-    @property
-    def json(self):
-        return jsonlib.loads(self.body) if self.body else None
-
-    def __repr__(self):
-        return '<Response %s, %d bytes>' % (self.status_line, len(self.body))
 
 
 class StreamingResponse(object):
@@ -292,9 +254,6 @@ class PatternStream(io.RawIOBase):
 # the environment
 # --------------------------------------------------------------------------
 
-def _ini_escape(value):
-    # paste.deploy's ConfigParser interpolates %(name)s
-    return str(value).replace('%', '%%')
 
 
 def _paste_ini(audit_filter, flavor=PASTE_FLAVOR):
@@ -747,3 +706,4 @@ class AuditPipeline(object):
 
     def interrupted_download(self, image_id, **kw):
         return self.env.interrupted_download(image_id, app=self.app, **kw)
+

@@ -96,6 +96,18 @@ import urllib.parse
 import webob
 import webob.headers
 
+try:
+    from tests.support.peer import (Response, all_notifications, reset_notifications,
+                                    wait_for_notification as _wait_for_notification)
+    from tests.support.peer import ini_escape as _ini_escape
+except ImportError:          # run as a script: put the repository root on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    from tests.support.peer import (Response, all_notifications, reset_notifications,
+                                    wait_for_notification as _wait_for_notification)
+    from tests.support.peer import ini_escape as _ini_escape
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 MAGNUM_HOST = 'localhost'
@@ -139,13 +151,6 @@ _ACTIVE_ENV = None  # the one MagnumEnv started in this process
 # notifications (oslo.messaging "test" driver)
 # --------------------------------------------------------------------------
 
-def all_notifications():
-    """All recorded notification envelopes, oldest first (message dicts:
-    ``message_id, publisher_id, event_type, priority, payload, timestamp``).
-    Always read through the module attribute: ``_impl_test.reset()`` rebinds
-    the list."""
-    from oslo_messaging.notify import _impl_test  # lazy: slow import
-    return [entry[1] for entry in list(_impl_test.NOTIFICATIONS)]
 
 
 def magnum_own_notifications():
@@ -162,58 +167,20 @@ def other_notifications():
                 MAGNUM_PUBLISHER_PREFIX)]
 
 
-def reset_notifications():
-    """Forget every recorded notification (Magnum's and everybody else's)."""
-    from oslo_messaging.notify import _impl_test
-    _impl_test.reset()
+def wait_for_notification(predicate, timeout=10.0, interval=0.02, source=None):
+    """Poll until ``predicate(envelope)`` holds for one of the service's own
+    notifications (``predicate`` may be an event_type string)."""
+    return _wait_for_notification(predicate, timeout, interval, source or magnum_own_notifications)
 
 
-def wait_for_notification(predicate, timeout=10.0, interval=0.02,
-                          source=magnum_own_notifications):
-    """Poll until ``predicate(envelope)`` holds (or an event_type string
-    matches); returns the envelope, raises ``TimeoutError``."""
-    if isinstance(predicate, str):
-        event_type = predicate
 
-        def predicate(m):
-            return m.get('event_type') == event_type
-    deadline = time.monotonic() + timeout
-    while True:
-        for m in source():
-            if predicate(m):
-                return m
-        if time.monotonic() > deadline:
-            raise TimeoutError('no matching notification after %.1fs; got %s'
-                               % (timeout, [m.get('event_type')
-                                            for m in source()]))
-        time.sleep(interval)
+
 
 
 # --------------------------------------------------------------------------
 # responses
 # --------------------------------------------------------------------------
 
-class Response(object):
-    """A fully consumed WSGI response."""
-
-    def __init__(self, status_line, header_list, body):
-        self.status_line = status_line
-        self.status = int(status_line.split(' ', 1)[0])
-        self.header_list = list(header_list)
-        #: case-insensitive multi-dict
-        self.headers = webob.headers.ResponseHeaders(self.header_list)
-        self.body = body
-
-    @property
-    def text(self):
-        return self.body.decode('utf-8', 'replace')
-
-    @property
-    def json(self):
-        return jsonlib.loads(self.body) if self.body else None
-
-    def __repr__(self):
-        return '<Response %s, %d bytes>' % (self.status_line, len(self.body))
 
 
 def call_wsgi(app, environ):
@@ -391,9 +358,6 @@ def _requests_adapter_class():
 # config files
 # --------------------------------------------------------------------------
 
-def _ini_escape(value):
-    # paste.deploy's ConfigParser interpolates %(name)s
-    return str(value).replace('%', '%%')
 
 
 def _paste_ini(audit_filter):
@@ -940,3 +904,4 @@ class MagnumEnv(object):
 def get_env():
     """The MagnumEnv started in this process, or None."""
     return _ACTIVE_ENV
+
