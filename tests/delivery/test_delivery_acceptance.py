@@ -397,7 +397,9 @@ def test_spool_cap_and_overflow_policy(tmp_path, broker, names, listener, caplog
     import webtest
     caplog.set_level(logging.INFO, logger='audit_notifier')
     spool_dir = str(tmp_path / 'spool')
-    n = 90 if policy == 'block' else 110          # a CADF record is ~790 bytes: ~82 fit
+    # a CADF record is ~790 bytes: ~82 fit.  block: enough overflow (~18 x
+    # spool_block_seconds) that the shard is still waiting when `mid` is taken
+    n = 100 if policy == 'block' else 110
     mw = _filter(spool_dir, CLOSED_PORT_URL, names, sender_threads=1,
                  spool_max_bytes=SPOOL_CAP, spool_overflow=policy,
                  spool_block_seconds=BLOCK_SECONDS)
@@ -411,7 +413,7 @@ def test_spool_cap_and_overflow_policy(tmp_path, broker, names, listener, caplog
         for rid in rids:
             _post(app, rid)
         calls_s = time.monotonic() - began
-        time.sleep(0.5)
+        time.sleep(0.1)
         mid = dispatcher.snapshot()      # block: the shard waits, the rest queues up
         snap = _wait_settled(dispatcher, n, 30.0)
         handled_s = time.monotonic() - began - 0.3
