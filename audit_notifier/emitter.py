@@ -118,7 +118,7 @@ class Emitter:
         notes: list[Notification] = []
         if 'glance' in self.formats and route.usage is not None:
             rule = glance_events.RULES[route.usage]
-            notes.extend(rule.build(phase, facts, self.glance_settings))
+            notes.extend(rule.run(phase, facts, self.glance_settings))
         if 'cadf' in self.formats and phase == FINISHED and route.kind in self._cadf_kinds:
             note = cadf.build(facts, self.observer, self.cadf_event_type, self.service)
             if self.resource_info:

@@ -44,11 +44,26 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """How one kind of API call turns into Glance notifications."""
+    """How one kind of API call turns into Glance notifications.
+
+    ``build`` sees only what the rule asked for: the ``finished`` phase of a call
+    that succeeded, plus the ``started`` phase with ``on_start``, plus failed calls
+    with ``own_failures``; any other failed call is reported by :meth:`run` as one
+    WARN/ERROR text notification named ``event``.
+    """
     event: str                   # the notification a failed call is reported as
     build: Callable              # (phase, facts, settings) -> list[Notification]
     wants_body: bool = False     # needs the response body
     prefetch: str | None = None  # 'image' or 'member': record needed before the call
+    on_start: bool = False       # also called when an upload starts (STARTED phase)
+    own_failures: bool = False   # builds its own notifications for failed calls
+
+    def run(self, phase: str, facts, settings: 'Settings') -> list:
+        if phase == STARTED and not self.on_start:
+            return []
+        if phase == FINISHED and not self.own_failures and _failed(facts.exchange):
+            return failure(self.event, facts, settings)
+        return self.build(phase, facts, settings)
 
 
 # -- payloads --------------------------------------------------------------------------
@@ -212,15 +227,17 @@ def _status_text(facts) -> str:
     return '%s: %s' % (status, explanation) if explanation else status
 
 
+def _mark_deleted(payload: dict, exchange) -> None:
+    """What Glance's repo proxies add on remove: deleted and its time."""
+    payload['deleted'] = True
+    payload['deleted_at'] = iso_time(exchange.finished_at)
+
+
 # -- rules -----------------------------------------------------------------------------
 
 def _record_event(event: str, from_body: bool):
     """image.create / image.update: the record from the body, else a look-up."""
     def build(phase, facts, settings):
-        if phase != FINISHED:
-            return []
-        if _failed(facts.exchange):
-            return failure(event, facts, settings)
         record = facts.body_json() if from_body else None
         image_id = _image_id(facts)
         if not isinstance(record, dict) or not record:
@@ -231,19 +248,14 @@ def _record_event(event: str, from_body: bool):
 
 
 def _build_delete(phase, facts, settings):
-    if phase != FINISHED:
-        return []
     exchange = facts.exchange
-    if _failed(exchange):
-        return failure('image.delete', facts, settings)
     image_id = _image_id(facts)
     record = exchange.prefetched
     payload = image_payload(record) if record else unknown_image_payload(image_id)
     # Glance sends the image as its delete left it: status deleted, updated_at set
     # by the destroy (glance/db/__init__.py ImageRepo.remove), deleted_at now.
     payload['status'] = 'deleted'
-    payload['deleted'] = True
-    payload['deleted_at'] = iso_time(exchange.finished_at)
+    _mark_deleted(payload, exchange)
     payload['updated_at'] = payload['deleted_at']
     return [_note(facts, 'image.delete', INFO, payload, image_id)]
 
@@ -309,8 +321,6 @@ def _build_stage(phase, facts, settings):
         payload['properties'].pop('os_glance_stage_host', None)
         return [_note(facts, 'image.update', INFO, payload, image_id,
                       facts.exchange.started_at)]
-    if _failed(facts.exchange):
-        return failure('image.update', facts, settings)
     return _refreshed(facts, settings, image_id)
 
 
@@ -383,8 +393,6 @@ def _upload_error_message(facts, image_id) -> str:
 
 def _build_send(phase, facts, settings):
     """image.send: once the body has been handed to the server, or the client left."""
-    if phase != FINISHED:
-        return []
     exchange = facts.exchange
     if _failed(exchange) and not (exchange.status is None and exchange.raised is None):
         return failure('image.send', facts, settings)
@@ -412,10 +420,6 @@ def _build_send(phase, facts, settings):
 
 def _build_member(event: str):
     def build(phase, facts, settings):
-        if phase != FINISHED:
-            return []
-        if _failed(facts.exchange):
-            return failure(event, facts, settings)
         record = facts.body_json()
         if not isinstance(record, dict) or 'member_id' not in record:
             record = {'image_id': facts.exchange.params.get('image_id'),
@@ -425,34 +429,21 @@ def _build_member(event: str):
 
 
 def _build_member_delete(phase, facts, settings):
-    if phase != FINISHED:
-        return []
     exchange = facts.exchange
-    if _failed(exchange):
-        return failure('image.member.delete', facts, settings)
     record = exchange.prefetched or {'image_id': exchange.params.get('image_id'),
                                      'member_id': exchange.params.get('member_id')}
     payload = member_payload(record)
-    payload['deleted'] = True
-    payload['deleted_at'] = iso_time(exchange.finished_at)
+    _mark_deleted(payload, exchange)
     return [_note(facts, 'image.member.delete', INFO, payload, payload['image_id'])]
 
 
 def _build_refresh(phase, facts, settings):
     """Calls that change an image without returning it: image.update from a look-up."""
-    if phase != FINISHED:
-        return []
-    if _failed(facts.exchange):
-        return failure('image.update', facts, settings)
     return _refreshed(facts, settings, _image_id(facts))
 
 
 def _build_task_create(phase, facts, settings):
     """POST /v2/tasks: task.create from the 201 response (never its input)."""
-    if phase != FINISHED:
-        return []
-    if _failed(facts.exchange):
-        return failure('task.create', facts, settings)
     record = facts.body_json()
     if not isinstance(record, dict) or 'id' not in record:
         task_id = facts.source(facts.exchange.route.target.id)
@@ -463,13 +454,9 @@ def _build_task_create(phase, facts, settings):
 
 def _build_task_delete(phase, facts, settings):
     """DELETE /v2/tasks/{id}: always 405 in Glance, reported as a failed task.delete."""
-    if phase != FINISHED:
-        return []
-    if _failed(facts.exchange):
-        return failure('task.delete', facts, settings)
     payload = task_payload({'id': facts.exchange.params.get('task_id')},
                            facts.exchange.finished_at)
-    payload.update(deleted=True, deleted_at=iso_time(facts.exchange.finished_at))
+    _mark_deleted(payload, facts.exchange)
     return [_note(facts, 'task.delete', INFO, payload, payload['id'])]
 
 
@@ -477,11 +464,7 @@ def _build_import(phase, facts, settings):
     """POST /import (202): task.create for the import task Glance created, as
     Glance's own task.create shows it (status pending, expires_at the time of the
     call), then image.update with the image as the call left it."""
-    if phase != FINISHED:
-        return []
     exchange = facts.exchange
-    if _failed(exchange):
-        return failure('image.update', facts, settings)
     image_id = _image_id(facts)
     notes = []
     task = _import_task(facts, settings, image_id)
@@ -531,13 +514,13 @@ RULES: dict[str, Rule] = {
     'image.create': Rule('image.create', _record_event('image.create', True), wants_body=True),
     'image.update': Rule('image.update', _record_event('image.update', True), wants_body=True),
     'image.refresh': Rule('image.update', _build_refresh),
-    'image.stage': Rule('image.update', _build_stage),
+    'image.stage': Rule('image.update', _build_stage, on_start=True),
     'image.import': Rule('image.update', _build_import),
     'task.create': Rule('task.create', _build_task_create, wants_body=True),
     'task.delete': Rule('task.delete', _build_task_delete),
     'image.delete': Rule('image.delete', _build_delete, prefetch='image'),
-    'image.upload': Rule('image.upload', _build_upload),
-    'image.send': Rule('image.send', _build_send),
+    'image.upload': Rule('image.upload', _build_upload, on_start=True, own_failures=True),
+    'image.send': Rule('image.send', _build_send, own_failures=True),
     'image.member.create': Rule('image.member.create', _build_member('image.member.create'),
                                 wants_body=True),
     'image.member.update': Rule('image.member.update', _build_member('image.member.update'),
