@@ -260,9 +260,9 @@ def image_of(event_type: str, payload) -> str | None:
 
 
 def record_envelopes(dispatcher) -> list:
-    """Wrap Publisher.publish of every publisher set the dispatcher creates (one per
-    shard): returns the list that collects a copy of every envelope handed to the
-    bus successfully (in publish order).  Call before the first request."""
+    """Wrap publish and publish_many of every publisher set the dispatcher creates
+    (one per shard): returns the list that collects a copy of every envelope handed
+    to the bus successfully (in publish order).  Call before the first request."""
     sent: list = []
     lock = threading.Lock()
     factory = dispatcher.publisher_factory
@@ -270,11 +270,15 @@ def record_envelopes(dispatcher) -> list:
     def recording_factory():
         publishers = factory()
         for publisher in publishers.values():
-            def recording(envelope, _publish=publisher.publish):
-                before = copy.deepcopy(envelope)
-                _publish(envelope)
+            def recording_many(envelopes, _publish_many=publisher.publish_many):
+                before = copy.deepcopy(list(envelopes))
+                _publish_many(before)        # a batch counts only when all of it went
                 with lock:
-                    sent.append(before)
+                    sent.extend(copy.deepcopy(before))
+
+            def recording(envelope, _many=recording_many):
+                _many([envelope])
+            publisher.publish_many = recording_many
             publisher.publish = recording
         return publishers
     dispatcher.publisher_factory = recording_factory

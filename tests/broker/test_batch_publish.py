@@ -19,7 +19,6 @@ import collections
 import copy
 import json
 import os
-import threading
 import time
 import uuid
 
@@ -533,17 +532,3 @@ def test_other_transports_keep_the_per_message_oslo_path():
     finally:
         publisher.cleanup()
 
-
-def test_a_replaced_publish_is_honoured_by_publish_many():
-    conf = bh.private_conf('an_batch_wrap')
-    publisher = drivers_mod.Publisher(conf, ['noop'], ['t'], None, 0)
-    seen = []
-    lock = threading.Lock()
-
-    def recording(envelope):
-        with lock:
-            seen.append(envelope['message_id'])
-    publisher.publish = recording
-    envelopes = _envelopes(4, 'wrap')
-    publisher.publish_many(envelopes)
-    assert seen == [e['message_id'] for e in envelopes]
