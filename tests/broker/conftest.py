@@ -17,7 +17,6 @@ scenario deletes the queues it used.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import subprocess
@@ -26,9 +25,9 @@ import uuid
 
 import pytest
 
-HOST = '127.0.0.1'
-PORT = 5672
-USER = PASSWORD = 'guest'
+from tests.support.rabbit import (HOST, PORT, USER, amqp_url,
+                                   connect_error as _connect_error, peer_missing,
+                                   transport_url)
 START_TIMEOUT = 60.0
 VHOST_PREFIX = 'audit-notifier-test-'
 STALE_VHOST_AGE = 2 * 3600
@@ -40,30 +39,7 @@ def pytest_configure(config):
                    'when CI=true)')
 
 
-def amqp_url(vhost: str = '/') -> str:
-    return 'amqp://%s:%s@%s:%d/%s' % (USER, PASSWORD, HOST, PORT,
-                                      '/' if vhost == '/' else vhost)
 
-
-def transport_url(vhost: str = '/') -> str:
-    return 'rabbit://%s:%s@%s:%d/%s' % (USER, PASSWORD, HOST, PORT,
-                                        '' if vhost == '/' else vhost)
-
-
-def _connect_error(vhost: str = '/', timeout: float = 2.0) -> str | None:
-    """None when an AMQP connection (login included) succeeds, else why not."""
-    import kombu
-    conn = kombu.Connection(amqp_url(vhost), connect_timeout=timeout)
-    try:
-        conn.connect()
-        return None
-    except Exception as exc:
-        return '%s: %s' % (type(exc).__name__, ' '.join(str(exc).split()))
-    finally:
-        try:
-            conn.release()
-        except Exception:
-            pass
 
 
 def _run(*cmd, timeout=30.0) -> subprocess.CompletedProcess:
@@ -109,9 +85,7 @@ def rabbitmq() -> BrokerInfo:
         return BrokerInfo(started_by_tests=True)
     reason = ('RabbitMQ is not reachable on %s:%d as %s (%s; %s; after that: %s)'
               % (HOST, PORT, USER, error, note, error2))
-    if os.environ.get('CI', '').lower() == 'true':
-        pytest.fail('CI=true and ' + reason, pytrace=False)
-    pytest.skip(reason)
+    peer_missing(reason)
 
 
 @dataclasses.dataclass

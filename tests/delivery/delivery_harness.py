@@ -39,9 +39,8 @@ from oslo_config import cfg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-HOST = '127.0.0.1'
-PORT = 5672
-USER = PASSWORD = 'guest'
+from tests.support.rabbit import (HOST, PORT, USER, amqp_url,
+                                   connect_error, transport_url)
 PRIORITIES = ('audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample')
 #: the queues are durable (and kombu's messages persistent) on both sides, so what
 #: sits in a queue when the test stops the broker is still there after start_app.
@@ -59,29 +58,7 @@ def rabbitmqctl(*args, timeout: float = 60.0) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def connect_error(vhost: str = '/', timeout: float = 2.0) -> str | None:
-    import kombu
-    conn = kombu.Connection(amqp_url(vhost), connect_timeout=timeout)
-    try:
-        conn.connect()
-        return None
-    except Exception as exc:
-        return '%s: %s' % (type(exc).__name__, ' '.join(str(exc).split()))
-    finally:
-        try:
-            conn.release()
-        except Exception:
-            pass
 
-
-def amqp_url(vhost: str = '/') -> str:
-    return 'amqp://%s:%s@%s:%d/%s' % (USER, PASSWORD, HOST, PORT,
-                                      '' if vhost == '/' else vhost)
-
-
-def transport_url(vhost: str = '/') -> str:
-    return 'rabbit://%s:%s@%s:%d/%s' % (USER, PASSWORD, HOST, PORT,
-                                        '' if vhost == '/' else vhost)
 
 
 class Broker:
