@@ -67,44 +67,6 @@ IDENTITY = {
     'X-Roles': 'member,reader',
 }
 
-#: Ceilometer's event definition for Magnum as it was from cf3f7c99 (2016-06)
-#: to 4b420650 (2017-10): the traits of today's 'magnum.cluster.*' definition,
-#: under 'magnum.bay.*' (ceilometer/pipeline/data/event_definitions.yaml)
-CEILOMETER_BAY_DEFINITION = """
-- event_type: 'magnum.bay.*'
-  traits: &magnum_bay_crud
-    id:
-      fields: payload.id
-    typeURI:
-      fields: payload.typeURI
-    eventType:
-      fields: payload.eventType
-    eventTime:
-      type: datetime
-      fields: payload.eventTime
-    action:
-      fields: payload.action
-    outcome:
-      fields: payload.outcome
-    initiator_id:
-      fields: payload.initiator.id
-    initiator_typeURI:
-      fields: payload.initiator.typeURI
-    initiator_name:
-      fields: payload.initiator.name
-    initiator_host_agent:
-      fields: payload.initiator.host.agent
-    initiator_host_address:
-      fields: payload.initiator.host.address
-    target_id:
-      fields: payload.target.id
-    target_typeURI:
-      fields: payload.target.typeURI
-    observer_id:
-      fields: payload.observer.id
-    observer_typeURI:
-      fields: payload.observer.typeURI
-"""
 
 #: the example of the 2016 Magnum user guide ("Example Notification - Bay
 #: Create"), with its placeholder values
@@ -470,9 +432,8 @@ def _ceilometer_traits(envelope):
     """Ceilometer's TraitDefinition.to_trait for each trait of the definition:
     (traits that got a value, names of all traits)."""
     import fnmatch
-    import yaml
     if not _DEFINITION:         # jsonpath parsers are slow to build: once per session
-        (definition,) = yaml.safe_load(CEILOMETER_BAY_DEFINITION)
+        definition = ceilo.magnum_event_definition('magnum.bay.*')
         _DEFINITION.append((definition['event_type'],
                             {name: (cfg.get('type', 'text'), ceilo.Field(cfg['fields']))
                              for name, cfg in definition['traits'].items()}))

@@ -62,43 +62,6 @@ USER_TYPE = 'service/security/account/user'
 COMPARED_STEPS = ('cluster create', 'cluster resize', 'cluster patch node_count',
                   'cluster delete')
 
-#: ceilometer/pipeline/data/event_definitions.yaml (HEAD), the Magnum entry
-CEILOMETER_CLUSTER_DEFINITION = """
-- event_type: 'magnum.cluster.*'
-  traits: &magnum_cluster_crud
-    id:
-      fields: payload.id
-    typeURI:
-      fields: payload.typeURI
-    eventType:
-      fields: payload.eventType
-    eventTime:
-      type: datetime
-      fields: payload.eventTime
-    action:
-      fields: payload.action
-    outcome:
-      fields: payload.outcome
-    initiator_id:
-      fields: payload.initiator.id
-    initiator_typeURI:
-      fields: payload.initiator.typeURI
-    initiator_name:
-      fields: payload.initiator.name
-    initiator_host_agent:
-      fields: payload.initiator.host.agent
-    initiator_host_address:
-      fields: payload.initiator.host.address
-    target_id:
-      fields: payload.target.id
-    target_typeURI:
-      fields: payload.target.typeURI
-    observer_id:
-      fields: payload.observer.id
-    observer_typeURI:
-      fields: payload.observer.typeURI
-"""
-
 
 def audit_filter(spool_dir, **extra):
     conf = {'route_map': 'magnum', 'driver': 'test', 'formats': 'cadf',
@@ -596,7 +559,7 @@ def ceilometer_traits(envelope):
     with its magnum.cluster.* definition: (traits with a value, all names)."""
     import fnmatch
     if not _DEFINITION:
-        (definition,) = yaml.safe_load(CEILOMETER_CLUSTER_DEFINITION)
+        definition = ceilo.magnum_event_definition('magnum.cluster.*')
         _DEFINITION.append((definition['event_type'],
                             {name: (cfg.get('type', 'text'), ceilo.Field(cfg['fields']))
                              for name, cfg in definition['traits'].items()}))
