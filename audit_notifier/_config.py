@@ -62,6 +62,11 @@ class Settings:
         conf.register_opts(list(self._opts.values()), group=group)
         self._values: dict[str, Any] = {}
         paste = dict(paste or {})
+        # Deprecated names (spool_dir -> journal_dir ...) are accepted in paste too.
+        for opt in self._opts.values():
+            for old in opt.deprecated_opts:
+                if old.name in paste and opt.dest not in paste:
+                    paste[opt.dest] = paste.pop(old.name)
         unknown = sorted(k for k in paste
                          if k not in self._opts and k not in _PASTE_CONTROL_KEYS)
         if unknown:

@@ -15,9 +15,12 @@ import oslo_messaging.opts
 from oslo_config import cfg
 
 from audit_notifier import _config, routes
-from audit_notifier.delivery.dispatcher import Dispatcher
-from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, Publisher, check_transport_url,
+from audit_notifier.delivery import record
+from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, check_transport_url,
                                              resolve_drivers)
+from audit_notifier.delivery.handoff import Delivery
+from audit_notifier.delivery.leaves import OsloLeaf
+from audit_notifier.classify import Classifier
 from audit_notifier.emitter import Emitter, EventFilter
 from audit_notifier.events import glance as glance_events
 from audit_notifier.lookup import SubRequester
@@ -56,10 +59,16 @@ class Pipeline:
             glance_settings=glance_settings,
             subrequests=SubRequester(app) if app is not None else None,
             resource_info=settings.cadf_resource_info)
-        self.dispatcher = Dispatcher(self.emitter, self._publishers, settings)
+        self.classifier = Classifier(
+            self.route_map, settings.audit_reads, settings.audit_lists,
+            settings.unmatched_requests == 'audit', 'cadf' in self.formats,
+            'glance' in self.formats)
+        self.leaves()                       # the bus settings are checked now, at start-up
+        self.delivery = Delivery(self.emitter, self.classifier.route_for, self.leaves,
+                                 settings, _response_headers(self.route_map))
 
-    def _publishers(self) -> dict:
-        """A fresh set of publishers, one per format (each shard gets its own)."""
+    def leaves(self) -> dict:
+        """A fresh leaf per format (the sender of each process makes its own)."""
         conf, settings = self.conf, self.settings
 
         def pick(name):
@@ -70,9 +79,19 @@ class Pipeline:
         if any(d in ('messaging', 'messagingv2', 'routing') for d in drivers):
             check_transport_url(conf, transport_url)
         topics = pick('topics') or ['notifications']
-        return {fmt: Publisher(conf, drivers, settings.get(fmt + '_topics') or topics,
-                               transport_url, settings.retry)
+        return {fmt: OsloLeaf(conf, drivers, settings.get(fmt + '_topics') or topics,
+                              transport_url, settings.retry, settings.rabbit_batch_publish)
                 for fmt in ('cadf', 'glance')}
+
+
+def _response_headers(route_map) -> set:
+    """Response headers the journal keeps: those event building reads."""
+    names = set(record.BASE_HEADERS)
+    for route in route_map.routes:
+        target = route.target
+        for sources in (target.id, target.name) + tuple(s for _, s in target.attachments):
+            names.update(ref for kind, ref in sources if kind == 'header')
+    return names
 
 
 def _default_backend(conf: cfg.ConfigOpts) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from oslo_config import cfg
 
 from audit_notifier import routes as route_maps
-from audit_notifier.exchange import Exchange
+from audit_notifier.exchange import Exchange, request_facts
 
 classify_opts = [
     cfg.StrOpt('route_map', default='glance',
@@ -55,11 +55,19 @@ class Classifier:
         if hit is None:
             if not self._audit_unmatched:
                 return None
-            return Exchange(self._unmatched_route(method), {}, environ)
+            return Exchange(self._unmatched_route(method), {}, request_facts(environ))
         route, params = hit
         if not self._wanted[id(route)]:
             return None
-        return Exchange(route, params, environ)
+        return Exchange(route, params, request_facts(environ))
+
+    def route_for(self, key) -> route_maps.Route | None:
+        """The route a journal record names by ``(method, path)``; ``path`` '*' is
+        the synthetic route of an unmatched call."""
+        method, path = key
+        if path == '*':
+            return self._unmatched_route(method)
+        return self.route_map.by_key.get((method, path))
 
     def _unmatched_route(self, method: str) -> route_maps.Route:
         # One synthetic route per HTTP method (a bounded set), never per path.

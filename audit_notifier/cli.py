@@ -46,14 +46,14 @@ def _run_demo(args) -> int:
     return runner.run(json_mode=args.json, paste=args.paste)
 
 
-# -- stats and replay: operator tools on a spool directory ----------------------------------
+# -- stats and replay: operator tools on a journal directory --------------------------------
 
-def _spool_arguments(parser) -> None:
+def _journal_arguments(parser) -> None:
     parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
                         help='the service\'s conf file with its [audit_notifier] section '
                              '(e.g. /etc/glance/glance-api.conf); may be repeated')
-    parser.add_argument('--spool-dir', metavar='DIR',
-                        help='spool directory (default: spool_dir from the conf file)')
+    parser.add_argument('--journal-dir', '--spool-dir', dest='journal_dir', metavar='DIR',
+                        help='journal directory (default: journal_dir from the conf file)')
 
 
 def _pipeline(args, **overrides):
@@ -63,18 +63,21 @@ def _pipeline(args, **overrides):
     conf = cfg.ConfigOpts()
     conf([], project='audit_notifier', default_config_files=args.config_file or [])
     overrides = {k: v for k, v in overrides.items() if v}
-    if args.spool_dir:
-        overrides['spool_dir'] = args.spool_dir
+    if args.journal_dir:
+        overrides['journal_dir'] = args.journal_dir
+    overrides.setdefault('delivery_mode', 'journal')
+    overrides.setdefault('process_hooks', 'false')
     return Pipeline(dict(overrides, oslo_config_config=conf))
 
 
 def _add_stats(subparsers) -> None:
     parser = subparsers.add_parser(
-        'stats', help='delivery counters of the processes using a spool directory',
-        description='Print the delivery counters (queued, sent, spooled, replayed, dropped, '
-                    'send errors, queue depth, unsent spooled notifications and the age of '
-                    'the oldest one) that each process writes to its spool directory.')
-    _spool_arguments(parser)
+        'stats', help='delivery counters of the processes using a journal directory',
+        description='Print the delivery counters each process writes to its journal '
+                    'directory every 5 s (journaled, sent, dropped, dead letters, send and '
+                    'build errors, disk errors, unsent records, the age of the oldest '
+                    'unsent one, whether the bus is down) and the dead letters waiting.')
+    _journal_arguments(parser)
     parser.add_argument('--json', action='store_true', help='one JSON object per process')
     parser.set_defaults(func=_run_stats)
 
@@ -82,52 +85,64 @@ def _add_stats(subparsers) -> None:
 def _run_stats(args) -> int:
     import json
 
-    from audit_notifier.delivery import tools
-    spool_dir = _pipeline(args).settings.spool_dir
-    rows = tools.read_stats(spool_dir)
+    from audit_notifier.delivery import deadletter, tools
+    directory = _pipeline(args).delivery.directory
+    rows = tools.read_stats(directory)
+    dead = deadletter.count(directory)
     if args.json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
+        print(json.dumps({'dead_letters_waiting': dead}))
         return 0
     if not rows:
-        print('no audit_notifier process has written stats to %s' % spool_dir)
-        return 0
-    columns = ('process', 'alive', 'queued', 'sent', 'spooled', 'replayed', 'dropped',
-               'send_errors', 'queue_depth', 'spooled_unsent', 'oldest_unsent_age')
-    print('  '.join(columns))
-    for row in rows:
-        print('  '.join(str(row.get(c, '')) for c in columns))
+        print('no audit_notifier process has written stats to %s' % directory)
+    else:
+        columns = ('process', 'alive', 'journaled', 'sent', 'dropped', 'dead_letters',
+                   'send_errors', 'build_errors', 'journal_errors', 'unsent',
+                   'oldest_unsent_age', 'bus_down')
+        print('  '.join(columns))
+        for row in rows:
+            print('  '.join(str(row.get(c, '')) for c in columns))
+    print('dead letters waiting in %s: %d%s' % (
+        directory, dead, ' (audit-notifier replay --dead-letters re-sends them)' if dead
+        else ''))
     return 0
 
 
 def _add_replay(subparsers) -> None:
     parser = subparsers.add_parser(
-        'replay', help='re-send the notifications spooled by processes that are gone',
-        description='Send, oldest first, every notification left in a spool directory by '
+        'replay', help='send what processes that are gone left in a journal directory',
+        description='Send, oldest first, every notification left in a journal directory by '
                     'processes that are no longer running, through the drivers and topics '
                     'of the conf file (or the options below), and remove what was sent. '
-                    'Stops at the first failure; running it again sends nothing twice.')
-    _spool_arguments(parser)
+                    'Running it again sends nothing twice. With --dead-letters, re-send the '
+                    'dead letters instead (after fixing what made them fail).')
+    _journal_arguments(parser)
     parser.add_argument('--driver', help='notification driver (default: from the conf file)')
     parser.add_argument('--transport-url', help='message bus URL (default: from the conf '
                                                 'file)')
+    parser.add_argument('--dead-letters', action='store_true',
+                        help='re-send the dead letters; what fails again is kept')
+    parser.add_argument('--timeout', type=float, default=30.0,
+                        help='give up after the bus has been unreachable this long (s)')
     parser.set_defaults(func=_run_replay)
 
 
 def _run_replay(args) -> int:
     from audit_notifier.delivery import tools
     pipeline = _pipeline(args, driver=args.driver, transport_url=args.transport_url)
-    spool_dir = pipeline.settings.spool_dir
-    result = tools.replay(spool_dir, pipeline.dispatcher.publishers)
-    for publisher in pipeline.dispatcher.publishers.values():
-        publisher.cleanup()
-    if result.error:
-        print('audit-notifier replay: stopped after %d notification(s): %s'
-              % (result.sent, result.error), file=sys.stderr)
-        return 1
-    print('re-sent %d notification(s) from %d spool segment(s) in %s'
-          % (result.sent, result.segments, spool_dir))
-    return 0
+    directory = pipeline.delivery.directory
+    if args.dead_letters:
+        result = tools.replay_dead_letters(pipeline)
+        print('re-sent %d dead letter notification(s) from %s; %d kept'
+              % (result.sent, directory, result.left))
+    else:
+        result = tools.replay(pipeline, args.timeout)
+        print('sent %d notification(s) from %d journal(s) of earlier processes in %s'
+              % (result.sent, result.journals, directory))
+    for reason in result.kept:
+        print('audit-notifier replay: kept %s' % reason, file=sys.stderr)
+    return 1 if result.left else 0
 
 
 SUBCOMMANDS = [_add_demo, _add_stats, _add_replay]

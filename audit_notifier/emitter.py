@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import re
-import uuid
 
 from oslo_config import cfg
 
@@ -124,12 +123,10 @@ class Emitter:
             if self.resource_info:
                 note.payload['resource_info'] = note.payload['target']['id']
             notes.append(note)
-        # One shard for all notifications of a call: they reach the bus in order.
-        shard = next((n.shard for n in notes if n.shard), '')
-        return [n._replace(shard=shard) for n in notes if self.filter.enabled(n.event_type)]
+        return [n for n in notes if self.filter.enabled(n.event_type)]
 
-    def envelope(self, note: Notification) -> dict:
-        return {'message_id': str(uuid.uuid4()),
+    def envelope(self, note: Notification, message_id: str) -> dict:
+        return {'message_id': message_id,
                 'publisher_id': self.publisher_id,
                 'event_type': note.event_type,
                 'priority': note.priority,
@@ -145,26 +142,28 @@ class Emitter:
         return ('glance' in self.formats and route.usage is not None and
                 glance_events.RULES[route.usage].prefetch is not None)
 
-    def prefetch(self, exchange: Exchange) -> None:
+    def prefetch(self, exchange: Exchange, environ: dict) -> None:
         """Fetch, before the app runs, a record the call will destroy (a delete), or
-        the record of a resource the path names by name rather than by UUID."""
+        the record of a resource the path names by name rather than by UUID.
+
+        Request path (one in-process GET to the wrapped app, as the caller)."""
         route = exchange.route
         if self._subrequests is None:
             return
         if route.record is not None:
             if not any(_UUID.match(v) for v in exchange.params.values()):
                 path = route.record.format(**exchange.params)
-                self._fetch(exchange, path)
+                self._fetch(exchange, environ, path)
             return
         if 'glance' not in self.formats or route.usage is None:
             return
         path = glance_events.prefetch_path(glance_events.RULES[route.usage], exchange)
         if path is not None:
-            self._fetch(exchange, path)
+            self._fetch(exchange, environ, path)
 
-    def _fetch(self, exchange: Exchange, path: str) -> None:
+    def _fetch(self, exchange: Exchange, environ: dict, path: str) -> None:
         try:
-            exchange.prefetched = self._subrequests.get_json(exchange.environ, path)[1]
+            exchange.prefetched = self._subrequests.get_json(environ, path)[1]
         except Exception:
             LOG.warning('audit_notifier: could not fetch %s before the call; its delete '
                         'notification carries only the id', path, exc_info=True)

@@ -63,7 +63,7 @@ class Facts:
     def request_id(self) -> str | None:
         return (self.exchange.header('X-OpenStack-Request-ID') or
                 self.exchange.header('X-Compute-Request-ID') or
-                self.exchange.environ.get('openstack.request_id'))
+                self.exchange.request.get('openstack.request_id'))
 
     # -- source expressions of the route map ---------------------------------------
     def source(self, sources) -> str | None:
@@ -93,7 +93,7 @@ class Facts:
         record = None
         if self._subrequests is not None:
             try:
-                _, record = self._subrequests.get_json(self.exchange.environ, path)
+                _, record = self._subrequests.get_json(self.exchange.request, path)
             except Exception:
                 LOG.warning('audit_notifier: look-up of %s failed; the notification carries '
                             'only what the call itself showed', path, exc_info=True)

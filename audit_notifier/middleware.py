@@ -2,9 +2,10 @@
 
 ``[filter:audit] paste.filter_factory = audit_notifier.middleware:filter_factory``,
 placed right after ``authtoken``.  Per request it only classifies the call, keeps
-the facts and hands them to the in-process queue; notifications are built and sent
-by background threads (:mod:`audit_notifier.delivery.dispatcher`).  Any error of
-its own is logged (rate-limited) and the API call goes on untouched.
+the facts and appends them to the process's journal before the response leaves;
+notifications are built and sent by a background sender
+(:mod:`audit_notifier.delivery`).  Any error of its own is logged (rate-limited)
+and the API call goes on untouched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import time
 from typing import Any
 
 from audit_notifier.assembly import Pipeline
-from audit_notifier.classify import Classifier
 from audit_notifier.lookup import SUBREQUEST_KEY
 from audit_notifier.observe import call_observed
 
@@ -38,11 +38,8 @@ class AuditMiddleware:
         self.settings = settings
         self.route_map = pipeline.route_map
         self.emitter = pipeline.emitter
-        self.dispatcher = pipeline.dispatcher
-        formats = pipeline.formats
-        self.classifier = Classifier(
-            self.route_map, settings.audit_reads, settings.audit_lists,
-            settings.unmatched_requests == 'audit', 'cadf' in formats, 'glance' in formats)
+        self.delivery = pipeline.delivery
+        self.classifier = pipeline.classifier
         # Routes that fetch a record before the app runs (deletes; names, not UUIDs).
         self._prefetch = {id(r) for r in self.route_map.routes
                           if self.emitter.needs_prefetch(r)}
@@ -54,7 +51,7 @@ class AuditMiddleware:
         try:
             exchange = self.classifier.classify(environ)
             if exchange is not None and id(exchange.route) in self._prefetch:
-                self.emitter.prefetch(exchange)
+                self.emitter.prefetch(exchange, environ)
         except Exception:
             self._internal_error(logging.ERROR, 'audit_notifier: classifying %s failed; '
                                  'the call goes on unaudited', environ.get('REQUEST_METHOD'))
@@ -65,9 +62,10 @@ class AuditMiddleware:
 
     def _submit(self, phase, exchange) -> None:
         try:
-            self.dispatcher.submit(phase, exchange)
+            self.delivery.submit(phase, exchange)
         except Exception:
-            self._internal_error(logging.ERROR, 'audit_notifier: queueing an event failed')
+            self._internal_error(logging.ERROR, 'audit_notifier: journaling an API call '
+                                 'failed; its notifications are lost')
 
 
 class RateLimitedLog:

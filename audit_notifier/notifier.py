@@ -5,7 +5,7 @@ and Magnum learns that a cluster finished (``CREATE_COMPLETE`` ...) in its
 conductor's periodic job.  Neither is visible to a WSGI filter, so a task executor
 or a conductor hook calls this API instead; it reads the same ``[audit_notifier]``
 options (keyword arguments override them, as paste keys do for the filter) and
-sends through the same formats, drivers, spool and delivery::
+sends through the same formats, drivers, journal and delivery::
 
     import audit_notifier
     notifier = audit_notifier.get_notifier()                 # [audit_notifier] of cfg.CONF
@@ -44,7 +44,7 @@ class AuditNotifier:
     def __init__(self, **overrides: Any):
         self.pipeline = Pipeline(overrides)
         self._emitter = self.pipeline.emitter
-        self._dispatcher = self.pipeline.dispatcher
+        self.delivery = self.pipeline.delivery
 
     def task(self, event_type: str, task, context=None) -> None:
         """A Glance task event: ``task`` is a glance.domain.Task or a task API view."""
@@ -63,7 +63,7 @@ class AuditNotifier:
             if payload.get('type'):
                 target['name'] = payload['type']
             notes.append(self._cadf(event_type, action, outcome, target, context, now))
-        self._dispatcher.submit_built(notes)
+        self.delivery.submit_built(notes)
 
     def cluster(self, action: str, outcome: str, cluster, context=None,
                 resource: str = 'cluster') -> None:
@@ -83,7 +83,7 @@ class AuditNotifier:
             target['name'] = _get(cluster, 'name')
         note = self._cadf('magnum.%s.%s' % (resource, action), action, outcome, target,
                           context, time.time())
-        self._dispatcher.submit_built([note])
+        self.delivery.submit_built([note])
 
     def _cadf(self, event, action, outcome, target, context, when) -> Notification:
         observer = dict(self._emitter.observer)
@@ -98,10 +98,10 @@ class AuditNotifier:
                             ERROR if outcome == 'failure' else INFO, payload, target['id'], when)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        return self._dispatcher.flush(timeout)
+        return self.delivery.flush(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        self._dispatcher.close(timeout)
+        self.delivery.close(timeout)
 
 
 def _get(obj, name):

@@ -6,6 +6,8 @@ buffers the whole body of a generator app that calls ``start_response`` lazily).
 chunk by chunk, counted with ``len(chunk)`` where the route needs byte counts, and
 its ``close()`` forwarded.  Completion is the end of iteration or ``close()``,
 whichever comes first; ``close()`` without the end means the client went away.
+Before the first chunk of a streamed body is handed on, the call is submitted as
+``responded`` (journaled), and again as ``finished`` at its end.
 
 When a call needs neither counting nor its body and its status is already known
 when the app returns (webob apps call ``start_response`` before returning), the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-from audit_notifier.exchange import FINISHED, MAX_BODY, STARTED, Exchange
+from audit_notifier.exchange import FINISHED, MAX_BODY, RESPONDED, STARTED, Exchange
 
 Submit = Callable[[str, Exchange], None]
 
@@ -88,6 +90,9 @@ class ObservedBody:
                 if keep is None:
                     keep = exchange.route.wants_body or (exchange.status or '')[:1] in ('4', '5')
                     kept = [] if keep else None
+                    # Journaled before the first byte leaves: a crash now still
+                    # reports the call (as incomplete).
+                    self._submit(RESPONDED, exchange)
                 if keep:
                     kept_len += len(chunk)
                     if kept_len <= MAX_BODY:

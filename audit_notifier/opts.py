@@ -10,11 +10,11 @@ import itertools
 
 from audit_notifier._config import GROUP
 from audit_notifier.classify import classify_opts
-from audit_notifier.delivery.dispatcher import dispatcher_opts
-from audit_notifier.delivery.drivers import delivery_opts
+from audit_notifier.delivery.drivers import bus_opts
+from audit_notifier.delivery.handoff import delivery_opts
 from audit_notifier.emitter import emitter_opts
 
-ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, delivery_opts, dispatcher_opts))
+ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, bus_opts, delivery_opts))
 
 
 def list_opts():

@@ -96,7 +96,14 @@ import uuid
 
 
 
+from audit_notifier.delivery import oslo_private
+
 LOG = logging.getLogger(__name__)
+
+
+def _private(name: str):
+    """A private name of oslo.messaging's drivers (listed in :mod:`.oslo_private`)."""
+    return oslo_private.get('oslo_messaging._drivers.' + name)
 
 
 #: Seconds to open the TCP connection to one broker host (and for the TLS handshake).
@@ -113,19 +120,16 @@ class RabbitBatchSender:
 
     def __init__(self, *, url: str, hosts: int, exchange_name: str, topics: list[str],
                  retry: int, rabbit, ssl_params, quorum_config):
-        from oslo_messaging._drivers import amqp as rpc_amqp
-        from oslo_messaging._drivers import common as rpc_common
-        from oslo_messaging._drivers import impl_rabbit
         import kombu
         import kombu.entity
         import kombu.exceptions
         import kombu.messaging
 
         self._kombu = kombu
-        self._impl_rabbit = impl_rabbit
-        self._add_unique_id = rpc_amqp._add_unique_id
-        self._pack_context = rpc_amqp.pack_context
-        self._serialize_msg = rpc_common.serialize_msg
+        self._queue_arguments = _private('impl_rabbit._get_queue_arguments')
+        self._add_unique_id = _private('amqp._add_unique_id')
+        self._pack_context = _private('amqp.pack_context')
+        self._serialize_msg = _private('common.serialize_msg')
         self._url = url
         self._hosts = hosts
         self.topics = list(topics)
@@ -162,19 +166,15 @@ class RabbitBatchSender:
     def for_transport(cls, transport, topics, retry) -> 'RabbitBatchSender | None':
         """A sender mirroring ``transport`` (an oslo.messaging rabbit transport), or
         None when the per-message oslo.messaging path must be kept."""
-        try:
-            from oslo_messaging._drivers import impl_rabbit
-            from oslo_messaging.transport import TransportHost
-        except ImportError:                                  # pragma: no cover
-            return None
+        from oslo_messaging.transport import TransportHost
         driver = getattr(transport, '_driver', None)
         url = getattr(driver, '_url', None)
-        if not isinstance(driver, impl_rabbit.RabbitDriver) or url is None or \
+        if not isinstance(driver, _private('impl_rabbit.RabbitDriver')) or url is None or \
                 url.transport not in FAST_SCHEMES:
             return None
         try:
             rabbit = driver.conf.oslo_messaging_rabbit       # the URL's query overrides
-            Conn = impl_rabbit.Connection
+            Conn = _private('impl_rabbit.Connection')
             hosts = list(url.hosts)
             if len(hosts) > 1:
                 random.shuffle(hosts)                        # as oslo does
@@ -270,15 +270,14 @@ class RabbitBatchSender:
         if frames is None or self._compression:
             return None
         try:
-            from amqp import spec
-            from amqp.serialization import dumps as amqp_dumps
+            amqp_dumps = oslo_private.get('amqp.serialization.dumps')
             from kombu.entity import maybe_delivery_mode
             from kombu.serialization import dumps as kombu_dumps
 
             channel = self._channel
             write_frame = channel.connection.frame_writer
             channel_id = channel.channel_id
-            method = spec.Basic.Publish
+            method = oslo_private.get('amqp.spec.Basic.Publish')
             exchange_name = self.exchange.name
             delivery_mode = maybe_delivery_mode(self.exchange.delivery_mode)
             headers: dict = {}
@@ -325,7 +324,7 @@ class RabbitBatchSender:
         queue = self._kombu.entity.Queue(
             channel=self._channel, exchange=exchange, durable=exchange.durable,
             auto_delete=exchange.auto_delete, name=routing_key, routing_key=routing_key,
-            queue_arguments=self._impl_rabbit._get_queue_arguments(
+            queue_arguments=self._queue_arguments(
                 self._ha_queues, 0, self._quorum, self._quorum_config, False))
         queue.declare()
         if not self._exchange_declared:
@@ -467,12 +466,12 @@ class _Content:
 
 def _buffered_frame_writer(buffers: list):
     """A ``frame_writer`` for amqp.Connection: py-amqp's own, over a _FrameBuffer."""
-    from amqp import method_framing
+    frame_writer = oslo_private.get('amqp.method_framing.frame_writer')
 
     def factory(connection, transport):
         frames = _FrameBuffer(transport)
         buffers.append(frames)
-        return method_framing.frame_writer(connection, frames)
+        return frame_writer(connection, frames)
     return factory
 
 

@@ -1,10 +1,16 @@
-"""Delivery counters, the one-warning-per-outage rule, and the stats file.
+"""Delivery counters, rate-limited log lines, the outage rule, and the stats file.
 
-Counters: queued (API call phases handed over), built, sent, spooled, replayed,
-dropped, send_errors, build_errors; gauges: queue depth, spooled-and-unsent, and
-the age of the oldest unsent notification.  They are logged periodically (only
-when something changed) and written to ``<spool_dir>/<owner>.stats.json``, where
-``audit-notifier stats`` reads them.
+Counters: ``journaled`` (records of API call phases kept), ``built`` and ``sent``
+(notifications), ``dropped`` (records lost to an overflow policy or a shutdown in
+memory mode), ``dead_letters``, ``send_errors`` (failed publishes: bus or not),
+``build_errors``, ``journal_errors`` (disk problems), ``corrupt_records``;
+gauges: ``unsent`` (records not yet read by the sender), ``open_calls``,
+``oldest_unsent_age``, ``bus_down``, ``outages``.  The sender logs them
+periodically (when something changed) and writes ``<journal_dir>/<owner>.stats.json``
+for ``audit-notifier stats``.
+
+Every log line that can repeat is rate-limited per condition (:meth:`Stats.limited`):
+one line per ``LIMIT_SECONDS`` and condition, with the count it stood for.
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ import time
 
 LOG = logging.getLogger('audit_notifier.delivery')
 
-COUNTERS = ('queued', 'built', 'sent', 'spooled', 'replayed', 'dropped', 'send_errors',
-            'build_errors')
+COUNTERS = ('journaled', 'built', 'sent', 'dropped', 'dead_letters', 'send_errors',
+            'build_errors', 'journal_errors', 'corrupt_records')
+LIMIT_SECONDS = 60.0
 
 
 class Stats:
@@ -28,12 +35,27 @@ class Stats:
         self.outages = 0
         self._down_since: float | None = None
         self._outage_errors = 0
-        self._last_overflow_log = float('-inf')
-        self._overflow_suppressed = 0
+        self._limits: dict[str, list] = {}     # condition -> [last logged, suppressed]
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.counters[name] += n
+
+    def limited(self, level: int, condition: str, msg: str, *args, count: int = 1,
+                exc_info: bool = False) -> None:
+        """Log ``msg`` at most once per LIMIT_SECONDS for ``condition``; the next line
+        says how many occurrences (``count`` each) it stood for."""
+        now = time.monotonic()
+        with self._lock:
+            state = self._limits.setdefault(condition, [float('-inf'), 0])
+            if now - state[0] < LIMIT_SECONDS:
+                state[1] += count
+                return
+            suppressed, state[1] = state[1], 0
+            state[0] = now
+        if suppressed:
+            msg += ' (and %d more in the last %d s)' % (suppressed, LIMIT_SECONDS)
+        LOG.log(level, msg, *args, exc_info=exc_info)
 
     # -- outages: one warning when it starts, one line when it ends ------------------------
     def bus_down(self, exc: BaseException) -> None:
@@ -44,8 +66,8 @@ class Stats:
                 return
             self._down_since = time.time()
             self.outages += 1
-        LOG.warning('audit_notifier: the message bus is unreachable (%s); notifications go '
-                    'to the local spool until it is back', ' '.join(str(exc).split())[:200])
+        LOG.warning('audit_notifier: the message bus is unreachable (%s); notifications wait '
+                    'in the journal until it is back', ' '.join(str(exc).split())[:200])
 
     def bus_up(self) -> None:
         if self._down_since is None:
@@ -57,53 +79,27 @@ class Stats:
             errors, self._outage_errors = self._outage_errors, 0
             self._down_since = None
         LOG.warning('audit_notifier: the message bus is back after %.1f s (%d failed '
-                    'publishes); spooled notifications are being re-sent', took, errors)
+                    'publishes); waiting notifications are being sent', took, errors)
 
     @property
     def bus_is_down(self) -> bool:
         return self._down_since is not None
 
-    def overflow(self, policy: str, dropped: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_overflow_log < 60:
-                self._overflow_suppressed += dropped
-                return
-            suppressed, self._overflow_suppressed = self._overflow_suppressed, 0
-            self._last_overflow_log = now
-        LOG.error('audit_notifier: the spool is full (spool_max_bytes); overflow policy %s '
-                  'dropped %d notification(s)%s', policy, dropped + suppressed,
-                  ' in the last minute' if suppressed else '')
-
-    def queue_full(self, size: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last_overflow_log < 60:
-                self._overflow_suppressed += 1
-                return
-            suppressed, self._overflow_suppressed = self._overflow_suppressed, 0
-            self._last_overflow_log = now
-        LOG.error('audit_notifier: %d API calls are waiting for their notifications to be '
-                  'built (queue_size); dropped %d call(s)%s: the process is out of CPU for '
-                  'its sender', size, 1 + suppressed,
-                  ' in the last minute' if suppressed else '')
-
     # -- reporting ------------------------------------------------------------------------
-    def snapshot(self, depth: int, unsent_spooled: int, oldest: float | None) -> dict:
+    def snapshot(self, **gauges) -> dict:
         with self._lock:
             snap = dict(self.counters)
-        snap.update(queue_depth=depth, spooled_unsent=unsent_spooled,
-                    oldest_unsent_age=round(time.time() - oldest, 3) if oldest else 0.0,
-                    bus_down=self.bus_is_down, outages=self.outages, pid=os.getpid(),
+        snap.update(gauges)
+        snap.update(bus_down=self.bus_is_down, outages=self.outages, pid=os.getpid(),
                     time=round(time.time(), 3))
         return snap
 
 
 def format_line(snap: dict) -> str:
-    return ('audit_notifier stats: queued=%(queued)d sent=%(sent)d spooled=%(spooled)d '
-            'replayed=%(replayed)d dropped=%(dropped)d send_errors=%(send_errors)d '
-            'queue_depth=%(queue_depth)d spooled_unsent=%(spooled_unsent)d '
-            'oldest_unsent_age=%(oldest_unsent_age).1fs' % snap)
+    return ('audit_notifier stats: journaled=%(journaled)d sent=%(sent)d '
+            'dropped=%(dropped)d dead_letters=%(dead_letters)d send_errors=%(send_errors)d '
+            'build_errors=%(build_errors)d journal_errors=%(journal_errors)d '
+            'unsent=%(unsent)d oldest_unsent_age=%(oldest_unsent_age).1fs' % snap)
 
 
 def write_file(path: str, snap: dict) -> None:

@@ -1,77 +1,121 @@
-"""Operator tools on a spool directory: re-send it by hand, read the counters.
-
-``replay`` sends the segments of processes that are gone (a live process re-sends
-its own), oldest first per shard, through the configured drivers, and removes what
-was sent; a segment sent in part keeps only its unsent records, so running it
-again sends nothing twice.  ``stats`` reads the per-process stats files.
-"""
+"""Operator tools on a journal directory: replay what is left, replay dead letters,
+read the counters (``audit-notifier replay`` and ``stats``)."""
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 
-from audit_notifier.delivery import spool as spool_mod
+from audit_notifier.delivery import deadletter, journal as journal_mod
+from audit_notifier.delivery.builder import Builder
+from audit_notifier.delivery.leaves import BusUnavailable
+from audit_notifier.delivery.sender import Sender
+
+LOG = logging.getLogger(__name__)
 
 
 class ReplayResult:
     def __init__(self):
-        self.sent = 0
-        self.segments = 0
-        self.error: str | None = None
+        self.journals = 0           # journals of dead processes sent whole
+        self.left = 0               # journals (or dead letters) left for later
+        self.sent = 0               # notifications sent
+        self.kept: list[str] = []   # why something was left
 
 
-def replay(spool_dir: str, publishers: dict) -> ReplayResult:
-    """Send every orphaned record in ``spool_dir``; stop at the first failure.
-
-    The segments are claimed first (renamed under this run's own name), so a
-    service starting meanwhile does not send them too; what is left unsent becomes
-    an orphan again when this run ends.
-    """
+def replay(pipeline, timeout: float = 30.0) -> ReplayResult:
+    """Send every journal of a process that is gone, oldest first, through the
+    pipeline's leaves, exactly as a starting service would; a bus outage longer
+    than ``timeout`` stops the run (what is left stays, with its checkpoint, so a
+    second run sends nothing twice)."""
     result = ReplayResult()
-    owner = spool_mod.Owner(spool_dir)
+    delivery = pipeline.delivery
+    directory = delivery.directory
+    sender = _offline_sender(pipeline, timeout)
     try:
-        for _shard, paths in sorted(spool_mod.claim_orphans(owner).items()):
-            for path in paths:
-                if not _replay_segment(path, publishers, result):
-                    return result
-                result.segments += 1
+        for orphan in journal_mod.claim_orphans(directory):
+            if sender.send_orphan(orphan):
+                result.journals += 1
+            else:
+                result.left += 1
+                result.kept.append('%s: %s' % (orphan.owner, 'unreadable segment'
+                                               if orphan.unreadable else 'the bus did not '
+                                               'take everything'))
     finally:
-        owner.release()
+        _close(sender)
+    result.sent = sender.stats.counters['sent']
     return result
 
 
-def _replay_segment(path: str, publishers: dict, result: ReplayResult) -> bool:
-    with open(path, 'rb') as f:
-        lines = f.read().split(b'\n')
-    complete = lines[:-1]                  # the part after the last newline is torn
-    for index, line in enumerate(complete):
-        try:
-            record = json.loads(line)
-            publishers[record['fmt']].publish(record['envelope'])
-        except ValueError:
-            continue                       # a corrupt record cannot be sent; skip it
-        except Exception as exc:
-            result.error = ' '.join(str(exc).split())[:300]
-            _keep_unsent(path, complete[index:])
-            return False
-        result.sent += 1
-    os.unlink(path)
-    return True
+def replay_dead_letters(pipeline) -> ReplayResult:
+    """Send every dead letter again (a record is built again first); what fails
+    again stays in its file, so a second run sends nothing twice."""
+    result = ReplayResult()
+    directory = pipeline.delivery.directory
+    leaves = pipeline.leaves()
+    try:
+        for path in deadletter.files(directory):
+            owner = os.path.basename(path)[:-len(deadletter.SUFFIX)]
+            entries, bad = deadletter.read(path)
+            if bad:
+                result.kept.append('%s: %d unreadable line(s) dropped' % (path, bad))
+            builder = Builder(pipeline.emitter, pipeline.classifier.route_for, owner)
+            kept = []
+            for index, entry in enumerate(entries):
+                try:
+                    result.sent += _resend(entry, builder, leaves, index)
+                except BusUnavailable as exc:
+                    kept.extend(entries[index:])
+                    result.kept.append('%s: the bus is unavailable (%s)' % (path, exc))
+                    break
+                except Exception as exc:
+                    kept.append(entry)
+                    result.kept.append('%s: %s: %s' % (path, type(exc).__name__, exc))
+            deadletter.rewrite(path, kept)
+            result.left += len(kept)
+    finally:
+        for leaf in leaves.values():
+            leaf.close()
+    return result
 
 
-def _keep_unsent(path: str, lines: list[bytes]) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(b''.join(line + b'\n' for line in lines))
-    os.replace(tmp, path)
+def _resend(entry: dict, builder: Builder, leaves: dict, index: int) -> int:
+    if entry.get('stage') == 'send':
+        leaves[entry['fmt']].publish_many([entry['envelope']])
+        return 1
+    rec = entry.get('record')
+    if not isinstance(rec, dict):
+        raise ValueError('the dead letter has no journal record')
+    built = builder.build(('dead', index), rec)
+    builder.open.clear()
+    for fmt, envelope in built:
+        leaves[fmt].publish_many([envelope])
+    return len(built)
 
 
-def read_stats(spool_dir: str) -> list[dict]:
+def _offline_sender(pipeline, timeout: float) -> Sender:
+    delivery = pipeline.delivery
+    stats = delivery.stats
+    journal = journal_mod.Journal(None, max_bytes=1 << 20, max_records=1, overflow='drop_newest',
+                                  block_seconds=0.0, fsync=False, stats=stats)
+    dead = deadletter.DeadLetters(delivery.directory, journal.owner, stats)
+    sender = Sender(journal, pipeline.emitter, pipeline.classifier.route_for, pipeline.leaves(),
+                    dead, stats, dead_letter_after=delivery.settings.dead_letter_after,
+                    stats_interval=0)
+    sender.stop(timeout)          # outages are waited out until then, not forever
+    return sender
+
+
+def _close(sender: Sender) -> None:
+    for leaf in sender.leaves.values():
+        leaf.close()
+
+
+def read_stats(directory: str) -> list[dict]:
     """One dict per process that wrote stats here, with ``alive`` and its backlog."""
     out = []
-    for path in sorted(glob.glob(os.path.join(spool_dir, '*.stats.json'))):
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), '*.stats.json'))):
         owner = os.path.basename(path)[:-len('.stats.json')]
         try:
             with open(path) as f:
@@ -79,8 +123,23 @@ def read_stats(spool_dir: str) -> list[dict]:
         except (OSError, ValueError):
             continue
         snap['process'] = owner
-        snap['alive'] = spool_mod.owner_alive(spool_dir, owner)
-        snap['spool_bytes'] = sum(os.path.getsize(p) for p in
-                                  glob.glob(os.path.join(spool_dir, owner + '-s*.spool')))
+        snap['alive'] = owner_alive(directory, owner)
+        snap['journal_bytes'] = sum(
+            os.path.getsize(p) for p in glob.glob(os.path.join(glob.escape(directory),
+                                                               owner + '.*.journal')))
         out.append(snap)
     return out
+
+
+def owner_alive(directory: str, owner: str) -> bool:
+    path = os.path.join(directory, owner + '.lock')
+    if not os.path.exists(path):
+        return False
+    try:
+        fd = journal_mod.try_lock(path)
+    except OSError:
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False

@@ -358,38 +358,33 @@ def run(json_mode: bool = False, paste: str | None = None) -> int:
 def _run(json_mode: bool, paste: str | None, out, capture: NotificationCapture) -> None:
     started = time.monotonic()
     path, name = find_paste(paste)
-    spool_dir = tempfile.mkdtemp(prefix='audit-notifier-demo-')
+    journal_dir = tempfile.mkdtemp(prefix='audit-notifier-demo-')
     audit = None
     try:
         try:
             from paste.deploy import loadapp
             app = loadapp('config:%s' % path, name=name,
-                          global_conf={'demo_spool_dir': spool_dir})
+                          global_conf={'demo_journal_dir': journal_dir})
         except Exception as exc:
             raise DemoError('cannot load pipeline %r from %s: %s'
                             % (name, path, _one_line(exc)))
         audit = _find_audit(app)
         if audit is None:
             raise DemoError('pipeline %r in %s has no audit_notifier filter' % (name, path))
-        if os.path.realpath(audit.dispatcher.spool_dir) != os.path.realpath(spool_dir):
-            raise DemoError('the audit filter in %s spools to %s; add "spool_dir = '
-                            '%%(demo_spool_dir)s" to its section so the demo keeps away '
-                            'from the spool of a service' % (path, audit.dispatcher.spool_dir))
+        used = audit.delivery.directory
+        if used is not None and os.path.realpath(used) != os.path.realpath(journal_dir):
+            raise DemoError('the audit filter in %s journals to %s; add "journal_dir = '
+                            '%%(demo_journal_dir)s" to its section so the demo keeps away '
+                            'from the journal of a service' % (path, used))
         _serve_and_call(json_mode, path, name, app, audit, out, capture, started)
     finally:
         if audit is not None:
             _close(audit)
-        shutil.rmtree(spool_dir, ignore_errors=True)
+        shutil.rmtree(journal_dir, ignore_errors=True)
 
 
 def _close(audit) -> None:
-    dispatcher = audit.dispatcher
-    close = getattr(dispatcher, 'close', None) or getattr(dispatcher, 'stop')
-    close()
-    for publisher in dispatcher.publishers.values():
-        cleanup = getattr(publisher, 'cleanup', None)
-        if cleanup is not None:
-            cleanup()
+    audit.delivery.close()
 
 
 def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) -> None:
@@ -414,7 +409,7 @@ def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) ->
             'http://127.0.0.1:%d' % port)
         say('  pipeline %s (%s)' % (_pipeline_names(path, name) or name, path))
         drivers = []
-        for publisher in audit.dispatcher.publishers.values():
+        for publisher in audit.delivery.leaf_factory().values():
             for driver in getattr(publisher, 'drivers', None) or []:
                 if driver not in drivers:
                     drivers.append(driver)
@@ -452,7 +447,7 @@ def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) ->
             if not tracker.wait_idle(WAIT):
                 raise DemoError('the server did not finish call %d within %d s'
                                 % (number, WAIT))
-            if not audit.dispatcher.flush(WAIT):
+            if not audit.delivery.flush(WAIT):
                 raise DemoError('the audit filter still had events queued %d s after call %d'
                                 % (WAIT, number))
             got = capture.drain()
@@ -474,7 +469,7 @@ def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) ->
             by_priority[envelope.get('priority')] = by_priority.get(envelope.get('priority'),
                                                                     0) + 1
         cadf = sum(1 for e in envelopes if _is_cadf(e))
-        counters = audit.dispatcher.counters
+        counters = audit.delivery.counters
         say()
         say('%d calls, %d notifications (%s): %d Glance-format, %d CADF; send errors %d, '
             'dropped %d; %.1f s' % (

@@ -111,3 +111,13 @@ def redact(text: str) -> str:
     if '=' in text:
         text = _SECRET_QUERY.sub(r'\1***', text)
     return text
+
+
+_CREDENTIAL_URL_BYTES = re.compile(rb'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@"]*:[^/\s@"]*@')
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """``user:password@`` of URLs in a response body removed (journal, events)."""
+    if b'://' in data and b'@' in data:
+        data = _CREDENTIAL_URL_BYTES.sub(rb'\1***@', data)
+    return data

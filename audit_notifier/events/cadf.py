@@ -21,6 +21,7 @@ import uuid
 
 from audit_notifier.events import (ERROR, WARN, Notification, Outcome, cadf_time, outcome_of,
                                    redact)
+from audit_notifier.exchange import APP_CREDENTIAL_KEY
 
 EVENT_TYPE_URI = 'http://schemas.dmtf.org/cloud/audit/1.0/event'
 USER_TYPE_URI = 'service/security/account/user'
@@ -52,7 +53,7 @@ def observer_id(publisher_id: str) -> str:
 
 
 def initiator(facts) -> dict:
-    env = facts.exchange.environ
+    env = facts.exchange.request
     user = {'typeURI': USER_TYPE_URI,
             'id': env.get('HTTP_X_USER_ID') or env.get('HTTP_X_USER') or 'unknown'}
     if user['id'] != 'unknown':
@@ -66,7 +67,7 @@ def initiator(facts) -> dict:
     roles = env.get('HTTP_X_ROLES')
     if roles:
         user['roles'] = [r.strip() for r in roles.split(',') if r.strip()]
-    app_cred = _application_credential_id(env.get('keystone.token_info'))
+    app_cred = env.get(APP_CREDENTIAL_KEY)
     if app_cred:
         user['application_credential_id'] = app_cred
     host = {}
@@ -83,13 +84,6 @@ def initiator(facts) -> dict:
     if global_id and _GLOBAL_REQUEST_ID.match(global_id) and global_id != request_id:
         user['global_request_id'] = global_id
     return user
-
-
-def _application_credential_id(token_info) -> str | None:
-    try:
-        return token_info['token']['application_credential']['id']
-    except (TypeError, KeyError):
-        return None
 
 
 def target(facts, observer: dict) -> dict:
@@ -188,7 +182,7 @@ def initiator_from_context(context) -> dict:
 
 def request_path(exchange) -> str:
     path = exchange.request_path
-    query = exchange.environ.get('QUERY_STRING')
+    query = exchange.request.get('QUERY_STRING')
     if query:
         path = path + '?' + redact(query)
     return path

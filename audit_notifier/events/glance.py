@@ -213,7 +213,7 @@ def failure(rule_event: str, facts, settings: Settings, message: str | None = No
     exchange = facts.exchange
     priority = outcome_of(exchange).priority
     if message is None:
-        message = '%s %s failed: %s' % (exchange.environ.get('REQUEST_METHOD'),
+        message = '%s %s failed: %s' % (exchange.request.get('REQUEST_METHOD'),
                                         exchange.request_path, _status_text(facts))
     return [_note(facts, rule_event, priority, redact(message), _image_id(facts))]
 
@@ -304,7 +304,7 @@ def _upload_started(facts, settings, image_id) -> list:
     payload = _record_at_start(facts, settings, image_id, 'saving')
     prepare = dict(payload)
     prepare.update(import_lists(payload))
-    backend = exchange.environ.get('HTTP_X_IMAGE_META_STORE') or settings.default_backend
+    backend = exchange.request.get('HTTP_X_IMAGE_META_STORE') or settings.default_backend
     if backend:
         prepare['backend'] = backend
     when = exchange.started_at
@@ -404,7 +404,7 @@ def _build_send(phase, facts, settings):
         record = facts.body_json()
     owner = record.get('owner') if record else None
     size = record.get('size') if record else None
-    env = exchange.environ
+    env = exchange.request
     payload = {
         'bytes_sent': exchange.bytes_sent,
         'image_id': image_id,
@@ -496,7 +496,7 @@ def _import_task(facts, settings, image_id):
         task = facts.lookup('/v2/tasks/%s' % task_id)
         if isinstance(task, dict) and task.get('id') == task_id:
             return task
-        env = facts.exchange.environ
+        env = facts.exchange.request
         return {'id': task_id, 'type': 'api_image_import',
                 'owner': env.get('HTTP_X_PROJECT_ID') or env.get('HTTP_X_TENANT_ID')}
     listing = facts.lookup('/v2/images/%s/tasks' % image_id)

@@ -119,6 +119,7 @@ class RouteMap:
         self.service = service
         self.routes = routes
         self.sources = sources
+        self.by_key = {route.key: route for route in routes}
         # Trie node: {segment: node, None: (param name, node), 0: {method: route}}
         self._trie: dict = {}
         for route in routes:

@@ -259,29 +259,25 @@ def image_of(event_type: str, payload) -> str | None:
     return m.group(0) if m else None
 
 
-def record_envelopes(dispatcher) -> list:
-    """Wrap publish and publish_many of every publisher set the dispatcher creates
-    (one per shard): returns the list that collects a copy of every envelope handed
-    to the bus successfully (in publish order).  Call before the first request."""
+def record_envelopes(delivery) -> list:
+    """Wrap publish_many of every leaf the delivery's sender creates: returns the list
+    that collects a copy of every envelope handed to the bus successfully (in publish
+    order).  Call before the first request."""
     sent: list = []
     lock = threading.Lock()
-    factory = dispatcher.publisher_factory
+    factory = delivery.leaf_factory
 
     def recording_factory():
-        publishers = factory()
-        for publisher in publishers.values():
-            def recording_many(envelopes, _publish_many=publisher.publish_many):
+        leaves = factory()
+        for leaf in leaves.values():
+            def recording_many(envelopes, _publish_many=leaf.publish_many):
                 before = copy.deepcopy(list(envelopes))
                 _publish_many(before)        # a batch counts only when all of it went
                 with lock:
                     sent.extend(copy.deepcopy(before))
-
-            def recording(envelope, _many=recording_many):
-                _many([envelope])
-            publisher.publish_many = recording_many
-            publisher.publish = recording
-        return publishers
-    dispatcher.publisher_factory = recording_factory
+            leaf.publish_many = recording_many
+        return leaves
+    delivery.leaf_factory = recording_factory
     return sent
 
 

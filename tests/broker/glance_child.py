@@ -11,7 +11,7 @@ harness (GlanceEnv.start + load_app).
 spec: {"audit_filter": {...paste keys...}, "conf_overrides": {...}, "upload_size": n}
 result: image ids, each call's status, every envelope the filter handed to the bus
 (copied before publishing), Glance's own notifications (test driver), the
-dispatcher counters and the control_exchange the filter's transport used.
+delivery counters and the control_exchange the filter's transport used.
 
 This is a helper module, not a test file.
 """
@@ -58,7 +58,7 @@ def run(base_dir, spec):
     env = glance_app.GlanceEnv().start(base_dir, conf_overrides=spec.get('conf_overrides'))
     app = env.load_app(audit_filter=spec['audit_filter'], name='broker')
     mw = _find_audit_middleware(app)
-    envelopes = bh.record_envelopes(mw.dispatcher)
+    envelopes = bh.record_envelopes(mw.delivery)
     glance_app.reset_notifications()
     steps = []
 
@@ -83,8 +83,8 @@ def run(base_dir, spec):
          content_type='application/openstack-images-v2.1-json-patch')
     call('delete_b', 'DELETE', '/v2/images/%s' % b)
     call('delete_a', 'DELETE', '/v2/images/%s' % a)
-    flushed = mw.dispatcher.flush(30.0)
-    counters = dict(mw.dispatcher.counters)
+    flushed = mw.delivery.flush(30.0)
+    counters = dict(mw.delivery.counters)
     result = {
         'image_a': a, 'image_b': b, 'upload_md5': data.md5, 'steps': steps,
         'flushed': flushed, 'counters': counters, 'envelopes': list(envelopes),
@@ -92,14 +92,12 @@ def run(base_dir, spec):
         'control_exchange': cfg.CONF.control_exchange,
         'publisher_id': mw.emitter.publisher_id,
     }
-    publishers = mw.dispatcher.all_publishers()
-    mw.dispatcher.stop()
-    for publisher in publishers:
-        transport = getattr(publisher, '_transport', None)
+    for leaf in mw.delivery.leaves.values():
+        transport = getattr(leaf, '_transport', None)
         if transport is not None:
             result.setdefault('exchanges', []).append(
                 getattr(transport._driver, '_default_exchange', None))
-        publisher.cleanup()
+    mw.delivery.stop()           # closes the leaves
     return result
 
 

@@ -87,12 +87,12 @@ def _run_calls(mw) -> list:
            _call(mw, 'PATCH', '/v2/images/%s' % NEW_ID, [{'op': 'replace', 'path': '/name',
                                                           'value': 'x'}]),
            _call(mw, 'DELETE', '/v2/images/%s' % NEW_ID)]
-    assert mw.dispatcher.flush(20.0), 'the sender did not drain its queue'
+    assert mw.delivery.flush(20.0), 'the sender did not drain its queue'
     return out
 
 
-def _filter(driver, conf, broker, app, spool_dir):
-    keys = {'oslo_config_config': conf, 'driver': driver, 'spool_dir': str(spool_dir),
+def _filter(driver, conf, broker, app, journal_dir):
+    keys = {'oslo_config_config': conf, 'driver': driver, 'journal_dir': str(journal_dir),
             'transport_url': broker.transport_url, 'formats': 'cadf,glance',
             'cadf_topics': broker.name('audit'), 'glance_topics': broker.name('notifications'),
             'publisher_id': PUBLISHER, 'retry': '0'}
@@ -131,7 +131,7 @@ def scenario(broker, tmp_path_factory):
     mw_test = _filter('test', bh.private_conf(exchange), broker, fake.FakeImageAPI(),
                       tmp_path_factory.mktemp('spool-test'))
     test_results = _run_calls(mw_test)
-    mw_test.dispatcher.stop()
+    mw_test.delivery.stop()
     reference = [copy.deepcopy(entry[1]) for entry in list(_impl_test.NOTIFICATIONS)[mark:]
                  if entry[1].get('publisher_id') == PUBLISHER]
 
@@ -142,20 +142,17 @@ def scenario(broker, tmp_path_factory):
     app = fake.FakeImageAPI()
     mw = _filter('messagingv2', bh.private_conf(exchange), broker, app,
                  tmp_path_factory.mktemp('spool'))
-    envelopes = bh.record_envelopes(mw.dispatcher)
+    envelopes = bh.record_envelopes(mw.delivery)
     try:
         listener.start()
         tap.start()
         results = _run_calls(mw)
-        counters = dict(mw.dispatcher.counters)
+        counters = dict(mw.delivery.counters)
         # every publish returned: exactly len(envelopes) messages are on their way
         tapped = tap.wait_for(len(envelopes), 30.0)
         received = listener.wait_for(len(envelopes), 30.0)
     finally:
-        publishers = mw.dispatcher.all_publishers()
-        mw.dispatcher.stop()
-        for publisher in publishers:
-            publisher.cleanup()
+        mw.delivery.stop()           # closes the leaves
         listener.stop()
         tap.stop()
         leftover = admin.delete_queues(listener.queue_names())
@@ -173,7 +170,7 @@ def test_calls_answered_as_the_app_answers(scenario):
     assert scenario['results'][1][1] == fake.DATA
     counters = scenario['counters']
     assert (counters['sent'], counters['send_errors'], counters['dropped'],
-            counters['spooled'], counters['build_errors']) == (N_EXPECTED, 0, 0, 0, 0)
+            counters['dead_letters'], counters['build_errors']) == (N_EXPECTED, 0, 0, 0, 0)
     assert len(scenario['envelopes']) == N_EXPECTED
 
 

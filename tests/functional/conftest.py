@@ -74,9 +74,9 @@ def audit_pipelines(glance_env):
     made = {}
 
     def make(name, **audit_filter):
-        # the spool and stats files stay inside the session's Glance directory
-        audit_filter.setdefault('spool_dir', os.path.join(glance_env.base_dir,
-                                                          'audit-spool-' + name))
+        # the journal and stats files stay inside the session's Glance directory
+        audit_filter.setdefault('journal_dir', os.path.join(glance_env.base_dir,
+                                                          'audit-journal-' + name))
         pid = audit_filter['publisher_id']
         if pid not in made:
             made[pid] = glance_app.AuditPipeline(glance_env, audit_filter, name=name)
@@ -86,7 +86,7 @@ def audit_pipelines(glance_env):
         return made[pid]
     yield make
     for pipeline in made.values():
-        pipeline.mw.dispatcher.close()
+        pipeline.mw.delivery.close()
 
 
 class LogCapture(logging.Handler):

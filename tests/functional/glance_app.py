@@ -694,7 +694,7 @@ class AuditPipeline(object):
 
     def flush(self):
         """Wait until the sender thread has published everything submitted."""
-        assert self.mw.dispatcher.flush(30.0), 'audit sender did not drain'
+        assert self.mw.delivery.flush(30.0), 'audit sender did not drain'
 
     def ours(self):
         """This filter's notification envelopes, oldest first."""

@@ -52,7 +52,7 @@ def executor_notifier(glance_env, tmp_path_factory):
     from glance import notifier as glance_notifier
     ours = audit_notifier.get_notifier(
         driver='test', formats='cadf,glance', publisher_id=OOB_PUBLISHER,
-        spool_dir=str(tmp_path_factory.mktemp('oob-spool')))
+        journal_dir=str(tmp_path_factory.mktemp('oob-spool')))
     proxy = glance_notifier.TaskProxy
     originals = {name: getattr(proxy, name)
                  for name in ('begin_processing', 'succeed', 'fail', 'run')}

@@ -109,10 +109,10 @@ USER_GUIDE_EXAMPLE = {
 class Audited:
     """Bays2016App behind the audit filter, driven through webtest."""
 
-    def __init__(self, spool_dir, publisher_id=PUBLISHER, **filter_conf):
+    def __init__(self, journal_dir, publisher_id=PUBLISHER, **filter_conf):
         self.backend = bays_2016_app.Bays2016App()
         conf = {'route_map': 'magnum', 'driver': 'test', 'formats': 'cadf',
-                'publisher_id': publisher_id, 'spool_dir': str(spool_dir)}
+                'publisher_id': publisher_id, 'journal_dir': str(journal_dir)}
         conf.update(filter_conf)
         self.publisher_id = publisher_id
         # exactly what paste does with [filter:audit]
@@ -132,7 +132,7 @@ class Audited:
             headers['Content-Type'] = 'application/json'
         resp = self.app.request(path, method=method, body=params.encode('utf-8'),
                                 headers=headers, status=status, **kw)
-        assert self.mw.dispatcher.flush(10), 'audit notifications not delivered'
+        assert self.mw.delivery.flush(10), 'audit notifications not delivered'
         new = [entry[1] for entry in _impl_test.NOTIFICATIONS[before:]]
         assert all(n['publisher_id'] == self.publisher_id for n in new), new
         return resp, new
@@ -145,7 +145,7 @@ class Audited:
         return resp.json
 
     def close(self):
-        self.mw.dispatcher.close()
+        self.mw.delivery.close()
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def hooked(magnum_env, tmp_path, monkeypatch):
     from magnum.conductor import utils as conductor_utils
     notifier = audit_notifier.get_notifier(
         route_map='magnum', driver='test', formats='cadf', publisher_id=HOOK_PUBLISHER,
-        spool_dir=str(tmp_path / 'spool'))
+        journal_dir=str(tmp_path / 'spool'))
     original = conductor_utils.notify_about_cluster_operation
     calls = []
 
@@ -183,7 +183,7 @@ def test_bay_resource_and_2016_event_names(magnum_env, tmp_path):
     notifier = audit_notifier.get_notifier(
         route_map='magnum', driver='test', formats='cadf', publisher_id='magnum.host1234',
         cadf_event_type='{event}d', cadf_resource_info='true',
-        spool_dir=str(tmp_path / 'spool'))
+        journal_dir=str(tmp_path / 'spool'))
     try:
         before = len(magnum_app.all_notifications())
         notifier.cluster('create', 'pending', bay, context=ctx, resource='bay')

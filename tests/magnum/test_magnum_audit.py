@@ -63,9 +63,9 @@ COMPARED_STEPS = ('cluster create', 'cluster resize', 'cluster patch node_count'
                   'cluster delete')
 
 
-def audit_filter(spool_dir, **extra):
+def audit_filter(journal_dir, **extra):
     conf = {'route_map': 'magnum', 'driver': 'test', 'formats': 'cadf',
-            'publisher_id': OUR_PUBLISHER, 'spool_dir': str(spool_dir)}
+            'publisher_id': OUR_PUBLISHER, 'journal_dir': str(journal_dir)}
     conf.update(extra)
     return conf
 
@@ -119,7 +119,7 @@ class Driver:
 
     def _settle(self):
         self.env.wait_idle()
-        assert self.mw.dispatcher.flush(10), 'audit notifications not delivered'
+        assert self.mw.delivery.flush(10), 'audit notifications not delivered'
 
     def _record(self, label, before, response):
         self._settle()
@@ -156,7 +156,7 @@ def audited(magnum_env, tmp_path_factory):
         tmp_path_factory.mktemp('audit-spool')), name='audit')
     driver = Driver(magnum_env, app)
     yield driver
-    driver.mw.dispatcher.close()
+    driver.mw.delivery.close()
 
 
 @pytest.fixture(scope='module')
@@ -398,14 +398,14 @@ def test_reads_and_lists_can_be_off(magnum_env, tmp_path):
                                      ('GET', '/v1/clusters/' + NOT_FOUND, 404),
                                      ('DELETE', '/v1/clustertemplates/' + ct, 204)):
             assert magnum_env.request(method, path, app=app).status == status
-        assert d.mw.dispatcher.flush(10)
+        assert d.mw.delivery.flush(10)
         new = [m for m in magnum_app.all_notifications()[before:]
                if m['publisher_id'] == 'container-infra.audit-writes']
         # only the write; a failed read is not audited either
         assert [(m['event_type'], m['payload']['outcome'], m['payload']['target']['id'])
                 for m in new] == [('magnum.clustertemplate.delete', 'success', ct)]
     finally:
-        d.mw.dispatcher.close()
+        d.mw.delivery.close()
 
 
 def test_magnum_keeps_its_threading_backend(magnum_env):

@@ -87,18 +87,18 @@ def main():
     try:
         mw = middleware.filter_factory(
             {}, oslo_config_config=cfg.ConfigOpts(), driver='test', formats='cadf,glance',
-            record_lookups='false', spool_dir=spool, stats_interval='0')(app_for)
+            record_lookups='false', journal_dir=spool, stats_interval='0')(app_for)
         # warm up: threads started, code paths imported, a small download served
         mw._app = app_for(4 * CHUNK)
         serve(mw, keep=False)
-        mw.dispatcher.flush()
+        mw.delivery.flush()
         _impl_test.reset()
         mw._app = app_for(total)
         gc.collect()
         before = peak_rss_kib()
         consumed, kept = serve(mw, keep=(mode == 'keep'))
         after = peak_rss_kib()
-        mw.dispatcher.flush()
+        mw.delivery.flush()
         events = {m['event_type']: m for _, m, _, _ in _impl_test.NOTIFICATIONS}
         send = events.get('image.send')
         cadf = events.get('audit.image.download')
@@ -111,7 +111,7 @@ def main():
             'cadf_bytes': cadf and cadf['payload']['measurements'][0]['result'],
             'cadf_outcome': cadf and cadf['payload']['outcome'],
         }))
-        mw.dispatcher.close()
+        mw.delivery.close()
     finally:
         shutil.rmtree(spool, ignore_errors=True)
 

@@ -40,13 +40,13 @@ class Captured:
     def all(self):
         """Flush every filter of the test, then the captured envelopes, in order."""
         for mw in self.filters:
-            assert mw.dispatcher.flush(10.0), 'sender thread did not drain its queue'
+            assert mw.delivery.flush(10.0), 'sender thread did not drain its queue'
         # reset() rebinds the list: always read it through the module.
         return [envelope for _ctxt, envelope, _priority, _retry in _impl_test.NOTIFICATIONS]
 
     def raw(self):
         for mw in self.filters:
-            assert mw.dispatcher.flush(10.0)
+            assert mw.delivery.flush(10.0)
         return list(_impl_test.NOTIFICATIONS)
 
     def types(self):
@@ -64,7 +64,7 @@ def captured():
     cap.reset()
     yield cap
     for mw in cap.filters:
-        mw.dispatcher.stop()
+        mw.delivery.stop()
     cap.reset()
 
 
@@ -78,14 +78,14 @@ def make_filter(captured, tmp_path_factory):
     """make_filter(app, **paste) -> AuditMiddleware with the test driver.
 
     Defaults: driver=test, record_lookups=false (no sub-requests unless asked for),
-    a fresh ConfigOpts and a fresh spool directory (never the shared default, whose
+    a fresh ConfigOpts and a fresh journal directory (never the shared default, whose
     left-over segments of other processes would be re-sent into this test).
     Any paste key can be overridden.
     """
     def make(app, conf=None, **paste):
         paste.setdefault('driver', 'test')
         paste.setdefault('record_lookups', 'false')
-        paste.setdefault('spool_dir', str(tmp_path_factory.mktemp('spool')))
+        paste.setdefault('journal_dir', str(tmp_path_factory.mktemp('journal')))
         paste.setdefault('stats_interval', '0')
         paste['oslo_config_config'] = conf if conf is not None else cfg.ConfigOpts()
         mw = middleware.filter_factory({}, **paste)(app)

@@ -175,7 +175,7 @@ def test_filter_never_touches_the_global_conf(make_filter):
 # -- [oslo_messaging_notifications] fallbacks ----------------------------------------------------
 
 def publisher(mw, fmt='cadf'):
-    return mw.dispatcher.publishers[fmt]
+    return mw.delivery.leaf_factory()[fmt]
 
 
 def test_conf_fallback_for_driver_topics_transport_url(tmp_path, make_filter):

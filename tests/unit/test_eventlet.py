@@ -14,7 +14,6 @@ SCRIPT = textwrap.dedent('''
     eventlet.monkey_patch()
     import json, sys, tempfile, threading, webob
     from oslo_messaging.notify import _impl_test
-    from audit_notifier.delivery import dispatcher
     from audit_notifier.middleware import AuditMiddleware
 
     def app(environ, start_response):
@@ -22,7 +21,7 @@ SCRIPT = textwrap.dedent('''
         return [b'']
 
     mw = AuditMiddleware(app, {'driver': 'test', 'formats': 'cadf',
-                               'spool_dir': tempfile.mkdtemp(), 'sender_threads': '3'})
+                               'journal_dir': tempfile.mkdtemp()})
     ids = ['img-%d' % (i % 7) for i in range(70)]
 
     def call(image_id):
@@ -32,13 +31,12 @@ SCRIPT = textwrap.dedent('''
     for image_id in ids:
         pool.spawn_n(call, image_id)
     pool.waitall()
-    ok = mw.dispatcher.flush(20)
+    ok = mw.delivery.flush(20)
     got = [m['payload']['target']['id'] for _, m, _, _ in _impl_test.NOTIFICATIONS]
     print(json.dumps({
         'flushed': ok, 'targets': got,
-        'queue_type': type(mw.dispatcher._queue).__name__,
         'green': eventlet.patcher.is_monkey_patched('thread'),
-        'counters': mw.dispatcher.snapshot()}))
+        'counters': mw.delivery.snapshot()}))
 ''')
 
 
@@ -48,9 +46,8 @@ def test_delivery_under_eventlet_monkey_patching():
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result['green'] is True
-    assert result['queue_type'] == 'Queue'          # green-aware, not the C SimpleQueue
     assert result['flushed'] is True
     assert sorted(result['targets']) == sorted('img-%d' % (i % 7) for i in range(70))
     counters = result['counters']
-    assert (counters['queued'], counters['sent'], counters['dropped'],
-            counters['send_errors']) == (70, 70, 0, 0)
+    assert (counters['journaled'], counters['sent'], counters['dropped'],
+            counters['send_errors'], counters['unsent']) == (70, 70, 0, 0, 0)

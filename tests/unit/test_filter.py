@@ -209,7 +209,7 @@ def test_unmatched_audit_needs_cadf(make_filter, captured, wsgi):
 
 
 def test_unmatched_requests_keep_no_per_path_state(make_filter, captured, wsgi):
-    mw = make_filter(json_app(), unmatched_requests='audit', sender_threads='1')
+    mw = make_filter(json_app(), unmatched_requests='audit')
     classifier = mw.classifier
     wanted = dict(classifier._wanted)
     for i in range(2000):

@@ -455,7 +455,7 @@ def test_request_body_is_never_read_by_the_filter(make_filter, captured, wsgi, m
     captured.all()                                  # the sender has built every event
     assert guard.early == []
     assert guard.reads == (1 if app_reads else 0)
-    assert mw.dispatcher.counters['build_errors'] == 0
+    assert mw.delivery.counters['build_errors'] == 0
     assert len(captured.all()) >= 1
 
 

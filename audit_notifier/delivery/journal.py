@@ -1,0 +1,533 @@
+"""The per-process journal: every audited call's facts, appended before it answers.
+
+Request threads append records (:mod:`.record` frames) to the tail segment file
+with one ``write`` under a lock (~1 us in the page cache); the sender thread reads
+them in order, and once the bus confirmed what they produced, commits a position:
+segments entirely before it are deleted and the position is written to the
+``.ckpt`` file.  A process killed at any moment leaves its segments and checkpoint
+behind; the next process (or ``audit-notifier replay``) adopts them: it takes the
+dead owner's ``flock`` and sends what follows the checkpoint, oldest first.
+
+Files in ``journal_dir`` (mode 0600), per process ``<owner>`` (host, pid, start):
+``<owner>.lock`` (held while it lives), ``<owner>.<seq>.journal`` (segments),
+``<owner>.ckpt`` ("<seq> <offset>": what the bus confirmed).
+
+When the disk cannot take a record (ENOSPC, the directory gone or unwritable), the
+record goes to an in-memory segment instead (counted as ``journal_errors``, one
+ERROR line per condition and minute): delivery goes on while the bus is up, only
+crash safety is lost until a disk segment can be opened again (retried every
+``DISK_RETRY`` s).  ``delivery_mode = memory`` uses memory segments only.
+
+Caps: ``journal_max_bytes`` on disk, ``queue_size`` records in memory; at a cap the
+overflow policy decides (``drop_oldest``, ``drop_newest``, ``block``); every
+dropped record is counted and logged.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import glob
+import itertools
+import logging
+import os
+import re
+import socket
+import threading
+import time
+
+from audit_notifier.delivery import record as record_mod
+
+LOG = logging.getLogger(__name__)
+
+FILE_MODE = 0o600
+SEGMENT_BYTES = 4 * 1024 * 1024
+DISK_RETRY = 5.0                 # seconds between attempts to go back to disk
+READ_BYTES = 256 * 1024          # bytes the sender reads at once
+_births = itertools.count()
+_SEGMENT = re.compile(r'^(?P<owner>.+-\d+-\d+)\.(?P<seq>\d+)\.journal$')
+
+
+class Segment:
+    """One segment: a file on disk (``path``) or a FIFO in memory (``items``)."""
+
+    __slots__ = ('seq', 'path', 'size', 'records', 'write_fd', 'read_fd', 'items',
+                 'popped', 'read_records')
+
+    def __init__(self, seq: int, path: str | None = None):
+        self.seq = seq
+        self.path = path
+        self.size = 0                  # complete bytes written (disk)
+        self.records = 0               # records appended
+        self.write_fd: int | None = None
+        self.read_fd: int | None = None
+        self.items: collections.deque | None = None if path else collections.deque()
+        self.popped = 0                # memory: records handed to the reader or dropped
+        self.read_records = 0          # disk: records handed to the reader
+
+    @property
+    def on_disk(self) -> bool:
+        return self.path is not None
+
+    def close(self) -> None:
+        for name in ('write_fd', 'read_fd'):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def owner_name() -> str:
+    host = re.sub(r'[^A-Za-z0-9_.]', '_', socket.gethostname()) or 'host'
+    # Unique within the process too; the number sorts by start time.
+    birth = int(time.time() * 1000) * 1000 + next(_births) % 1000
+    return '%s-%d-%d' % (host, os.getpid(), birth)
+
+
+def try_lock(path: str) -> int | None:
+    """An fd holding an exclusive flock on ``path``, or None if someone holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        LOG.error('audit_notifier: cannot remove %s (%s)', path, exc.strerror)
+
+
+def read_checkpoint(path: str) -> tuple[int, int]:
+    try:
+        with open(path, 'rb') as f:
+            seq, offset = f.read(64).split()[:2]
+        return int(seq), int(offset)
+    except (OSError, ValueError):
+        return (0, 0)
+
+
+class Journal:
+    """This process's journal: request threads append, the sender reads and commits."""
+
+    def __init__(self, directory: str | None, *, max_bytes: int, max_records: int,
+                 overflow: str, block_seconds: float, fsync: bool, stats,
+                 segment_bytes: int = SEGMENT_BYTES):
+        self.directory = directory             # None: memory only
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.overflow = overflow
+        self.block_seconds = block_seconds
+        self.fsync = fsync
+        self.stats = stats
+        self.segment_bytes = max(64 * 1024, min(segment_bytes, max_bytes // 4 or 1))
+        self.owner = owner_name()
+        self._lock = threading.Lock()
+        self._segments: collections.deque[Segment] = collections.deque()
+        self._seq = 0
+        self._disk_bytes = 0
+        self._memory_records = 0
+        self._disk_retry_at = 0.0
+        self._read_pos = (0, 0)                # (seq, offset or index) of the next read
+        self._retired: list[Segment] = []      # dropped segments whose fds the sender closes
+        self.appended = 0                      # records accepted
+        self.dropped = 0                       # records dropped before the sender read them
+        self._lock_fd = None
+        self._ckpt_fd = None
+        if directory is not None:
+            self._lock_fd = try_lock(self._path('lock'))
+            self._ckpt_fd = os.open(self._path('ckpt'), os.O_WRONLY | os.O_CREAT, FILE_MODE)
+
+    def _path(self, suffix: str) -> str:
+        return os.path.join(self.directory, '%s.%s' % (self.owner, suffix))
+
+    # -- request path ---------------------------------------------------------------------
+    def append(self, record: dict) -> bool:
+        """Keep ``record``; False when it was dropped (counted and logged)."""
+        data = record_mod.encode(record) if self.directory is not None else None
+        with self._lock:
+            if self._append_locked(record, data):
+                return True
+        if self.overflow == 'block':
+            until = time.monotonic() + self.block_seconds
+            while time.monotonic() < until:
+                time.sleep(0.01)
+                with self._lock:
+                    if self._append_locked(record, data):
+                        return True
+        self._count_drop(1, self.overflow)
+        return False
+
+    def _append_locked(self, record: dict, data: bytes | None) -> bool:
+        tail = self._segments[-1] if self._segments else None
+        if data is not None and (tail is None or not tail.on_disk or
+                                 tail.size + len(data) > self.segment_bytes):
+            if tail is None or tail.on_disk or time.monotonic() >= self._disk_retry_at:
+                tail = self._new_disk_segment() or self._memory_tail()
+        if tail is None:
+            tail = self._memory_tail()
+        if tail.on_disk:
+            if self._disk_bytes + len(data) > self.max_bytes and \
+                    not self._make_room_on_disk(len(data)):
+                return False
+            if self._write(tail, data):
+                return True
+            tail = self._memory_tail()
+        if self._memory_records >= self.max_records and not self._make_room_in_memory():
+            return False
+        tail.items.append(record)
+        tail.records += 1
+        self._memory_records += 1
+        self.appended += 1
+        return True
+
+    def _write(self, tail: Segment, data: bytes) -> bool:
+        try:
+            written = os.write(tail.write_fd, data)
+            if written != len(data):
+                raise OSError(28, 'short write (%d of %d bytes)' % (written, len(data)))
+            if self.fsync:
+                os.fsync(tail.write_fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(tail.write_fd, tail.size)   # no torn frame left behind
+            except OSError:
+                pass
+            self._disk_failed('cannot write %s (%s)' % (tail.path, exc.strerror or exc))
+            return False
+        tail.size += len(data)
+        tail.records += 1
+        self._disk_bytes += len(data)
+        self.appended += 1
+        return True
+
+    def _new_disk_segment(self) -> Segment | None:
+        if self.directory is None:
+            return None
+        self._seq += 1
+        segment = Segment(self._seq, self._path('%08d.journal' % self._seq))
+        try:
+            segment.write_fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND |
+                                       os.O_EXCL, FILE_MODE)
+            # The reader's own fd, opened now: it reads even if the path goes away.
+            segment.read_fd = os.open(segment.path, os.O_RDONLY)
+        except OSError as exc:
+            segment.close()
+            self._disk_failed('cannot create a journal segment in %s (%s)'
+                              % (self.directory, exc.strerror or exc))
+            return None
+        self._close_writer()
+        self._segments.append(segment)
+        return segment
+
+    def _memory_tail(self) -> Segment:
+        tail = self._segments[-1] if self._segments else None
+        if tail is not None and not tail.on_disk:
+            return tail
+        self._close_writer()
+        self._seq += 1
+        segment = Segment(self._seq)
+        self._segments.append(segment)
+        return segment
+
+    def _close_writer(self) -> None:
+        tail = self._segments[-1] if self._segments else None
+        if tail is not None and tail.write_fd is not None:
+            try:
+                os.close(tail.write_fd)
+            except OSError:
+                pass
+            tail.write_fd = None
+
+    def _disk_failed(self, problem: str) -> None:
+        self._disk_retry_at = time.monotonic() + DISK_RETRY
+        self.stats.add('journal_errors')
+        self.stats.limited(
+            logging.ERROR, 'journal-disk',
+            'audit_notifier: %s; notifications are kept in memory (not crash-safe) until '
+            'the journal directory can be written again', problem)
+
+    def _make_room_on_disk(self, need: int) -> bool:
+        if self.overflow != 'drop_oldest':
+            return False
+        while self._disk_bytes + need > self.max_bytes:
+            victim = next((s for s in self._segments if s.on_disk and s.write_fd is None),
+                          None)
+            if victim is None:
+                tail = self._segments[-1]
+                if tail.on_disk and tail.size and len(
+                        [s for s in self._segments if s.on_disk]) == 1:
+                    self._close_writer()           # rotate: the tail becomes droppable
+                    continue
+                return False
+            self._drop_segment(victim)
+        return True
+
+    def _drop_segment(self, segment: Segment) -> None:
+        unread = segment.records - segment.read_records
+        self._segments.remove(segment)
+        self._disk_bytes -= segment.size
+        if segment.seq == self._read_pos[0]:
+            self._read_pos = (segment.seq + 1, 0)
+        # The sender may be reading it right now: it closes the read fd itself.
+        self._retired.append(segment)
+        _unlink(segment.path)
+        if unread:
+            self.dropped += unread
+            self._count_drop(unread, 'drop_oldest')
+
+    def _make_room_in_memory(self) -> bool:
+        if self.overflow != 'drop_oldest':
+            return False
+        for segment in self._segments:
+            if not segment.on_disk and segment.items:
+                segment.items.popleft()
+                segment.popped += 1
+                self._memory_records -= 1
+                self.dropped += 1
+                self._count_drop(1, 'drop_oldest')
+                return True
+        return False
+
+    def _count_drop(self, n: int, policy: str) -> None:
+        self.stats.add('dropped', n)
+        self.stats.limited(logging.ERROR, 'overflow-' + policy,
+                           'audit_notifier: the journal is full (journal_max_bytes on disk, '
+                           'queue_size in memory); overflow policy %s dropped %d '
+                           'notification record(s)', policy, n, count=n)
+
+    # -- sender ---------------------------------------------------------------------------
+    def read(self, limit: int) -> list[tuple[tuple[int, int], dict]]:
+        """Up to ``limit`` records after the last read, in order: [(position, record)]."""
+        out: list = []
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for segment in retired:
+            segment.close()
+        while len(out) < limit:
+            with self._lock:
+                segment = self._segment_at(self._read_pos[0])
+                if segment is None:
+                    return out
+                is_tail = segment is self._segments[-1]
+                if not segment.on_disk:
+                    while segment.items and len(out) < limit:
+                        out.append(((segment.seq, segment.popped), segment.items.popleft()))
+                        segment.popped += 1
+                        self._memory_records -= 1
+                    if segment.items or is_tail:
+                        return out
+                    self._read_pos = (segment.seq + 1, 0)
+                    continue
+                offset, end = self._read_pos[1], segment.size
+                if offset >= end:
+                    if is_tail:
+                        return out
+                    self._read_pos = (segment.seq + 1, 0)
+                    continue
+                fd = segment.read_fd
+            got, offset = self._read_frames(segment, fd, offset, end, limit - len(out))
+            out.extend(got)
+            with self._lock:
+                segment.read_records += len(got)
+                if self._read_pos[0] == segment.seq:     # not dropped meanwhile
+                    self._read_pos = (segment.seq, offset)
+        return out
+
+    def _segment_at(self, seq: int) -> Segment | None:
+        for segment in self._segments:
+            if segment.seq >= seq:
+                if segment.seq > seq:
+                    self._read_pos = (segment.seq, 0)
+                return segment
+        return None
+
+    def _read_frames(self, segment: Segment, fd, offset: int, end: int, limit: int):
+        out = []
+        try:
+            data = os.pread(fd, min(READ_BYTES, end - offset), offset)
+        except (OSError, TypeError) as exc:
+            self.stats.add('journal_errors')
+            LOG.error('audit_notifier: cannot read journal segment %s (%s); its records '
+                      'are skipped', segment.path, getattr(exc, 'strerror', exc))
+            return out, end
+        if not data:
+            return out, end
+        pos = 0
+        for start, stop, rec in record_mod.decode_frames(data):
+            if len(out) >= limit:
+                break
+            pos = stop
+            if rec is None:
+                corrupt(self.stats, segment.path, offset + start)
+                continue
+            out.append(((segment.seq, offset + start), rec))
+        if pos == 0 and len(data) == min(READ_BYTES, end - offset) and not out:
+            # A frame larger than one read: read it whole.
+            data = os.pread(fd, end - offset, offset)
+            for start, stop, rec in record_mod.decode_frames(data):
+                pos = stop
+                if rec is not None:
+                    out.append(((segment.seq, offset + start), rec))
+                break
+            pos = pos or (end - offset)
+        return out, offset + pos
+
+    def commit(self, position: tuple[int, int]) -> None:
+        """Everything before ``position`` is done: drop whole segments before it and
+        record it in the checkpoint file."""
+        freed = []
+        with self._lock:
+            while self._segments and self._segments[0].seq < position[0] and \
+                    self._segments[0] is not self._segments[-1]:
+                segment = self._segments.popleft()
+                if segment.on_disk:
+                    self._disk_bytes -= segment.size
+                    freed.append(segment)
+        for segment in freed:
+            segment.close()
+            _unlink(segment.path)
+        if self._ckpt_fd is not None:
+            try:
+                os.pwrite(self._ckpt_fd, (b'%d %d\n' % position).ljust(40), 0)
+            except OSError:
+                pass
+
+    def unsent(self) -> int:
+        """Records accepted and not yet read by the sender (a gauge)."""
+        with self._lock:
+            total = 0
+            for segment in self._segments:
+                if not segment.on_disk:
+                    total += len(segment.items)
+                elif segment.seq > self._read_pos[0]:
+                    total += segment.records
+            return total
+
+    @property
+    def disk_bytes(self) -> int:
+        return self._disk_bytes
+
+    def close(self, clean: bool) -> None:
+        """Release the journal; with ``clean`` (everything was sent) remove its files,
+        else leave them (and the checkpoint) for the next process to adopt."""
+        with self._lock:
+            segments, self._segments = list(self._segments), collections.deque()
+        for segment in segments:
+            segment.close()
+            if clean and segment.on_disk:
+                _unlink(segment.path)
+        if self._ckpt_fd is not None:
+            os.close(self._ckpt_fd)
+            self._ckpt_fd = None
+        if self._lock_fd is not None:
+            if clean:
+                _unlink(self._path('ckpt'))
+                _unlink(self._path('lock'))
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def corrupt(stats, path: str, offset: int) -> None:
+    stats.add('corrupt_records')
+    stats.limited(logging.ERROR, 'corrupt',
+                  'audit_notifier: corrupt journal record in %s at byte %d skipped', path,
+                  offset)
+
+
+# -- journals of processes that are gone -------------------------------------------------
+
+class Orphan:
+    """A dead process's journal, claimed by taking its lock."""
+
+    def __init__(self, directory: str, owner: str, lock_fd: int, segments: list[tuple[int, str]]):
+        self.directory = directory
+        self.owner = owner
+        self.lock_fd = lock_fd
+        self.segments = segments                  # [(seq, path)], oldest first
+        self.checkpoint = read_checkpoint(self._path('ckpt'))
+
+    def _path(self, suffix: str) -> str:
+        return os.path.join(self.directory, '%s.%s' % (self.owner, suffix))
+
+    def records(self, stats):
+        """(position, record) of every record after the checkpoint, oldest first.
+        An unreadable segment is kept (and logged, counted); it ends the walk."""
+        for seq, path in self.segments:
+            if (seq, 0) < (self.checkpoint[0], 0):
+                continue
+            offset = self.checkpoint[1] if seq == self.checkpoint[0] else 0
+            try:
+                with open(path, 'rb') as f:
+                    data = f.read()
+            except OSError as exc:
+                stats.add('journal_errors')
+                LOG.error('audit_notifier: cannot read the journal segment %s left by an '
+                          'earlier process (%s); it is kept: fix its permissions and run '
+                          'audit-notifier replay', path, exc.strerror)
+                self.unreadable = True
+                return
+            for start, stop, rec in record_mod.decode_frames(data, offset):
+                if rec is None:
+                    corrupt(stats, path, start)
+                    continue
+                yield (seq, start), rec
+
+    unreadable = False
+
+    def commit(self, position: tuple[int, int]) -> None:
+        for seq, path in list(self.segments):
+            if seq < position[0]:
+                _unlink(path)
+                self.segments.remove((seq, path))
+        try:
+            tmp = self._path('ckpt.tmp')
+            with open(tmp, 'wb') as f:
+                f.write(b'%d %d\n' % position)
+            os.replace(tmp, self._path('ckpt'))
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        """Everything was sent (or the walk stopped): remove what is done, unlock."""
+        if not self.unreadable:
+            for _seq, path in self.segments:
+                _unlink(path)
+            for suffix in ('ckpt', 'stats.json'):
+                _unlink(self._path(suffix))
+            _unlink(self._path('lock'))
+        self.release()
+
+    def release(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+
+def claim_orphans(directory: str, exclude: str | None = None) -> list[Orphan]:
+    """Journals in ``directory`` whose process is gone, claimed (their lock taken),
+    oldest process first."""
+    by_owner: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
+    for path in glob.glob(os.path.join(glob.escape(directory), '*.journal')):
+        m = _SEGMENT.match(os.path.basename(path))
+        if m and m.group('owner') != exclude:
+            by_owner[m.group('owner')].append((int(m.group('seq')), path))
+    claimed = []
+    for owner in sorted(by_owner, key=lambda o: int(o.rsplit('-', 1)[1])):
+        try:
+            fd = try_lock(os.path.join(directory, owner + '.lock'))
+        except OSError:
+            continue
+        if fd is None:
+            continue                                 # alive, or claimed by another process
+        claimed.append(Orphan(directory, owner, fd, sorted(by_owner[owner])))
+    return claimed

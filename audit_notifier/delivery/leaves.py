@@ -1,0 +1,216 @@
+"""The one interface between the sender and the bus, and its leaves.
+
+A leaf has one method that matters, ``publish_many(envelopes)``: it hands the
+envelopes (complete oslo.messaging notifications, built by the sender) to the bus
+in order and returns, or raises.  :class:`BusUnavailable` means the bus could not
+take them (connection refused or lost, timeout, broker gone): the sender keeps them
+and tries again later.  Any other exception is a bug (ours or a dependency's) and
+is treated as such: logged with its traceback, counted, dead-lettered.
+
+* :class:`OsloLeaf`, the default: oslo.messaging's notification drivers for the
+  configured driver names (messagingv2, messaging, log, routing, test, noop), one
+  envelope at a time.
+* the fast leaf (``rabbit_batch_publish = true``, messaging/messagingv2 over
+  ``rabbit://``): :class:`~audit_notifier.delivery.rabbit_batch.RabbitBatchSender`,
+  batches in AMQP transactions; it needs private names of oslo.messaging and
+  py-amqp (:mod:`.oslo_private`), checked at start-up, else the plain path is used.
+
+Transports and connections are made at first use, in the process that publishes
+(never before a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Iterable
+
+import oslo_messaging
+from oslo_config import cfg
+from stevedore import named
+
+from audit_notifier.delivery import oslo_private
+
+LOG = logging.getLogger(__name__)
+
+NAMESPACE = 'oslo.messaging.notify.drivers'
+_VERSIONS = {'messaging': 1.0, 'messagingv2': 2.0}
+_SEND_FAILED_LOGGER = 'oslo_messaging.notify.messaging'
+
+
+class BusUnavailable(Exception):
+    """The bus did not take the notifications (a connection or transport problem)."""
+
+
+def bus_errors() -> tuple:
+    """Exception types that mean "the bus is unreachable", not "a bug"."""
+    errors = [oslo_messaging.MessageDeliveryFailure, oslo_messaging.MessagingTimeout,
+              ConnectionError, TimeoutError, socket.timeout, EOFError, OSError]
+    try:
+        import kombu.exceptions
+        errors.append(kombu.exceptions.OperationalError)
+    except ImportError:                                   # pragma: no cover
+        pass
+    try:
+        import amqp.exceptions
+        errors += [amqp.exceptions.ConnectionError, amqp.exceptions.RecoverableConnectionError]
+    except ImportError:                                   # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+_BUS_ERRORS = bus_errors()
+
+
+class _SendFailures(logging.Filter):
+    """The public driver path's failure signal: oslo.messaging's messaging driver
+    logs "Could not send notification" (at ERROR, with the payload) instead of
+    raising.  While a leaf sends, that record is noted for its thread and dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        local = self.local
+        if getattr(local, 'watching', False) and record.levelno >= logging.ERROR:
+            local.failed = record.getMessage().split('.', 1)[0][:200]
+            return False
+        return True
+
+
+class OsloLeaf:
+    """Envelopes to one set of topics through oslo.messaging's notification drivers."""
+
+    def __init__(self, conf: cfg.ConfigOpts, drivers: list[str], topics: list[str],
+                 transport_url: str | None, retry: int, batch: bool = False):
+        self.conf = conf
+        self.drivers = drivers
+        self.topics = topics
+        self.transport_url = transport_url
+        self.retry = retry
+        self.batch = batch
+        self._lock = threading.Lock()
+        self._transport = None
+        self._others = None
+        self._fast = None
+        self._versions = [_VERSIONS[d] for d in drivers if d in _VERSIONS]
+        self._direct = not oslo_private.missing(oslo_private.PLAIN)
+        self._catcher = None
+
+    @property
+    def needs_bus(self) -> bool:
+        return any(d in _VERSIONS or d == 'routing' for d in self.drivers)
+
+    @property
+    def batched(self) -> bool:
+        """True when messaging/messagingv2 publish in AMQP transactions (after setup)."""
+        return self._fast is not None
+
+    def _setup(self) -> None:
+        with self._lock:
+            if self._others is not None:
+                return
+            transport = None
+            if self.needs_bus:
+                transport = oslo_messaging.get_notification_transport(
+                    self.conf, url=self.transport_url)
+            fast = None
+            if transport is not None and self._versions and self.batch:
+                fast = _fast_leaf(transport, self.topics, self.retry)
+            names = [d for d in self.drivers if d != 'noop' and
+                     (d not in _VERSIONS or not (fast or self._direct))]
+            manager = None
+            if names:
+                manager = named.NamedExtensionManager(
+                    NAMESPACE, names=names, invoke_on_load=True, invoke_args=[self.conf],
+                    invoke_kwds={'topics': self.topics, 'transport': transport})
+            if not self._direct and any(d in _VERSIONS for d in names):
+                self._catcher = _watch_send_failures()
+            self._transport = transport
+            self._fast = fast
+            self._others = [ext.obj for ext in manager.extensions] if manager else []
+
+    def publish_many(self, envelopes: Iterable[dict]) -> None:
+        """Send envelopes in order; when this raises, none of them counts as sent
+        (some may have reached the bus and may arrive twice, with their message_id)."""
+        envelopes = list(envelopes)
+        if not envelopes:
+            return
+        if self._others is None:
+            self._setup()
+        try:
+            if self._versions and (self._fast is not None or self._direct):
+                if self._fast is not None:
+                    self._fast.send(envelopes, self._versions)
+                else:
+                    for envelope in envelopes:
+                        self._send_direct(envelope)
+            for envelope in envelopes:
+                for driver in self._others:
+                    self._notify(driver, envelope)
+        except _BUS_ERRORS as exc:
+            raise BusUnavailable(' '.join(str(exc).split())[:300] or type(exc).__name__) \
+                from exc
+
+    def _send_direct(self, envelope: dict) -> None:
+        priority = envelope['priority'].lower()
+        for version in self._versions:
+            for topic in self.topics:
+                target = oslo_messaging.Target(topic='%s.%s' % (topic, priority))
+                # A copy: oslo.messaging adds keys (_unique_id ...) to the dict it sends.
+                self._transport._send_notification(target, {}, dict(envelope),
+                                                   version=version, retry=self.retry)
+
+    def _notify(self, driver, envelope: dict) -> None:
+        catcher = self._catcher
+        if catcher is None:
+            driver.notify({}, dict(envelope), envelope['priority'], self.retry)
+            return
+        local = catcher.local
+        local.failed, local.watching = None, True
+        try:
+            driver.notify({}, dict(envelope), envelope['priority'], self.retry)
+        finally:
+            local.watching = False
+        if local.failed:
+            raise BusUnavailable(local.failed)
+
+    def close(self) -> None:
+        transport, self._transport, self._others = self._transport, None, None
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            fast.close()
+        if transport is not None:
+            try:
+                transport.cleanup()
+            except Exception:
+                LOG.debug('audit_notifier: transport cleanup failed', exc_info=True)
+
+
+def _fast_leaf(transport, topics, retry):
+    problems = oslo_private.missing(oslo_private.FAST)
+    if problems:
+        LOG.warning('audit_notifier: rabbit_batch_publish is on, but this oslo.messaging or '
+                    'py-amqp lacks what it relies on (%s); publishing through '
+                    'oslo.messaging\'s own path instead', '; '.join(problems)[:500])
+        return None
+    from audit_notifier.delivery.rabbit_batch import RabbitBatchSender
+    return RabbitBatchSender.for_transport(transport, topics, retry)
+
+
+_catcher_lock = threading.Lock()
+_catcher: _SendFailures | None = None
+
+
+def _watch_send_failures() -> _SendFailures:
+    global _catcher
+    with _catcher_lock:
+        if _catcher is None:
+            _catcher = _SendFailures()
+            logging.getLogger(_SEND_FAILED_LOGGER).addFilter(_catcher)
+            LOG.warning('audit_notifier: oslo.messaging lacks %s; failed sends are '
+                        'recognised from its driver\'s log records instead',
+                        ', '.join(oslo_private.PLAIN))
+        return _catcher

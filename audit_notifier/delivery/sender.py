@@ -1,0 +1,320 @@
+"""The sender: journal records in, notifications on the bus, positions committed.
+
+One thread per :class:`~audit_notifier.delivery.handoff.Delivery`, one ordered
+stream: it first sends what processes that are gone left in the journal directory
+(oldest process first, calls they never finished reported as incomplete), then
+its own journal.  Per batch of up to ``BATCH`` records it builds the envelopes
+(:mod:`.builder`), hands each run of one format to its leaf's ``publish_many``,
+and commits the journal position the bus confirmed (never past a call still open).
+
+Errors are told apart:
+
+* :class:`~audit_notifier.delivery.leaves.BusUnavailable`: the bus is down.  The
+  batch is kept and tried again after a growing pause (0.5 s to 5 s); one warning
+  when the outage starts, one line when it ends; records wait in the journal.
+* anything else from a leaf is a bug: logged at ERROR with its traceback, counted
+  (``send_errors``); the envelopes of the failed run are tried one by one, and one
+  that fails ``dead_letter_after`` times is moved to the dead letters.
+* a record the builder cannot use (corrupt, unknown route, a builder bug): logged,
+  counted (``build_errors``), dead-lettered at once; the records after it flow.
+
+Nothing here raises out of the loop: an unexpected error is logged and the loop
+goes on after a pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+from audit_notifier.delivery import journal as journal_mod
+from audit_notifier.delivery import stats as stats_mod
+from audit_notifier.delivery.builder import Builder
+from audit_notifier.delivery.leaves import BusUnavailable
+
+LOG = logging.getLogger(__name__)
+
+BATCH = 100
+RETRY_FIRST = 0.5
+RETRY_MAX = 5.0
+STATS_EVERY = 5.0
+ORPHAN_SCAN_EVERY = 60.0
+
+
+class Sender:
+    """Runs in its own thread (:meth:`run`); everything else is called by others."""
+
+    def __init__(self, journal, emitter, route_for, leaves: dict, dead_letters, stats, *,
+                 dead_letter_after: int = 3, stats_interval: float = 60.0):
+        self.journal = journal
+        self.emitter = emitter
+        self.route_for = route_for
+        self.leaves = leaves
+        self.dead_letters = dead_letters
+        self.stats = stats
+        self.dead_letter_after = max(1, dead_letter_after)
+        self.stats_interval = stats_interval
+        self.builder = Builder(emitter, route_for, journal.owner)
+        self.wake = threading.Event()
+        self.idle = False
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.done = threading.Condition()
+        self.processed = 0              # own journal records fully handled
+        self._retry_wait = RETRY_FIRST
+        self._next_stats = 0.0
+        self._next_log = time.monotonic() + stats_interval
+        self._next_orphan_scan = 0.0
+        self._last_logged = None
+        self.sent_everything = False    # set when the loop ended with nothing unsent
+        self._holding_since = None      # time of the oldest record read and not yet sent
+        self._held = 0                  # records read but not sent when the loop stopped
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        while not (self.stopping and time.monotonic() >= self.stop_deadline):
+            try:
+                if self._step():
+                    continue
+                if self.stopping:
+                    break
+                self.idle = True
+                if self._step():                  # a record appended meanwhile
+                    self.idle = False
+                    continue
+                self.wake.wait(1.0)
+                self.wake.clear()
+                self.idle = False
+            except Exception:
+                LOG.exception('audit_notifier: unexpected error in the sender; it goes on')
+                if self._pause(1.0):
+                    break
+        self._shutdown()
+
+    def _step(self) -> bool:
+        """One unit of work; False when there was nothing to do."""
+        now = time.monotonic()
+        if now >= self._next_stats:
+            self._next_stats = now + STATS_EVERY
+            self.report()
+        if self.journal.directory is not None and now >= self._next_orphan_scan and \
+                not self.stopping:
+            self._next_orphan_scan = now + ORPHAN_SCAN_EVERY
+            for orphan in journal_mod.claim_orphans(self.journal.directory,
+                                                    exclude=self.journal.owner):
+                self.send_orphan(orphan)
+        items = self.journal.read(BATCH)
+        if not items:
+            return False
+        rec = items[0][1]
+        self._holding_since = rec.get('z') or rec.get('a') or time.time()
+        if not self._handle(items, self.builder):
+            self._held = len(items)               # stopping with the bus down
+            return True
+        self._holding_since = None
+        position = items[-1][0]
+        position = (position[0], position[1] + 1)
+        oldest = self.builder.oldest_open()
+        self.journal.commit(min(position, oldest) if oldest is not None else position)
+        with self.done:
+            self.processed += len(items)
+            self.done.notify_all()
+        return True
+
+    def _handle(self, items, builder: Builder) -> bool:
+        """Build and publish one batch of records; False if it could not all be sent
+        because the sender is stopping (the rest stays in the journal)."""
+        runs: list = []
+        for position, rec in items:
+            try:
+                built = builder.build(position, rec)
+            except Exception as exc:
+                self._build_failed(rec, exc)
+                continue
+            for fmt, envelope in built:
+                if runs and runs[-1][0] == fmt:
+                    runs[-1][1].append(envelope)
+                else:
+                    runs.append((fmt, [envelope]))
+        return self.publish(runs)
+
+    def _build_failed(self, rec, exc: BaseException) -> None:
+        self.stats.add('build_errors')
+        self.stats.limited(logging.ERROR, 'build-%s' % type(exc).__name__,
+                           'audit_notifier: building notifications from a journal record '
+                           'failed', exc_info=True)
+        self.dead_letters.add('build', '%s: %s' % (type(exc).__name__, exc),
+                              record=rec if isinstance(rec, dict) else {'value': repr(rec)})
+
+    # -- publishing ---------------------------------------------------------------------
+    def publish(self, runs: list) -> bool:
+        """Publish ``[(fmt, [envelope, ...])]`` in order.  Waits out an outage (but not
+        past a stop deadline: then False)."""
+        for fmt, envelopes in runs:
+            self.stats.add('built', len(envelopes))
+            for start in range(0, len(envelopes), BATCH):
+                if not self._publish_run(fmt, envelopes[start:start + BATCH]):
+                    return False
+        return True
+
+    def _publish_run(self, fmt: str, envelopes: list) -> bool:
+        while True:
+            try:
+                self.leaves[fmt].publish_many(envelopes)
+            except BusUnavailable as exc:
+                if not self._bus_down(exc):
+                    return False
+                continue
+            except Exception:
+                self.stats.add('send_errors')
+                self.stats.limited(logging.ERROR, 'send-bug',
+                                   'audit_notifier: publishing %d %s notification(s) failed '
+                                   'with an error that is not a bus outage; sending them one '
+                                   'by one', len(envelopes), fmt, exc_info=True)
+                return self._publish_one_by_one(fmt, envelopes)
+            self._bus_up()
+            self.stats.add('sent', len(envelopes))
+            return True
+
+    def _publish_one_by_one(self, fmt: str, envelopes: list) -> bool:
+        for envelope in envelopes:
+            failures = 0
+            while True:
+                try:
+                    self.leaves[fmt].publish_many([envelope])
+                except BusUnavailable as exc:
+                    if not self._bus_down(exc):
+                        return False
+                    continue
+                except Exception as exc:
+                    failures += 1
+                    if failures < self.dead_letter_after:
+                        self.stats.add('send_errors')
+                        continue
+                    LOG.error('audit_notifier: %s notification %s failed %d times',
+                              envelope.get('event_type'), envelope.get('message_id'),
+                              failures, exc_info=True)
+                    self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
+                                          fmt=fmt, envelope=envelope)
+                    break
+                self._bus_up()
+                self.stats.add('sent')
+                break
+        return True
+
+    def _bus_down(self, exc: BaseException) -> bool:
+        """Note the outage and wait before the next try; False when stopping."""
+        self.stats.bus_down(exc)
+        wait, self._retry_wait = self._retry_wait, min(self._retry_wait * 2, RETRY_MAX)
+        return not self._pause(wait)
+
+    def _bus_up(self) -> None:
+        self._retry_wait = RETRY_FIRST
+        self.stats.bus_up()
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (woken early by a stop); True when the stop
+        deadline has passed."""
+        if self.stopping:
+            seconds = min(seconds, max(0.0, self.stop_deadline - time.monotonic()))
+        self.wake.wait(seconds)
+        self.wake.clear()
+        return self.stopping and time.monotonic() >= self.stop_deadline
+
+    # -- journals of processes that are gone ---------------------------------------------
+    def send_orphan(self, orphan) -> bool:
+        """Send what a dead process left after its checkpoint; True when all of it
+        went (its files are then removed)."""
+        LOG.info('audit_notifier: sending what process %s left in %s', orphan.owner,
+                 orphan.directory)
+        builder = Builder(self.emitter, self.route_for, orphan.owner)
+        batch: list = []
+        try:
+            for item in orphan.records(self.stats):
+                batch.append(item)
+                if len(batch) >= BATCH and not self._orphan_batch(orphan, builder, batch):
+                    return False
+            if batch and not self._orphan_batch(orphan, builder, batch):
+                return False
+            if orphan.unreadable:
+                return False
+            if not self.publish(self._runs(builder.finish_open())):
+                return False
+            orphan.finish()
+            return True
+        finally:
+            orphan.release()
+
+    def _orphan_batch(self, orphan, builder: Builder, batch: list) -> bool:
+        if not self._handle(batch, builder):
+            return False
+        position = (batch[-1][0][0], batch[-1][0][1] + 1)
+        oldest = builder.oldest_open()
+        orphan.commit(min(position, oldest) if oldest is not None else position)
+        batch.clear()
+        return True
+
+    @staticmethod
+    def _runs(built: list) -> list:
+        runs: list = []
+        for fmt, envelope in built:
+            if runs and runs[-1][0] == fmt:
+                runs[-1][1].append(envelope)
+            else:
+                runs.append((fmt, [envelope]))
+        return runs
+
+    # -- stopping and reporting -----------------------------------------------------------
+    def stop(self, timeout: float) -> None:
+        """Ask the loop to send what is left and end (within ``timeout`` seconds)."""
+        self.stop_deadline = time.monotonic() + timeout
+        self.stopping = True
+        self.wake.set()
+
+    def _shutdown(self) -> None:
+        unsent = self.journal.unsent() + len(self.builder.open) + self._held
+        self.sent_everything = unsent == 0
+        if self.journal.directory is None and unsent:
+            self.stats.add('dropped', unsent)
+            LOG.error('audit_notifier: %d notification record(s) could not be sent before '
+                      'shutdown and are lost (delivery_mode = memory keeps nothing on disk)',
+                      unsent)
+        elif unsent:
+            LOG.warning('audit_notifier: %d notification record(s) not sent before shutdown '
+                        'stay in the journal in %s; the next process sends them', unsent,
+                        self.journal.directory)
+        self.report()
+        self.journal.close(clean=self.sent_everything)
+        for leaf in self.leaves.values():
+            try:
+                leaf.close()
+            except Exception:
+                LOG.debug('audit_notifier: closing a leaf failed', exc_info=True)
+        with self.done:
+            self.done.notify_all()
+
+    def snapshot(self) -> dict:
+        since = self._holding_since
+        return self.stats.snapshot(unsent=self.journal.unsent(),
+                                   open_calls=len(self.builder.open),
+                                   journal_bytes=self.journal.disk_bytes,
+                                   oldest_unsent_age=round(max(0.0, time.time() - since), 3)
+                                   if since else 0.0)
+
+    def report(self) -> dict:
+        snap = self.snapshot()
+        if self.journal.directory is not None:
+            try:
+                stats_mod.write_file(os.path.join(self.journal.directory,
+                                                  self.journal.owner + '.stats.json'), snap)
+            except OSError:
+                pass
+        if self.stats_interval and time.monotonic() >= self._next_log:
+            self._next_log = time.monotonic() + self.stats_interval
+            key = tuple(snap[c] for c in stats_mod.COUNTERS) + (snap['unsent'],)
+            if key != self._last_logged:
+                self._last_logged = key
+                LOG.info(stats_mod.format_line(snap))
+        return snap
