@@ -190,8 +190,8 @@ class Sender:
                     continue
                 except Exception as exc:
                     failures += 1
+                    self.stats.add('send_errors')
                     if failures < self.dead_letter_after:
-                        self.stats.add('send_errors')
                         continue
                     LOG.error('audit_notifier: %s notification %s failed %d times',
                               envelope.get('event_type'), envelope.get('message_id'),

@@ -9,6 +9,7 @@ import logging
 import os
 
 from audit_notifier.delivery import deadletter, journal as journal_mod
+from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.builder import Builder
 from audit_notifier.delivery.leaves import BusUnavailable
 from audit_notifier.delivery.sender import Sender
@@ -96,7 +97,7 @@ def _resend(entry: dict, builder: Builder, leaves: dict, index: int) -> int:
 
 def _offline_sender(pipeline, timeout: float) -> Sender:
     delivery = pipeline.delivery
-    stats = delivery.stats
+    stats = stats_mod.Stats()
     journal = journal_mod.Journal(None, max_bytes=1 << 20, max_records=1, overflow='drop_newest',
                                   block_seconds=0.0, fsync=False, stats=stats)
     dead = deadletter.DeadLetters(delivery.directory, journal.owner, stats)

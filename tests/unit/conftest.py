@@ -91,6 +91,8 @@ def make_filter(captured, tmp_path_factory):
         mw = middleware.filter_factory({}, **paste)(app)
         captured.filters.append(mw)
         return mw
+    # a filter the test closes on purpose, with records left unsent
+    make.forget = captured.filters.remove
     return make
 
 

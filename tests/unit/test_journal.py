@@ -1,0 +1,277 @@
+"""The journal and its record frames, without a broker: append, read, commit, torn and
+corrupt frames, caps and overflow policies, disk failures, orphans."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+
+import pytest
+
+from audit_notifier.delivery import journal as journal_mod
+from audit_notifier.delivery import record as record_mod
+from audit_notifier.delivery.stats import Stats
+
+
+def make_journal(directory, **kw) -> journal_mod.Journal:
+    args = dict(max_bytes=1 << 30, max_records=1000, overflow='drop_oldest',
+                block_seconds=0.0, fsync=False, stats=Stats())
+    args.update(kw)
+    return journal_mod.Journal(str(directory) if directory is not None else None, **args)
+
+
+def rec(i: int, size: int = 0) -> dict:
+    return {'t': 'f', 'c': i, 'pad': 'x' * size}
+
+
+def read_all(journal, limit=10000):
+    return [r for _, r in journal.read(limit)]
+
+
+# -- frames --------------------------------------------------------------------------------
+
+def test_frames_round_trip_and_stop_before_a_torn_tail():
+    data = b''.join(record_mod.encode(rec(i)) for i in range(3))
+    frames = list(record_mod.decode_frames(data + record_mod.encode(rec(3))[:-2]))
+    assert [r['c'] for _, _, r in frames] == [0, 1, 2]
+    assert frames[-1][1] == len(data)
+
+
+@pytest.mark.parametrize('damage', ['flip_payload', 'flip_magic', 'garbage_between'])
+def test_a_corrupt_frame_is_skipped_and_the_next_one_read(damage):
+    a, b, c = (record_mod.encode(rec(i)) for i in range(3))
+    if damage == 'flip_payload':
+        b = b[:-3] + bytes([b[-3] ^ 0xFF]) + b[-2:]
+    elif damage == 'flip_magic':
+        b = b'\x00' + b[1:]
+    else:
+        a = a + b'\x00garbage\xff\xfe'
+    frames = list(record_mod.decode_frames(a + b + c))
+    good = [r['c'] for _, _, r in frames if r is not None]
+    assert good == ([0, 2] if damage != 'garbage_between' else [0, 1, 2])
+    assert sum(1 for _, _, r in frames if r is None) == 1
+
+
+def test_a_frame_whose_payload_is_not_a_dict_is_corrupt():
+    import marshal
+    import struct
+    import zlib
+    payload = marshal.dumps([1, 2])
+    frame = struct.pack('<2sII', record_mod.MAGIC, len(payload), zlib.crc32(payload)) + payload
+    frames = list(record_mod.decode_frames(frame + record_mod.encode(rec(7))))
+    assert [r for _, _, r in frames] == [None, rec(7)]
+
+
+# -- append, read, commit ------------------------------------------------------------------
+
+def test_append_read_commit_in_order_and_segments_removed(tmp_path):
+    journal = make_journal(tmp_path, segment_bytes=64 * 1024)
+    for i in range(300):
+        assert journal.append(rec(i, 500))
+    segments = sorted(p for p in os.listdir(tmp_path) if p.endswith('.journal'))
+    assert len(segments) >= 2
+    for p in segments:
+        assert os.stat(os.path.join(tmp_path, p)).st_mode & 0o777 == 0o600
+    got = journal.read(10000)
+    assert [r['c'] for _, r in got] == list(range(300))
+    last = got[-1][0]
+    journal.commit((last[0], last[1] + 1))
+    left = sorted(p for p in os.listdir(tmp_path) if p.endswith('.journal'))
+    assert left == segments[-1:]               # the tail segment stays open
+    assert journal_mod.read_checkpoint(os.path.join(
+        tmp_path, journal.owner + '.ckpt')) == (last[0], last[1] + 1)
+    journal.close(clean=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_read_returns_only_complete_records_and_resumes(tmp_path):
+    journal = make_journal(tmp_path)
+    for i in range(5):
+        journal.append(rec(i))
+    assert [r['c'] for _, r in journal.read(3)] == [0, 1, 2]
+    journal.append(rec(5))
+    assert [r['c'] for _, r in journal.read(10)] == [3, 4, 5]
+    assert journal.read(10) == []
+    assert journal.unsent() == 0
+
+
+def test_memory_mode_keeps_order_and_writes_nothing(tmp_path):
+    journal = make_journal(None)
+    for i in range(5):
+        journal.append(rec(i))
+    assert journal.unsent() == 5
+    assert read_all(journal) == [rec(i) for i in range(5)]
+    assert os.listdir(tmp_path) == []
+
+
+# -- caps and overflow policies --------------------------------------------------------------
+
+def test_drop_oldest_on_disk_drops_whole_old_segments_counted(tmp_path, caplog):
+    stats = Stats()
+    frame = len(record_mod.encode(rec(0, 1000)))
+    journal = make_journal(tmp_path, stats=stats, max_bytes=200 * 1024,
+                           segment_bytes=64 * 1024)
+    with caplog.at_level(logging.ERROR):
+        for i in range(400):
+            assert journal.append(rec(i, 1000))
+    got = [r['c'] for r in read_all(journal)]
+    dropped = stats.counters['dropped']
+    assert dropped > 0 and journal.dropped == dropped
+    assert got == list(range(dropped, 400))    # the oldest went, the rest in order
+    assert journal.disk_bytes <= 200 * 1024 + frame
+    assert 'overflow policy drop_oldest dropped' in caplog.text
+
+
+def test_drop_newest_on_disk_refuses_new_records(tmp_path, caplog):
+    stats = Stats()
+    journal = make_journal(tmp_path, stats=stats, max_bytes=64 * 1024, overflow='drop_newest')
+    kept = sum(journal.append(rec(i, 1000)) for i in range(100))
+    assert 0 < kept < 100
+    assert stats.counters['dropped'] == 100 - kept
+    assert [r['c'] for r in read_all(journal)] == list(range(kept))
+    assert 'overflow policy drop_newest dropped 1' in caplog.text
+
+
+def test_block_waits_for_room_then_drops(tmp_path):
+    stats = Stats()
+    journal = make_journal(tmp_path, stats=stats, max_bytes=64 * 1024, overflow='block',
+                           block_seconds=0.05)
+    results = [journal.append(rec(i, 1000)) for i in range(80)]
+    kept = sum(results)
+    assert results == [True] * kept + [False] * (80 - kept)
+    assert stats.counters['dropped'] == 80 - kept
+    # Room made by the sender (read + commit) lets the next record in.
+    got = journal.read(10000)
+    journal.commit((got[-1][0][0] + 1, 0))
+    assert journal.append(rec(999, 1000)) is (journal.disk_bytes > 0)
+
+
+@pytest.mark.parametrize('policy,expected', [('drop_oldest', list(range(5, 15))),
+                                             ('drop_newest', list(range(10)))])
+def test_memory_cap_and_policy(policy, expected):
+    stats = Stats()
+    journal = make_journal(None, stats=stats, max_records=10, overflow=policy)
+    for i in range(15):
+        journal.append(rec(i))
+    assert [r['c'] for r in read_all(journal)] == expected
+    assert stats.counters['dropped'] == 5
+
+
+# -- disk failures ---------------------------------------------------------------------------
+
+def test_enospc_falls_back_to_memory_and_returns_to_disk(tmp_path, monkeypatch, caplog):
+    stats = Stats()
+    journal = make_journal(tmp_path, stats=stats)
+    journal.append(rec(0))
+    real_write = os.write
+    full = {'on': True}
+
+    def write(fd, data):
+        if full['on']:
+            # half the frame goes out, then the disk is full: the torn part is cut off
+            real_write(fd, data[:len(data) // 2])
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real_write(fd, data)
+    monkeypatch.setattr(journal_mod.os, 'write', write)
+    with caplog.at_level(logging.ERROR):
+        for i in range(1, 4):
+            assert journal.append(rec(i))
+    assert stats.counters['journal_errors'] >= 1
+    assert 'No space left on device' in caplog.text and 'kept in memory' in caplog.text
+    full['on'] = False
+    monkeypatch.setattr(journal_mod, 'DISK_RETRY', 0.0)
+    journal._disk_retry_at = 0.0
+    assert journal.append(rec(4))
+    assert [r['c'] for r in read_all(journal)] == [0, 1, 2, 3, 4]
+    # the first segment holds exactly record 0 (the torn half was truncated away)
+    first = sorted(p for p in os.listdir(tmp_path) if p.endswith('.journal'))[0]
+    with open(os.path.join(tmp_path, first), 'rb') as f:
+        data = f.read()
+    assert [r for _, _, r in record_mod.decode_frames(data)] == [rec(0)]
+
+
+def test_journal_dir_replaced_by_a_file_keeps_delivering_from_memory(tmp_path, monkeypatch):
+    directory = tmp_path / 'journal'
+    directory.mkdir()
+    stats = Stats()
+    journal = make_journal(directory, stats=stats, segment_bytes=64 * 1024)
+    journal.append(rec(0, 100))
+    for name in os.listdir(directory):
+        os.unlink(directory / name)
+    directory.rmdir()
+    directory.write_text('not a directory')
+    monkeypatch.setattr(journal_mod, 'DISK_RETRY', 0.0)
+    for i in range(1, 700):                   # past a segment: a new one cannot be made
+        assert journal.append(rec(i, 100))
+    assert stats.counters['journal_errors'] >= 1
+    assert [r['c'] for r in read_all(journal)] == list(range(700))
+
+
+# -- orphans ---------------------------------------------------------------------------------
+
+def test_orphans_are_claimed_once_oldest_first_from_their_checkpoint(tmp_path):
+    older = make_journal(tmp_path)
+    newer = make_journal(tmp_path)
+    for i in range(4):
+        older.append(rec(i))
+        newer.append(rec(10 + i))
+    got = older.read(2)
+    older.commit((got[-1][0][0], got[-1][0][1] + 1))     # 0 and 1 were confirmed
+    live = make_journal(tmp_path)
+    assert journal_mod.claim_orphans(str(tmp_path), exclude=live.owner) == []  # all alive
+    older.close(clean=False)
+    newer.close(clean=False)
+    claimed = journal_mod.claim_orphans(str(tmp_path), exclude=live.owner)
+    assert [o.owner for o in claimed] == [older.owner, newer.owner]
+    assert journal_mod.claim_orphans(str(tmp_path), exclude=live.owner) == []  # locked
+    stats = Stats()
+    assert [r['c'] for _, r in claimed[0].records(stats)] == [2, 3]
+    assert [r['c'] for _, r in claimed[1].records(stats)] == [10, 11, 12, 13]
+    for orphan in claimed:
+        orphan.finish()
+    left = sorted(os.listdir(tmp_path))
+    assert all(name.startswith(live.owner) for name in left), left
+
+
+def test_an_unreadable_orphan_segment_is_kept_logged_and_counted(tmp_path, monkeypatch,
+                                                                    caplog):
+    dead = make_journal(tmp_path)
+    dead.append(rec(1))
+    dead.close(clean=False)
+    segment = [p for p in os.listdir(tmp_path) if p.endswith('.journal')][0]
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if str(path).endswith(segment):
+            raise PermissionError(errno.EACCES, 'Permission denied')
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr('builtins.open', deny)
+    stats = Stats()
+    (orphan,) = journal_mod.claim_orphans(str(tmp_path))
+    with caplog.at_level(logging.ERROR):
+        assert list(orphan.records(stats)) == []
+    orphan.finish()
+    assert stats.counters['journal_errors'] == 1
+    assert 'cannot read the journal segment' in caplog.text and segment in caplog.text
+    assert os.path.exists(tmp_path / segment)
+
+
+def test_corrupt_records_in_an_orphan_are_counted_and_the_rest_read(tmp_path, caplog):
+    dead = make_journal(tmp_path)
+    for i in range(3):
+        dead.append(rec(i))
+    dead.close(clean=False)
+    segment = tmp_path / [p for p in os.listdir(tmp_path) if p.endswith('.journal')][0]
+    data = segment.read_bytes()
+    frame = len(record_mod.encode(rec(0)))
+    data = data[:frame + 12] + b'\xff' + data[frame + 13:] + b'\xa7\x1d\x10'   # + torn tail
+    segment.write_bytes(data)
+    stats = Stats()
+    (orphan,) = journal_mod.claim_orphans(str(tmp_path))
+    with caplog.at_level(logging.ERROR):
+        got = [r['c'] for _, r in orphan.records(stats)]
+    assert got == [0, 2]
+    assert stats.counters['corrupt_records'] == 1
+    assert 'corrupt journal record' in caplog.text
+    orphan.finish()

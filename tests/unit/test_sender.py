@@ -1,0 +1,368 @@
+"""The sender without a broker: a fake leaf that fails on demand stands for the bus.
+
+Order after an outage, bus outages told apart from bugs, dead letters (build and
+send), adoption of a dead process's journal off the request path, malformed
+left-over records, crash (SIGKILL) recovery with incomplete calls, threads that
+end with their filter, and the operator tools (replay, dead-letter replay)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from oslo_config import cfg
+
+from audit_notifier.assembly import Pipeline
+from audit_notifier.delivery import deadletter, leaves as leaves_mod
+from audit_notifier.delivery import record as record_mod
+from audit_notifier.delivery import sender as sender_mod
+from audit_notifier.delivery import tools
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGES = ['11111111-1111-4111-8111-1111111111%02d' % i for i in range(5)]
+
+
+class FakeLeaf:
+    """publish_many that records, or fails: ``down`` (BusUnavailable) a number of
+    times, or with a TypeError for envelopes ``bad`` picks."""
+
+    def __init__(self, down: int = 0, bad=None, gate: threading.Event | None = None):
+        self.sent: list = []
+        self.calls = 0
+        self.down = down
+        self.bad = bad
+        self.gate = gate
+        self.lock = threading.Lock()
+
+    def publish_many(self, envelopes):
+        if self.gate is not None:
+            assert self.gate.wait(60), 'the test never opened the gate'
+        with self.lock:
+            self.calls += 1
+            if self.down > 0:
+                self.down -= 1
+                raise leaves_mod.BusUnavailable('connection refused (fake)')
+            if self.bad is not None and any(self.bad(e) for e in envelopes):
+                raise TypeError('cannot serialise this envelope (fake bug)')
+            self.sent.extend(envelopes)
+
+    def close(self):
+        pass
+
+
+def deactivate_app(environ, start_response):
+    start_response('204 No Content', [])
+    return [b'']
+
+
+def call(mw, wsgi, image_id, request_id):
+    environ = wsgi.environ('POST', '/v2/images/%s/actions/deactivate' % image_id,
+                           headers=dict(wsgi.IDENTITY))
+    environ['openstack.request_id'] = request_id
+    sr, _ = wsgi.run(mw, environ)
+    assert sr.status.startswith('204')
+
+
+def fake_filter(make_filter, leaf, **paste):
+    paste.setdefault('formats', 'cadf')
+    mw = make_filter(deactivate_app, **paste)
+    mw.delivery.leaf_factory = lambda: {'cadf': leaf, 'glance': leaf}
+    return mw
+
+
+def request_ids(envelopes):
+    return [e['payload']['initiator']['request_id'] for e in envelopes]
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(sender_mod, 'RETRY_FIRST', 0.01)
+    monkeypatch.setattr(sender_mod, 'RETRY_MAX', 0.05)
+
+
+def test_order_is_kept_through_an_outage_and_it_is_reported_once(make_filter, wsgi, caplog):
+    leaf = FakeLeaf(down=5)
+    mw = fake_filter(make_filter, leaf)
+    with caplog.at_level(logging.WARNING, logger='audit_notifier'):
+        ids = ['req-%03d' % i for i in range(50)]
+        for i, rid in enumerate(ids):
+            call(mw, wsgi, IMAGES[i % 5], rid)
+        assert mw.delivery.flush(30)
+    assert request_ids(leaf.sent) == ids
+    counters = mw.delivery.counters
+    assert (counters['journaled'], counters['sent'], counters['send_errors'],
+            counters['dead_letters'], counters['dropped']) == (50, 50, 5, 0, 0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum('message bus is unreachable' in m for m in lines) == 1
+    assert sum('message bus is back after' in m for m in lines) == 1
+    assert mw.delivery.snapshot()['unsent'] == 0
+
+
+def test_a_bug_is_not_an_outage_the_envelope_is_dead_lettered_and_the_rest_flows(
+        make_filter, wsgi, caplog, tmp_path):
+    bad_image = IMAGES[3]
+    leaf = FakeLeaf(bad=lambda e: e['payload']['target']['id'] == bad_image)
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path), dead_letter_after='3')
+    with caplog.at_level(logging.ERROR, logger='audit_notifier'):
+        ids = ['req-%03d' % i for i in range(10)]
+        for i, rid in enumerate(ids):
+            call(mw, wsgi, IMAGES[i % 5], rid)
+        assert mw.delivery.flush(30)
+    assert request_ids(leaf.sent) == [r for i, r in enumerate(ids) if i % 5 != 3]
+    counters = mw.delivery.counters
+    assert (counters['sent'], counters['dead_letters']) == (8, 2)
+    # every failed publish counts: 3 attempts of each bad envelope alone, plus the
+    # batch (or two) it first failed in
+    assert counters['send_errors'] - 3 * 2 in (1, 2), counters
+    assert not any('unreachable' in r.getMessage() for r in caplog.records)
+    assert any(r.exc_info and r.exc_info[0] is TypeError for r in caplog.records)
+    (path,) = deadletter.files(str(tmp_path))
+    entries, bad = deadletter.read(path)
+    assert bad == 0
+    assert [(e['stage'], e['envelope']['payload']['initiator']['request_id'])
+            for e in entries] == [('send', 'req-003'), ('send', 'req-008')]
+    assert entries[0]['error'].startswith('TypeError: cannot serialise')
+
+
+def test_a_record_the_builder_cannot_use_is_dead_lettered(make_filter, wsgi, tmp_path):
+    leaf = FakeLeaf()
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
+    call(mw, wsgi, IMAGES[0], 'req-a')
+    for broken in ({'t': 'f', 'c': 900}, {'t': 'x', 'c': 901}, {'c': 902},
+                   {'t': 'f', 'c': 903, 'k': ['GET', '/no/such/route'], 'a': 1.0}):
+        mw.delivery._journal.append(broken)
+    call(mw, wsgi, IMAGES[1], 'req-b')
+    assert mw.delivery.flush(30)
+    assert request_ids(leaf.sent) == ['req-a', 'req-b']
+    assert mw.delivery.counters['build_errors'] == 4
+    (path,) = deadletter.files(str(tmp_path))
+    entries, _ = deadletter.read(path)
+    assert [e['record']['c'] for e in entries] == [900, 901, 902, 903]
+    assert 'not in the route map' in entries[3]['error']
+
+
+def leave_a_journal(make_filter, wsgi, directory, ids, extra_records=()):
+    """A filter that journals ``ids`` (and ``extra_records``), never reaches the bus
+    and is closed at once: its journal stays behind, as a dead process's would."""
+    down = FakeLeaf(down=10 ** 9)
+    mw = fake_filter(make_filter, down, journal_dir=str(directory))
+    make_filter.forget(mw)
+    for i, rid in enumerate(ids):
+        call(mw, wsgi, IMAGES[i % 5], rid)
+    for rec in extra_records:
+        mw.delivery._journal.append(rec)
+    mw.delivery.close(0.2)
+    assert down.sent == []
+    assert any(p.endswith('.journal') for p in os.listdir(directory))
+
+
+def test_a_dead_processs_journal_is_sent_first_and_off_the_request_path(
+        make_filter, wsgi, tmp_path):
+    leave_a_journal(make_filter, wsgi, tmp_path, ['old-%d' % i for i in range(20)],
+                    extra_records=[{}, {'t': 'f', 'c': 77}, {'fmt': 'cadf'},
+                                   {'t': 'b', 'c': 78, 'n': 'not a list of notes'}])
+    gate = threading.Event()
+    leaf = FakeLeaf(gate=gate)
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
+    # The sender is stuck on the left-over journal: API calls are answered anyway.
+    for i in range(3):
+        call(mw, wsgi, IMAGES[i], 'new-%d' % i)
+    assert leaf.sent == []
+    gate.set()
+    assert mw.delivery.flush(30)
+    assert request_ids(leaf.sent) == ['old-%d' % i for i in range(20)] + \
+        ['new-%d' % i for i in range(3)]
+    assert mw.delivery.counters['build_errors'] == 4
+    assert mw.delivery.counters['dead_letters'] == 4
+    own = mw.delivery._journal.owner
+    leftovers = [p for p in os.listdir(tmp_path) if not p.startswith(own)]
+    assert [p for p in leftovers if not p.endswith(deadletter.SUFFIX)] == []
+
+
+def test_message_ids_are_the_same_when_a_journal_is_sent_twice(make_filter, wsgi, tmp_path,
+                                                               captured):
+    leave_a_journal(make_filter, wsgi, tmp_path, ['r-%d' % i for i in range(5)])
+    copy_dir = tmp_path / 'copy'
+    copy_dir.mkdir()
+    for name in os.listdir(tmp_path):
+        if name.endswith(('.journal', '.ckpt')):
+            (copy_dir / name).write_bytes((tmp_path / name).read_bytes())
+    first, second = FakeLeaf(), FakeLeaf()
+    for directory, leaf in ((tmp_path, first), (copy_dir, second)):
+        mw = fake_filter(make_filter, leaf, journal_dir=str(directory))
+        call(mw, wsgi, IMAGES[0], 'trigger')
+        assert mw.delivery.flush(30)
+    ids = [e['message_id'] for e in first.sent[:5]]
+    assert len(set(ids)) == 5
+    assert [e['message_id'] for e in second.sent[:5]] == ids
+    assert [e['payload']['id'] for e in second.sent[:5]] == \
+        [e['payload']['id'] for e in first.sent[:5]]
+
+
+def test_replay_twice_sends_nothing_twice(make_filter, wsgi, tmp_path, captured):
+    leave_a_journal(make_filter, wsgi, tmp_path, ['r-%d' % i for i in range(7)])
+    pipeline = Pipeline({'driver': 'test', 'formats': 'cadf', 'journal_dir': str(tmp_path),
+                         'process_hooks': 'false', 'oslo_config_config': cfg.ConfigOpts()})
+    first = tools.replay(pipeline, timeout=5)
+    assert (first.sent, first.journals, first.left) == (7, 1, 0)
+    assert request_ids(captured.all()) == ['r-%d' % i for i in range(7)]
+    second = tools.replay(pipeline, timeout=5)
+    assert (second.sent, second.journals, second.left) == (0, 0, 0)
+    assert len(captured.all()) == 7
+    assert [p for p in os.listdir(tmp_path) if p.endswith(('.journal', '.ckpt'))] == []
+
+
+def test_dead_letters_are_replayed_after_a_fix_once(make_filter, wsgi, tmp_path, captured):
+    leaf = FakeLeaf(bad=lambda e: e['payload']['initiator']['request_id'] == 'req-1')
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
+    for i in range(3):
+        call(mw, wsgi, IMAGES[i], 'req-%d' % i)
+    mw.delivery._journal.append({'t': 'f', 'c': 555, 'k': ['GET', '/nowhere'], 'a': 1.0})
+    assert mw.delivery.flush(30)
+    assert deadletter.count(str(tmp_path)) == 2
+    pipeline = Pipeline({'driver': 'test', 'formats': 'cadf', 'journal_dir': str(tmp_path),
+                         'process_hooks': 'false', 'oslo_config_config': cfg.ConfigOpts()})
+    result = tools.replay_dead_letters(pipeline)
+    # the envelope goes; the record from an unknown route fails again and is kept
+    assert (result.sent, result.left) == (1, 1)
+    assert request_ids(captured.all()) == ['req-1']
+    again = tools.replay_dead_letters(pipeline)
+    assert (again.sent, again.left) == (0, 1)
+    assert len(captured.all()) == 1
+
+
+def test_filters_that_are_dropped_stop_their_sender_threads(make_filter, wsgi, captured):
+    def senders():
+        return [t for t in threading.enumerate() if t.name == 'audit-notifier-sender']
+    before = len(senders())
+    for i in range(25):
+        mw = fake_filter(make_filter, FakeLeaf())
+        call(mw, wsgi, IMAGES[0], 'req-%d' % i)
+        assert mw.delivery.flush(10)
+        captured.filters.remove(mw)
+        del mw
+    gc.collect()
+    deadline = time.monotonic() + 60
+    while len(senders()) > before and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert len(senders()) == before
+
+
+CHILD = textwrap.dedent('''
+    import sys, threading, webob
+    from oslo_config import cfg
+    from audit_notifier.middleware import filter_factory
+
+    def app(environ, start_response):
+        if environ['PATH_INFO'].endswith('/file'):
+            start_response('200 OK', [('Content-Type', 'application/octet-stream'),
+                                      ('Content-Length', str(1024 * 1024))])
+            def chunks():
+                for _ in range(1024):
+                    yield b'x' * 1024
+            return chunks()
+        start_response('204 No Content', [])
+        return [b'']
+
+    mw = filter_factory({}, oslo_config_config=cfg.ConfigOpts(), formats='cadf',
+                        driver='messagingv2', transport_url='rabbit://guest:guest@127.0.0.1:1/',
+                        journal_dir=sys.argv[1], stats_interval='0')(app)
+    for i in range(200):
+        req = webob.Request.blank('/v2/images/%s/actions/deactivate' % sys.argv[2],
+                                  method='POST', headers={'X-User-Id': 'u', 'X-Roles': 'r'})
+        req.environ['openstack.request_id'] = 'req-%03d' % i
+        assert req.get_response(mw).status_int == 204
+    # a download cut short by the kill: its first chunk has left the filter
+    environ = webob.Request.blank('/v2/images/%s/file' % sys.argv[2]).environ
+    environ['openstack.request_id'] = 'req-download'
+    body = iter(mw(environ, lambda s, h, e=None: None))
+    next(body)
+    print('ready', flush=True)
+    threading.Event().wait()
+''')
+
+
+def test_sigkill_loses_no_answered_call_and_reports_the_cut_one(make_filter, wsgi, tmp_path):
+    child = subprocess.Popen([sys.executable, '-c', CHILD, str(tmp_path), IMAGES[0]],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=ROOT)
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == 'ready', child.stderr.read()[-3000:]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    leaf = FakeLeaf()
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
+    call(mw, wsgi, IMAGES[1], 'after-restart')
+    assert mw.delivery.flush(60)
+    got = leaf.sent
+    assert request_ids(got) == ['req-%03d' % i for i in range(200)] + \
+        ['req-download', 'after-restart']
+    download = got[200]
+    assert download['event_type'] == 'audit.image.download'
+    assert (download['priority'], download['payload']['outcome'],
+            download['payload']['reason']) == \
+        ('ERROR', 'failure', {'reasonType': 'exception', 'reasonCode': 'incomplete'})
+
+
+def test_process_hooks_can_be_switched_off():
+    script = textwrap.dedent('''
+        import json, logging, signal, sys, tempfile, webob
+        from oslo_config import cfg
+        from audit_notifier.middleware import filter_factory
+        def app(environ, start_response):
+            start_response('204 No Content', [])
+            return [b'']
+        mw = filter_factory({}, oslo_config_config=cfg.ConfigOpts(), driver='noop',
+                            journal_dir=tempfile.mkdtemp(), process_hooks=sys.argv[1])(app)
+        webob.Request.blank('/v2/images/x/actions/deactivate', method='POST').get_response(mw)
+        print(json.dumps({
+            'sigterm_default': signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
+            'kombu_filters': len(logging.getLogger('kombu').filters)}))
+        mw.delivery.close()
+    ''')
+    out = {}
+    for value in ('true', 'false'):
+        proc = subprocess.run([sys.executable, '-c', script, value], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[value] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out['true'] == {'sigterm_default': False, 'kombu_filters': 1}
+    assert out['false'] == {'sigterm_default': True, 'kombu_filters': 0}
+
+
+def test_responded_record_is_written_before_the_first_byte_leaves(make_filter, wsgi):
+    """A streamed body: the call is in the journal when its first chunk is handed on."""
+    leaf = FakeLeaf()
+
+    def download_app(environ, start_response):
+        start_response('200 OK', [('Content-Type', 'application/octet-stream'),
+                                  ('Content-Length', '6'), ('X-Auth-Token', 'secret')])
+        return iter([b'abc', b'def'])
+    mw = make_filter(download_app, formats='cadf')
+    mw.delivery.leaf_factory = lambda: {'cadf': leaf, 'glance': leaf}
+    body = iter(mw(wsgi.environ('GET', '/v2/images/%s/file' % IMAGES[0],
+                                headers=dict(wsgi.IDENTITY)), wsgi.StartResponse()))
+    assert next(body) == b'abc'
+    journal = mw.delivery._journal
+    path = [s.path for s in journal._segments][0]
+    with open(path, 'rb') as f:
+        records = [r for _, _, r in record_mod.decode_frames(f.read())]
+    assert [r['t'] for r in records] == ['r']
+    assert records[0]['st'] == '200 OK'
+    assert records[0]['h'] == [['Content-Type', 'application/octet-stream'],
+                               ['Content-Length', '6']]
+    assert list(body) == [b'def']
+    assert mw.delivery.flush(10)
+    assert [e['payload']['outcome'] for e in leaf.sent] == ['success']
