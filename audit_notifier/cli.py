@@ -129,7 +129,12 @@ def _add_replay(subparsers) -> None:
 
 
 def _run_replay(args) -> int:
+    import logging
+
     from audit_notifier.delivery import tools
+    # What the sender logs (and the log driver's notifications) go to stderr.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format='%(levelname)s %(name)s %(message)s')
     pipeline = _pipeline(args, driver=args.driver, transport_url=args.transport_url)
     directory = pipeline.delivery.directory
     if args.dead_letters:
