@@ -140,8 +140,7 @@ class Delivery:
         first = exchange.call is None
         if first:
             exchange.call = next(self._calls)
-        if self._journal.append(record.of_phase(phase, exchange, first, self.headers)):
-            self.stats.add('journaled')
+        self._journal.append(record.of_phase(phase, exchange, first, self.headers))
         sender = self._sender
         if sender.idle:
             sender.wake.set()
@@ -151,8 +150,7 @@ class Delivery:
         if self._pid != _process.pid:
             self._start()
         fields = json.loads(json.dumps([list(n) for n in notes], default=str))
-        if self._journal.append({'t': 'b', 'c': next(self._calls), 'n': fields}):
-            self.stats.add('journaled')
+        self._journal.append({'t': 'b', 'c': next(self._calls), 'n': fields})
         if self._sender.idle:
             self._sender.wake.set()
 
@@ -218,6 +216,8 @@ class Delivery:
     # -- reporting ------------------------------------------------------------------------
     @property
     def counters(self) -> dict:
+        if self.started:
+            self.stats.counters['journaled'] = self._journal.appended
         return self.stats.counters
 
     @property

@@ -100,40 +100,31 @@ def of_phase(phase: str, exchange: Exchange, first: bool, headers: frozenset) ->
     to keep."""
     record = {'t': KINDS[phase], 'c': exchange.call}
     if first:
-        record.update(first_fields(exchange))
+        route = exchange.route
+        record['k'] = [route.method, route.path]
+        record['p'] = exchange.params
+        record['q'] = exchange.request
+        record['a'] = exchange.started_at
+        if exchange.prefetched is not None:
+            record['pre'] = exchange.prefetched
     if phase != STARTED and exchange.status is not None:
-        record.update(response_fields(exchange, headers))
+        record['st'] = exchange.status
+        if exchange.headers:
+            record['h'] = [[k, v] for k, v in exchange.headers if k.lower() in headers]
     if phase == FINISHED:
-        record.update(finish_fields(exchange))
+        record['z'] = exchange.finished_at
+        record['bs'] = exchange.bytes_sent
+        if exchange.upload_started:
+            record['us'] = True
+            record['br'] = exchange.bytes_received
+        if exchange.completed:
+            record['ok'] = True
+        if exchange.raised is not None:
+            record['x'] = exchange.raised
+        if exchange.body:
+            body = b''.join(c if isinstance(c, bytes) else bytes(c) for c in exchange.body)
+            record['bd'] = redact_bytes(body)
     return record
-
-
-def first_fields(exchange: Exchange) -> dict:
-    route = exchange.route
-    fields = {'k': [route.method, route.path], 'p': exchange.params, 'q': exchange.request,
-              'a': exchange.started_at}
-    if exchange.prefetched is not None:
-        fields['pre'] = exchange.prefetched
-    return fields
-
-
-def response_fields(exchange: Exchange, headers: frozenset) -> dict:
-    fields = {'st': exchange.status}
-    if exchange.headers:
-        fields['h'] = [[k, v] for k, v in exchange.headers if k.lower() in headers]
-    return fields
-
-
-def finish_fields(exchange: Exchange) -> dict:
-    fields = {'z': exchange.finished_at, 'bs': exchange.bytes_sent,
-              'br': exchange.bytes_received, 'us': exchange.upload_started,
-              'ok': exchange.completed}
-    if exchange.raised is not None:
-        fields['x'] = exchange.raised
-    if exchange.body:
-        body = b''.join(c if isinstance(c, bytes) else bytes(c) for c in exchange.body)
-        fields['bd'] = redact_bytes(body)
-    return fields
 
 
 # -- sender: record -> Exchange ---------------------------------------------------------

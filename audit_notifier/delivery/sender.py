@@ -297,6 +297,7 @@ class Sender:
 
     def snapshot(self) -> dict:
         since = self._holding_since
+        self.stats.counters['journaled'] = self.journal.appended
         return self.stats.snapshot(unsent=self.journal.unsent(),
                                    open_calls=len(self.builder.open),
                                    journal_bytes=self.journal.disk_bytes,
