@@ -1,86 +1,29 @@
-"""Batched publishing to RabbitMQ
-------------------------------
-oslo.messaging's rabbit driver waits for a broker confirm after every message
-(~236 us of CPU and a round trip each: one sender thread reaches ~2,300/s, and
-the GIL caps several threads at ~2,900/s).  For ``messaging``/``messagingv2`` over
-a ``rabbit://`` transport URL a :class:`Publisher` therefore publishes through its
-own kombu connection, in AMQP transactions: ``tx.select`` once per channel, then
-per batch (:meth:`Publisher.publish_many`) every message of the batch and one
-``tx.commit``.  When ``tx.commit`` returns the broker holds the whole batch (the
-same guarantee as a confirm); when anything fails, the connection is dropped, the
-broker rolls the uncommitted messages back and the call raises: none of the batch
-counts as sent (a commit whose answer was lost may still have been applied, so a
-re-sent batch can duplicate messages; consumers recognise them by
-``message_id``).
+"""The optional fast leaf: batches to RabbitMQ in AMQP transactions.
 
-What goes on the wire is what oslo.messaging 18.x sends for a notification, built
-with oslo.messaging's and kombu's own code where possible:
+With ``rabbit_batch_publish = true`` and ``messaging``/``messagingv2`` over
+``rabbit://``, :class:`~audit_notifier.delivery.leaves.OsloLeaf` publishes each
+``publish_many`` batch through this sender's own kombu connection: ``tx.select``
+once per channel, every message of the batch, one ``tx.commit`` (the broker then
+holds the whole batch: the guarantee of a confirm, at about 30 us of CPU per
+message instead of oslo.messaging's 236 us and one round trip each).  On any
+failure the connection is dropped, the broker rolls back, and the call raises.
 
-* the URL: the transport's hosts (shuffled when several, tried in turn with
-  ``kombu_failover_strategy``), port, user, password and virtual host, through
-  oslo's ``Connection._transform_transport_url``; options from
-  ``[oslo_messaging_rabbit]``, overridden by the URL's query as oslo does
-  (oslo's ``ConfigOptsProxy``);
-* TLS: ``ssl``, ``ssl_version``, ``ssl_key_file``, ``ssl_cert_file``,
-  ``ssl_ca_file`` through oslo's ``Connection._fetch_ssl_params``;
-  ``rabbit_login_method``; the client properties (capabilities and a
-  ``connection_name`` of the same form);
-* the exchange: the transport's default exchange (``control_exchange``), type
-  topic, durable = ``amqp_durable_queues`` or ``rabbit_quorum_queue``,
-  auto_delete = ``amqp_auto_delete``;
-* the default queue named like the routing key ``<topic>.<priority>``, declared
-  and bound once per channel and routing key, durable/auto_delete as the
-  exchange, arguments from oslo's ``_get_queue_arguments`` (``rabbit_ha_queues``,
-  ``rabbit_quorum_queue`` and the ``rabbit_quorum_*`` limits);
-* the body: the envelope plus ``_unique_id`` (and no context keys: the context is
-  ``{}``), wrapped as ``{"oslo.version": "2.0", "oslo.message": "<json>"}`` for
-  ``messagingv2`` (oslo's ``serialize_msg``), the dict itself for ``messaging``;
-  encoded as kombu's ``Producer.publish`` encodes it with oslo's arguments, so
-  the content type and encoding (``application/json``, ``utf-8``), delivery mode
-  2 (persistent), priority 0, no headers, and ``kombu_compression`` are kombu's.
+On the wire it is what oslo.messaging 18.x sends, built with oslo's and kombu's
+own code: the transport's hosts, vhost, TLS and ``[oslo_messaging_rabbit]``
+options; the ``control_exchange`` topic exchange; the ``<topic>.<priority>``
+routing key and default queue with oslo's durable/auto-delete/HA/quorum
+arguments; the v1 or v2 envelope with ``_unique_id``; kombu's content type,
+encoding and delivery mode 2.  A batch's frames are written with one system call,
+and what kombu would compute again per message (the publish arguments per routing
+key, the content header) is computed once: checked at every connect by encoding a
+probe both ways (used only if the bytes are identical).
 
-CPU per message (about 30 us instead of 236 us): besides one commit per batch,
-a batch's frames are written with one system call (py-amqp's own frame writer
-over a buffer), and what kombu and py-amqp would compute again for every message
-although it does not change (the publish method's arguments per routing key, the
-content header's properties) is computed once.  That shortcut is checked at
-every connect: a probe message is encoded through ``Producer.publish`` and
-through the shortcut (nothing is sent), and the shortcut is used only if the
-bytes are identical (never with ``kombu_compression``).
-
-Differences from oslo.messaging's connection (on purpose):
-
-* no publisher confirms (transactions instead) and **no heartbeats**: there is no
-  heartbeat thread.  A batch that fails on a connection opened earlier (idle, then
-  dropped by the broker or the network) is tried once more at once on a new
-  connection before it counts as failed; that is what oslo's heartbeat thread
-  achieves by reconnecting in the background.
-* the connection announces ``connection.blocked`` like oslo's, but py-amqp's
-  check for it before EVERY publish (a socket poll, ~30 us) is switched off: a
-  blocked notification is read (and logged) while waiting for ``tx.commit-ok``;
-  a blocked connection makes the commit time out (:data:`IO_TIMEOUT`).
-* fail fast: connecting times out after :data:`CONNECT_TIMEOUT` s per host (oslo
-  uses kombu's 5 s), a socket read or write after :data:`IO_TIMEOUT` s (oslo: the
-  heartbeat threshold, 60 s), and kombu never sleeps between hosts.
-* ``retry`` = N: N more attempts after a failed one (0 = none), pausing about as
-  oslo does: ``kombu_reconnect_delay + min(rabbit_retry_interval + k *
-  rabbit_retry_backoff, rabbit_interval_max)`` s before attempt k + 2 (2 s, then
-  4 s with oslo's defaults: ``retry = 2`` holds a shard about 6 s).
-* an idle connection is kept alive and checked only by TCP keepalive (py-amqp's
-  socket settings: idle 60 s, then 9 probes 10 s apart).
-* oslo's fallback of re-declaring a non-durable exchange after an ``inequivalent
-  arg 'durable'`` error is not mirrored: as in oslo's notification path (whose
-  queue declaration fails first), such a publish fails.
-
-The per-message oslo.messaging path stays in use (``publish_many`` then sends
-one message at a time, and a failure after some of them were sent still raises,
-so those may be sent twice) when the transport is not ``rabbit://`` (kafka,
-``kombu+memory://``, fake...), or when this oslo.messaging lacks one of the
-helpers above.
-
-A replaced :meth:`Publisher.publish` (a subclass, or a test's wrapper) is
-honoured: :meth:`Publisher.publish_many` then goes through it, one envelope at a
-time.
+On purpose unlike oslo: transactions instead of confirms; no heartbeat thread (a
+batch failing on an idle, dropped connection is tried once more on a new one);
+fail fast (``CONNECT_TIMEOUT`` per host, ``IO_TIMEOUT`` per read or write, no
+pause between hosts); ``retry`` = N more attempts with oslo's pauses.  Every
+private name used is listed in :mod:`.oslo_private` and checked before this leaf
+is chosen; doc/source/delivery.rst has the details.
 """
 
 
@@ -93,7 +36,6 @@ import sys
 import threading
 import time
 import uuid
-
 
 
 from audit_notifier.delivery import oslo_private
