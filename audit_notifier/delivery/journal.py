@@ -144,8 +144,14 @@ class Journal:
         self._lock_fd = None
         self._ckpt_fd = None
         if directory is not None:
-            self._lock_fd = try_lock(self._path('lock'))
-            self._ckpt_fd = os.open(self._path('ckpt'), os.O_WRONLY | os.O_CREAT, FILE_MODE)
+            try:
+                self._lock_fd = try_lock(self._path('lock'))
+                self._ckpt_fd = os.open(self._path('ckpt'), os.O_WRONLY | os.O_CREAT,
+                                        FILE_MODE)
+            except OSError as exc:
+                # Appends will fail too and go to memory: delivery goes on, logged.
+                self._disk_failed('cannot create the journal lock or checkpoint in %s (%s)'
+                                  % (directory, exc.strerror or exc))
 
     def _path(self, suffix: str) -> str:
         return os.path.join(self.directory, '%s.%s' % (self.owner, suffix))
@@ -409,8 +415,8 @@ class Journal:
             for segment in self._segments:
                 if not segment.on_disk:
                     total += len(segment.items)
-                elif segment.seq > self._read_pos[0]:
-                    total += segment.records
+                elif segment.seq >= self._read_pos[0]:
+                    total += segment.records - segment.read_records
             return total
 
     @property

@@ -366,3 +366,28 @@ def test_responded_record_is_written_before_the_first_byte_leaves(make_filter, w
     assert list(body) == [b'def']
     assert mw.delivery.flush(10)
     assert [e['payload']['outcome'] for e in leaf.sent] == ['success']
+
+
+def test_journal_dir_replaced_by_a_file_after_start_delivery_goes_on(
+        make_filter, wsgi, tmp_path, caplog):
+    directory = tmp_path / 'journal'
+    leaf = FakeLeaf()
+    # 256 KiB on disk at most: segments of 64 KiB, so a new one is needed soon
+    mw = fake_filter(make_filter, leaf, journal_dir=str(directory),
+                     journal_max_bytes=str(256 * 1024))
+    call(mw, wsgi, IMAGES[0], 'before')
+    assert mw.delivery.flush(30)
+    for name in os.listdir(directory):
+        os.unlink(directory / name)
+    directory.rmdir()
+    directory.write_text('an operator mistake')
+    with caplog.at_level(logging.ERROR, logger='audit_notifier'):
+        ids = ['after-%03d' % i for i in range(300)]    # past one 64 KiB segment
+        for i, rid in enumerate(ids):
+            call(mw, wsgi, IMAGES[i % 5], rid)
+        assert mw.delivery.flush(30)
+    assert request_ids(leaf.sent) == ['before'] + ids
+    counters = mw.delivery.counters
+    assert counters['journal_errors'] >= 1 and counters['dropped'] == 0
+    assert any('cannot create a journal segment' in r.getMessage() and
+               'kept in memory' in r.getMessage() for r in caplog.records)
