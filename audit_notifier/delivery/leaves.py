@@ -9,7 +9,9 @@ is treated as such: logged with its traceback, counted, dead-lettered.
 
 * :class:`OsloLeaf`, the default: oslo.messaging's notification drivers for the
   configured driver names (messagingv2, messaging, log, routing, test, noop), one
-  envelope at a time.
+  envelope at a time.  When oslo.messaging lacks the private ``_send_notification``
+  (:mod:`.oslo_private`), its public driver is used and a failed send is learnt
+  from the driver's error log record (:func:`.process_hooks.watch_send_failures`).
 * the fast leaf (``rabbit_batch_publish = true``, messaging/messagingv2 over
   ``rabbit://``): :class:`~audit_notifier.delivery.rabbit_batch.RabbitBatchSender`,
   batches in AMQP transactions; it needs private names of oslo.messaging and
@@ -30,13 +32,12 @@ import oslo_messaging
 from oslo_config import cfg
 from stevedore import named
 
-from audit_notifier.delivery import oslo_private
+from audit_notifier.delivery import oslo_private, process_hooks
 
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'oslo.messaging.notify.drivers'
 _VERSIONS = {'messaging': 1.0, 'messagingv2': 2.0}
-_SEND_FAILED_LOGGER = 'oslo_messaging.notify.messaging'
 
 
 class BusUnavailable(Exception):
@@ -61,23 +62,6 @@ def bus_errors() -> tuple:
 
 
 _BUS_ERRORS = bus_errors()
-
-
-class _SendFailures(logging.Filter):
-    """The public driver path's failure signal: oslo.messaging's messaging driver
-    logs "Could not send notification" (at ERROR, with the payload) instead of
-    raising.  While a leaf sends, that record is noted for its thread and dropped."""
-
-    def __init__(self):
-        super().__init__()
-        self.local = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        local = self.local
-        if getattr(local, 'watching', False) and record.levelno >= logging.ERROR:
-            local.failed = record.getMessage().split('.', 1)[0][:200]
-            return False
-        return True
 
 
 class OsloLeaf:
@@ -127,7 +111,7 @@ class OsloLeaf:
                     NAMESPACE, names=names, invoke_on_load=True, invoke_args=[self.conf],
                     invoke_kwds={'topics': self.topics, 'transport': transport})
             if not self._direct and any(d in _VERSIONS for d in names):
-                self._catcher = _watch_send_failures()
+                self._catcher = process_hooks.watch_send_failures()
             self._transport = transport
             self._fast = fast
             self._others = [ext.obj for ext in manager.extensions] if manager else []
@@ -198,19 +182,3 @@ def _fast_leaf(transport, topics, retry):
         return None
     from audit_notifier.delivery.rabbit_batch import RabbitBatchSender
     return RabbitBatchSender.for_transport(transport, topics, retry)
-
-
-_catcher_lock = threading.Lock()
-_catcher: _SendFailures | None = None
-
-
-def _watch_send_failures() -> _SendFailures:
-    global _catcher
-    with _catcher_lock:
-        if _catcher is None:
-            _catcher = _SendFailures()
-            logging.getLogger(_SEND_FAILED_LOGGER).addFilter(_catcher)
-            LOG.warning('audit_notifier: oslo.messaging lacks %s; failed sends are '
-                        'recognised from its driver\'s log records instead',
-                        ', '.join(oslo_private.PLAIN))
-        return _catcher

@@ -13,7 +13,14 @@ process installs:
   their records emitted by audit_notifier's sender threads: a bus outage is reported
   once by audit_notifier, not once per notification by the drivers.
 
-``process_hooks = false`` installs none of them: the service then calls
+One more, not optional, installed only where it is needed: when oslo.messaging
+lacks ``Transport._send_notification`` (:mod:`.oslo_private`), the plain leaf
+sends through oslo's public ``messaging`` driver, which logs a failed send instead
+of raising; :func:`watch_send_failures` puts a filter on that driver's logger
+(``oslo_messaging.notify.messaging``) that takes such a record, in the sending
+thread only, as the failure signal (and does not pass on its copy of the payload).
+
+``process_hooks = false`` installs none of the three above: the service then calls
 ``close()`` on the filter's delivery (``middleware.delivery``) or
 :func:`close_all` itself before it exits, or relies on the journal (nothing that
 was journaled is lost; it is sent by the next process).
@@ -82,6 +89,39 @@ def install() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         pass
+
+
+class SendFailures(logging.Filter):
+    """While a leaf sends (``local.watching``), an ERROR record of oslo's messaging
+    driver is noted in ``local.failed`` and dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        local = self.local
+        if getattr(local, 'watching', False) and record.levelno >= logging.ERROR:
+            local.failed = record.getMessage().split('.', 1)[0][:200]
+            return False
+        return True
+
+
+SEND_FAILED_LOGGER = 'oslo_messaging.notify.messaging'
+_send_failures: SendFailures | None = None
+
+
+def watch_send_failures() -> SendFailures:
+    """The filter on oslo's messaging driver logger (installed once per process)."""
+    global _send_failures
+    with _lock:
+        if _send_failures is None:
+            _send_failures = SendFailures()
+            logging.getLogger(SEND_FAILED_LOGGER).addFilter(_send_failures)
+            LOG.warning('audit_notifier: oslo.messaging lacks '
+                        'Transport._send_notification; failed sends are recognised '
+                        'from its driver\'s log records instead')
+        return _send_failures
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -10,7 +10,7 @@ import oslo_messaging
 import pytest
 from oslo_config import cfg
 
-from audit_notifier.delivery import leaves, oslo_private
+from audit_notifier.delivery import leaves, oslo_private, process_hooks
 from audit_notifier.delivery.rabbit_batch import RabbitBatchSender
 
 DOWN_URL = 'rabbit://guest:guest@127.0.0.1:1/'
@@ -71,7 +71,7 @@ def test_without_send_notification_the_public_driver_is_used_and_failures_still_
         monkeypatch, caplog):
     monkeypatch.setitem(oslo_private.PLAIN,
                         'oslo_messaging.transport.Transport._no_such_method', ())
-    monkeypatch.setattr(leaves, '_catcher', None)
+    monkeypatch.setattr(process_hooks, '_send_failures', None)
     leaf = leaves.OsloLeaf(cfg.ConfigOpts(), ['messagingv2'], ['t'], DOWN_URL, 0)
     try:
         with caplog.at_level(logging.DEBUG):
@@ -84,7 +84,8 @@ def test_without_send_notification_the_public_driver_is_used_and_failures_still_
                    for r in caplog.records) == 1
     finally:
         leaf.close()
-        logging.getLogger(leaves._SEND_FAILED_LOGGER).removeFilter(leaves._catcher)
+        logging.getLogger(process_hooks.SEND_FAILED_LOGGER).removeFilter(
+            process_hooks._send_failures)
 
 
 def test_a_bug_in_a_driver_is_not_a_bus_outage(monkeypatch):
