@@ -234,8 +234,8 @@ def test_orphans_are_claimed_once_oldest_first_from_their_checkpoint(tmp_path):
     assert all(name.startswith(live.owner) for name in left), left
 
 
-def test_an_unreadable_orphan_segment_is_kept_logged_and_counted(tmp_path, monkeypatch,
-                                                                    caplog):
+def test_an_unreadable_orphan_segment_is_kept_logged_and_counted(
+        tmp_path, monkeypatch, caplog):
     dead = make_journal(tmp_path)
     dead.append(rec(1))
     dead.close(clean=False)
