@@ -82,6 +82,14 @@ class OsloLeaf:
         self._versions = [_VERSIONS[d] for d in drivers if d in _VERSIONS]
         self._direct = not oslo_private.missing(oslo_private.PLAIN)
         self._catcher = None
+        if batch and self._versions:
+            problems = oslo_private.missing(oslo_private.FAST)   # at start-up
+            if problems:
+                _warn_once('audit_notifier: rabbit_batch_publish is on, but this '
+                           'oslo.messaging or py-amqp lacks what it relies on (%s); '
+                           'publishing through oslo.messaging\'s own path instead'
+                           % '; '.join(problems)[:500])
+                self.batch = False
 
     @property
     def needs_bus(self) -> bool:
@@ -102,7 +110,8 @@ class OsloLeaf:
                     self.conf, url=self.transport_url)
             fast = None
             if transport is not None and self._versions and self.batch:
-                fast = _fast_leaf(transport, self.topics, self.retry)
+                from audit_notifier.delivery.rabbit_batch import RabbitBatchSender
+                fast = RabbitBatchSender.for_transport(transport, self.topics, self.retry)
             names = [d for d in self.drivers if d != 'noop' and
                      (d not in _VERSIONS or not (fast or self._direct))]
             manager = None
@@ -173,12 +182,10 @@ class OsloLeaf:
                 LOG.debug('audit_notifier: transport cleanup failed', exc_info=True)
 
 
-def _fast_leaf(transport, topics, retry):
-    problems = oslo_private.missing(oslo_private.FAST)
-    if problems:
-        LOG.warning('audit_notifier: rabbit_batch_publish is on, but this oslo.messaging or '
-                    'py-amqp lacks what it relies on (%s); publishing through '
-                    'oslo.messaging\'s own path instead', '; '.join(problems)[:500])
-        return None
-    from audit_notifier.delivery.rabbit_batch import RabbitBatchSender
-    return RabbitBatchSender.for_transport(transport, topics, retry)
+_warned: set = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        LOG.warning(message)

@@ -110,43 +110,61 @@ class Sender:
             return False
         rec = items[0][1]
         self._holding_since = rec.get('z') or rec.get('a') or time.time()
-        if not self._handle(items, self.builder):
-            self._held = len(items)               # stopping with the bus down
-            return True
+        try:
+            if not self._send(items, self.builder, self.journal):
+                self._held = len(items)           # stopping with the bus down
+                return True
+        except Exception as exc:
+            # Not expected (every known failure is handled below): the records
+            # read are not lost silently, they become dead letters.
+            LOG.exception('audit_notifier: unexpected error while sending %d journal '
+                          'record(s); they are moved to the dead letters', len(items))
+            for _, rec in items:
+                self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
+                                      record=rec)
         self._holding_since = None
-        position = items[-1][0]
-        position = (position[0], position[1] + 1)
-        oldest = self.builder.oldest_open()
-        self.journal.commit(min(position, oldest) if oldest is not None else position)
         with self.done:
             self.processed += len(items)
             self.done.notify_all()
         return True
 
+    def _send(self, items, builder: Builder, stream) -> bool:
+        """Send one batch of ``stream``'s records and commit it (never past the first
+        record of a call still open); False when stopping with the bus down."""
+        if not self._handle(items, builder):
+            return False
+        position = (items[-1][0][0], items[-1][0][1] + 1)
+        oldest = builder.oldest_open()
+        stream.commit(min(position, oldest) if oldest is not None else position)
+        return True
+
     def _handle(self, items, builder: Builder) -> bool:
         """Build and publish one batch of records; False if it could not all be sent
-        because the sender is stopping (the rest stays in the journal)."""
+        because the sender is stopping (the rest stays in the journal).
+
+        A record that cannot be built is dead-lettered once the batch it came in
+        has been sent, just before its position is committed: a batch that is not
+        sent now is read again later, and its bad records must not be
+        dead-lettered twice."""
         runs: list = []
+        failed: list = []
         for position, rec in items:
             try:
                 built = builder.build(position, rec)
             except Exception as exc:
-                self._build_failed(rec, exc)
+                self.stats.add('build_errors')
+                self.stats.limited(logging.ERROR, 'build-%s' % type(exc).__name__,
+                                   'audit_notifier: building notifications from a journal '
+                                   'record failed', exc_info=True)
+                failed.append((rec, exc))
                 continue
-            for fmt, envelope in built:
-                if runs and runs[-1][0] == fmt:
-                    runs[-1][1].append(envelope)
-                else:
-                    runs.append((fmt, [envelope]))
-        return self.publish(runs)
-
-    def _build_failed(self, rec, exc: BaseException) -> None:
-        self.stats.add('build_errors')
-        self.stats.limited(logging.ERROR, 'build-%s' % type(exc).__name__,
-                           'audit_notifier: building notifications from a journal record '
-                           'failed', exc_info=True)
-        self.dead_letters.add('build', '%s: %s' % (type(exc).__name__, exc),
-                              record=rec if isinstance(rec, dict) else {'value': repr(rec)})
+            runs = self._runs(built, runs)
+        if not self.publish(runs):
+            return False
+        for rec, exc in failed:
+            self.dead_letters.add('build', '%s: %s' % (type(exc).__name__, exc),
+                                  record=rec if isinstance(rec, dict) else {'value': repr(rec)})
+        return True
 
     # -- publishing ---------------------------------------------------------------------
     def publish(self, runs: list) -> bool:
@@ -234,9 +252,11 @@ class Sender:
         try:
             for item in orphan.records(self.stats):
                 batch.append(item)
-                if len(batch) >= BATCH and not self._orphan_batch(orphan, builder, batch):
-                    return False
-            if batch and not self._orphan_batch(orphan, builder, batch):
+                if len(batch) >= BATCH:
+                    if not self._send(batch, builder, orphan):
+                        return False
+                    batch = []
+            if batch and not self._send(batch, builder, orphan):
                 return False
             if orphan.unreadable:
                 return False
@@ -247,18 +267,10 @@ class Sender:
         finally:
             orphan.release()
 
-    def _orphan_batch(self, orphan, builder: Builder, batch: list) -> bool:
-        if not self._handle(batch, builder):
-            return False
-        position = (batch[-1][0][0], batch[-1][0][1] + 1)
-        oldest = builder.oldest_open()
-        orphan.commit(min(position, oldest) if oldest is not None else position)
-        batch.clear()
-        return True
-
     @staticmethod
-    def _runs(built: list) -> list:
-        runs: list = []
+    def _runs(built: list, runs: list | None = None) -> list:
+        """[(fmt, envelope)] as runs of one format: [(fmt, [envelope, ...])]."""
+        runs = [] if runs is None else runs
         for fmt, envelope in built:
             if runs and runs[-1][0] == fmt:
                 runs[-1][1].append(envelope)

@@ -82,7 +82,7 @@ def replay_dead_letters(pipeline) -> ReplayResult:
 
 
 def _resend(entry: dict, builder: Builder, leaves: dict, index: int) -> int:
-    if entry.get('stage') == 'send':
+    if 'envelope' in entry:
         leaves[entry['fmt']].publish_many([entry['envelope']])
         return 1
     rec = entry.get('record')

@@ -121,7 +121,13 @@ def test_fast_leaf_falls_back_with_one_warning_when_a_private_name_is_missing(
         monkeypatch, caplog):
     monkeypatch.setitem(oslo_private.FAST,
                         'oslo_messaging._drivers.impl_rabbit.Connection._gone', ())
-    leaf = leaves.OsloLeaf(cfg.ConfigOpts(), ['messagingv2'], ['t'], DOWN_URL, 0, batch=True)
+    monkeypatch.setattr(leaves, '_warned', set())
+    with caplog.at_level(logging.WARNING):
+        # checked when the leaf is made (at start-up), warned once per process
+        leaf = leaves.OsloLeaf(cfg.ConfigOpts(), ['messagingv2'], ['t'], DOWN_URL, 0,
+                               batch=True)
+        leaves.OsloLeaf(cfg.ConfigOpts(), ['messagingv2'], ['t'], DOWN_URL, 0, batch=True)
+    assert not leaf.batch
     try:
         with caplog.at_level(logging.WARNING):
             with pytest.raises(leaves.BusUnavailable):

@@ -209,11 +209,15 @@ def test_message_ids_are_the_same_when_a_journal_is_sent_twice(make_filter, wsgi
 
 
 def test_replay_twice_sends_nothing_twice(make_filter, wsgi, tmp_path, captured):
-    leave_a_journal(make_filter, wsgi, tmp_path, ['r-%d' % i for i in range(7)])
+    leave_a_journal(make_filter, wsgi, tmp_path, ['r-%d' % i for i in range(4)],
+                    extra_records=[{}, {'t': 'f', 'c': 'x'}, {'t': 's', 'c': 5, 'k': 7}])
+    leave_a_journal(make_filter, wsgi, tmp_path, ['r-%d' % i for i in range(4, 7)])
     pipeline = Pipeline({'driver': 'test', 'formats': 'cadf', 'journal_dir': str(tmp_path),
                          'process_hooks': 'false', 'oslo_config_config': cfg.ConfigOpts()})
     first = tools.replay(pipeline, timeout=5)
-    assert (first.sent, first.journals, first.left) == (7, 1, 0)
+    # the malformed records were dead-lettered, the rest went, oldest journal first
+    assert (first.sent, first.journals, first.left) == (7, 2, 0)
+    assert deadletter.count(str(tmp_path)) == 3
     assert request_ids(captured.all()) == ['r-%d' % i for i in range(7)]
     second = tools.replay(pipeline, timeout=5)
     assert (second.sent, second.journals, second.left) == (0, 0, 0)
