@@ -124,7 +124,9 @@ def _add_replay(subparsers) -> None:
     parser.add_argument('--dead-letters', action='store_true',
                         help='re-send the dead letters; what fails again is kept')
     parser.add_argument('--timeout', type=float, default=30.0,
-                        help='give up after the bus has been unreachable this long (s)')
+                        help='while the bus is unreachable, keep trying until this many '
+                             'seconds after the run started, then stop (what is left stays '
+                             'for the next run)')
     parser.set_defaults(func=_run_replay)
 
 

@@ -163,7 +163,10 @@ class Emitter:
 
     def _fetch(self, exchange: Exchange, environ: dict, path: str) -> None:
         try:
-            exchange.prefetched = self._subrequests.get_json(environ, path)[1]
+            record = self._subrequests.get_json(environ, path)[1]
+            # What may carry store credentials never reaches the journal.
+            exchange.prefetched = {k: v for k, v in record.items()
+                                   if k not in glance_events.SECRET_KEYS} if record else record
         except Exception:
             LOG.warning('audit_notifier: could not fetch %s before the call; its delete '
                         'notification carries only the id', path, exc_info=True)

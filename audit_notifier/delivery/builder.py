@@ -30,6 +30,7 @@ class Builder:
         self.route_for = route_for
         self.stream = stream
         self.open: dict = {}            # call -> (position of its first record, Exchange)
+        self._records: dict = {}        # call -> its records so far, merged
 
     def build(self, position, rec: dict) -> list[tuple[str, dict]]:
         """[(fmt, envelope)] for one record; raises on a record it cannot use
@@ -46,15 +47,31 @@ class Builder:
         if entry is None:
             exchange = record_mod.new_exchange(rec, self.route_for)
             self.open[call] = (position, exchange)
+            self._records[call] = dict(rec)
         else:
             exchange = entry[1]
+            self._records[call].update(rec)
         record_mod.apply(exchange, rec)
         phase = record_mod.PHASES[kind]
-        if phase == FINISHED:
-            del self.open[call]
-        elif phase != STARTED:
+        if phase != FINISHED and phase != STARTED:
             return []
-        return self._envelopes(self.emitter.notifications(phase, exchange), call, kind)
+        built = self._envelopes(self.emitter.notifications(phase, exchange), call, kind)
+        if phase == FINISHED:                   # after building: a failure keeps the
+            del self.open[call]                 # call's records for its dead letter
+            del self._records[call]
+        return built
+
+    def whole_call(self, rec: dict) -> dict:
+        """``rec`` with what the call's earlier records said, for a dead letter that
+        can be built again on its own.  A failed finish also ends the call."""
+        call = rec.get('c') if isinstance(rec, dict) else None
+        merged = self._records.get(call)
+        if merged is None:
+            return rec
+        if rec.get('t') == 'f':
+            self._records.pop(call)
+            self.open.pop(call, None)
+        return dict(merged, **rec)
 
     def oldest_open(self):
         """Position of the first record of the oldest unfinished call, or None."""
@@ -73,6 +90,7 @@ class Builder:
             out.extend(self._envelopes(self.emitter.notifications(FINISHED, exchange), call,
                                        'f'))
         self.open.clear()
+        self._records.clear()
         return out
 
     def _envelopes(self, notes, call, kind: str) -> list[tuple[str, dict]]:

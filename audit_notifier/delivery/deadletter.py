@@ -53,8 +53,9 @@ class DeadLetters:
         self.stats.add('dead_letters')
         what = (envelope or {}).get('event_type') or 'a journal record'
         if self.path is None:
-            LOG.error('audit_notifier: dead letter (%s, no journal directory to keep it): '
-                      '%s: %s', stage, what, error)
+            self.stats.limited(logging.ERROR, 'dead-letter-' + stage,
+                               'audit_notifier: dead letter (%s, no journal directory to '
+                               'keep it): %s: %s', stage, what, error)
             return
         try:
             with self._lock:
@@ -68,9 +69,10 @@ class DeadLetters:
             LOG.error('audit_notifier: cannot write the dead letter of %s to %s (%s); '
                       'error was: %s', what, self.path, exc.strerror, error)
             return
-        LOG.error('audit_notifier: %s moved to the dead letters in %s (%s failed: %s); '
-                  'fix the cause, then run audit-notifier replay --dead-letters',
-                  what, self.path, stage, error)
+        self.stats.limited(logging.ERROR, 'dead-letter-' + stage,
+                           'audit_notifier: %s moved to the dead letters in %s (%s failed: '
+                           '%s); fix the cause, then run audit-notifier replay '
+                           '--dead-letters', what, self.path, stage, error)
 
 
 def files(directory: str) -> list[str]:

@@ -162,7 +162,7 @@ class Delivery:
                 return
             # A forked child: nothing of the parent's journal, thread or leaves is ours.
             settings = self.settings
-            self.stats = stats_mod.Stats()
+            self.stats = stats_mod.Stats('the journal' if self.directory else 'memory')
             journal = Journal(self.directory, max_bytes=settings.journal_max_bytes,
                               max_records=settings.queue_size,
                               overflow=settings.journal_overflow,
@@ -177,16 +177,18 @@ class Delivery:
             self._journal, self._sender, self._thread = journal, sender, thread
             self._pid = os.getpid()
             thread.start()
-            # A delivery nobody references any more stops its sender.
-            weakref.finalize(self, sender.stop, process_hooks.SHUTDOWN_SECONDS)
+            # A delivery nobody references any more stops its sender.  Not at exit:
+            # there close_all() stops it and waits (a finalizer would only signal).
+            weakref.finalize(self, sender.stop, process_hooks.SHUTDOWN_SECONDS).atexit = False
 
     @property
     def started(self) -> bool:
         return self._pid == os.getpid()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every record submitted so far was handled; True when all of
-        it reached the bus (False on timeout, or when the bus is down)."""
+        """Wait until every record submitted so far was handled: sent, or
+        dead-lettered or dropped (both counted and logged).  False on timeout, or
+        when the bus is down."""
         if not self.started:
             return True
         sender, journal = self._sender, self._journal

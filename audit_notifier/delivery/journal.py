@@ -98,7 +98,7 @@ def try_lock(path: str) -> int | None:
     return fd
 
 
-def _unlink(path: str) -> None:
+def remove(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -286,7 +286,7 @@ class Journal:
             self._read_pos = (segment.seq + 1, 0)
         # The sender may be reading it right now: it closes the read fd itself.
         self._retired.append(segment)
-        _unlink(segment.path)
+        remove(segment.path)
         if unread:
             self.dropped += unread
             self._count_drop(unread, 'drop_oldest')
@@ -401,23 +401,35 @@ class Journal:
                     freed.append(segment)
         for segment in freed:
             segment.close()
-            _unlink(segment.path)
+            remove(segment.path)
         if self._ckpt_fd is not None:
             try:
                 os.pwrite(self._ckpt_fd, (b'%d %d\n' % position).ljust(40), 0)
             except OSError:
                 pass
 
-    def unsent(self) -> int:
-        """Records accepted and not yet read by the sender (a gauge)."""
+    def in_memory(self, position: tuple[int, int]) -> bool:
+        """Was the record at ``position`` kept in memory (not on disk)?"""
         with self._lock:
-            total = 0
+            for segment in self._segments:
+                if segment.seq == position[0]:
+                    return not segment.on_disk
+        return False
+
+    def unsent_on_disk_and_in_memory(self) -> tuple[int, int]:
+        """Records not yet read by the sender: (on disk, in memory only)."""
+        with self._lock:
+            disk = memory = 0
             for segment in self._segments:
                 if not segment.on_disk:
-                    total += len(segment.items)
+                    memory += len(segment.items)
                 elif segment.seq >= self._read_pos[0]:
-                    total += segment.records - segment.read_records
-            return total
+                    disk += segment.records - segment.read_records
+            return disk, memory
+
+    def unsent(self) -> int:
+        """Records accepted and not yet read by the sender (a gauge)."""
+        return sum(self.unsent_on_disk_and_in_memory())
 
     @property
     def disk_bytes(self) -> int:
@@ -431,23 +443,25 @@ class Journal:
         for segment in segments:
             segment.close()
             if clean and segment.on_disk:
-                _unlink(segment.path)
+                remove(segment.path)
         if self._ckpt_fd is not None:
             os.close(self._ckpt_fd)
             self._ckpt_fd = None
         if self._lock_fd is not None:
             if clean:
-                _unlink(self._path('ckpt'))
-                _unlink(self._path('lock'))
+                remove(self._path('ckpt'))
+                remove(self._path('lock'))
             os.close(self._lock_fd)
             self._lock_fd = None
 
 
-def corrupt(stats, path: str, offset: int) -> None:
+def corrupt(stats, path: str, where) -> None:
+    """Count and log (rate-limited) a record that cannot be read; ``where``: a byte
+    offset or a description."""
     stats.add('corrupt_records')
     stats.limited(logging.ERROR, 'corrupt',
-                  'audit_notifier: corrupt journal record in %s at byte %d skipped', path,
-                  offset)
+                  'audit_notifier: corrupt record in %s at %s skipped', path,
+                  'byte %d' % where if isinstance(where, int) else where)
 
 
 # -- journals of processes that are gone -------------------------------------------------
@@ -466,12 +480,14 @@ class Orphan:
         return os.path.join(self.directory, '%s.%s' % (self.owner, suffix))
 
     def records(self, stats):
-        """(position, record) of every record after the checkpoint, oldest first.
+        """(position, record) of every record at or after the checkpoint, oldest
+        first.  A checkpoint is a position, not a frame boundary ("every record
+        that starts before it is done"), so a segment is decoded from its start.
         An unreadable segment is kept (and logged, counted); it ends the walk."""
         for seq, path in self.segments:
-            if (seq, 0) < (self.checkpoint[0], 0):
+            if seq < self.checkpoint[0]:
                 continue
-            offset = self.checkpoint[1] if seq == self.checkpoint[0] else 0
+            done_before = self.checkpoint[1] if seq == self.checkpoint[0] else 0
             try:
                 with open(path, 'rb') as f:
                     data = f.read()
@@ -482,7 +498,9 @@ class Orphan:
                           'audit-notifier replay', path, exc.strerror)
                 self.unreadable = True
                 return
-            for start, stop, rec in record_mod.decode_frames(data, offset):
+            for start, stop, rec in record_mod.decode_frames(data):
+                if start < done_before:
+                    continue
                 if rec is None:
                     corrupt(stats, path, start)
                     continue
@@ -493,12 +511,15 @@ class Orphan:
     def commit(self, position: tuple[int, int]) -> None:
         for seq, path in list(self.segments):
             if seq < position[0]:
-                _unlink(path)
+                remove(path)
                 self.segments.remove((seq, path))
         try:
             tmp = self._path('ckpt.tmp')
-            with open(tmp, 'wb') as f:
-                f.write(b'%d %d\n' % position)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            try:
+                os.write(fd, b'%d %d\n' % position)
+            finally:
+                os.close(fd)
             os.replace(tmp, self._path('ckpt'))
         except OSError:
             pass
@@ -507,10 +528,10 @@ class Orphan:
         """Everything was sent (or the walk stopped): remove what is done, unlock."""
         if not self.unreadable:
             for _seq, path in self.segments:
-                _unlink(path)
+                remove(path)
             for suffix in ('ckpt', 'stats.json'):
-                _unlink(self._path(suffix))
-            _unlink(self._path('lock'))
+                remove(self._path(suffix))
+            remove(self._path('lock'))
         self.release()
 
     def release(self) -> None:
@@ -519,13 +540,13 @@ class Orphan:
             self.lock_fd = None
 
 
-def claim_orphans(directory: str, exclude: str | None = None) -> list[Orphan]:
+def claim_orphans(directory: str, exclude=()) -> list[Orphan]:
     """Journals in ``directory`` whose process is gone, claimed (their lock taken),
-    oldest process first."""
+    oldest process first; owners named in ``exclude`` are left alone."""
     by_owner: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
     for path in glob.glob(os.path.join(glob.escape(directory), '*.journal')):
         m = _SEGMENT.match(os.path.basename(path))
-        if m and m.group('owner') != exclude:
+        if m and m.group('owner') not in exclude:
             by_owner[m.group('owner')].append((int(m.group('seq')), path))
     claimed = []
     for owner in sorted(by_owner, key=lambda o: int(o.rsplit('-', 1)[1])):

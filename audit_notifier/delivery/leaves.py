@@ -55,7 +55,11 @@ def bus_errors() -> tuple:
         pass
     try:
         import amqp.exceptions
-        errors += [amqp.exceptions.ConnectionError, amqp.exceptions.RecoverableConnectionError]
+        # Channel errors too (PRECONDITION_FAILED: a queue declared with other
+        # arguments, ACCESS_REFUSED ...): the bus refuses, no record is at fault,
+        # as oslo.messaging's own path reports them (MessageDeliveryFailure).
+        errors += [amqp.exceptions.ConnectionError, amqp.exceptions.RecoverableConnectionError,
+                   amqp.exceptions.ChannelError]
     except ImportError:                                   # pragma: no cover
         pass
     return tuple(errors)

@@ -14,8 +14,8 @@ Nothing else in the package touches a private name of a dependency.  Two users:
 :func:`missing` checks at start-up that every name of a user exists (and that the
 callables take the arguments we pass); a user whose names are not all there is not
 used: the fast leaf falls back to the plain leaf with one warning, the plain leaf
-to the public driver.  ``tests/unit/test_oslo_private.py`` runs the same check
-against the installed versions in CI.
+to the public driver.  ``tests/unit/test_leaves.py`` runs the same check against
+the installed versions in CI (the contract test).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ import threading
 import time
 
 from audit_notifier.delivery import journal as journal_mod
+from audit_notifier.delivery import legacy_spool
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.builder import Builder
 from audit_notifier.delivery.leaves import BusUnavailable
@@ -71,6 +72,8 @@ class Sender:
         self.sent_everything = False    # set when the loop ended with nothing unsent
         self._holding_since = None      # time of the oldest record read and not yet sent
         self._held = 0                  # records read but not sent when the loop stopped
+        self._held_in_memory = 0        # ... of which were kept in memory only
+        self._skip: set = set()         # dead owners with an unreadable segment
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -102,9 +105,11 @@ class Sender:
         if self.journal.directory is not None and now >= self._next_orphan_scan and \
                 not self.stopping:
             self._next_orphan_scan = now + ORPHAN_SCAN_EVERY
-            for orphan in journal_mod.claim_orphans(self.journal.directory,
-                                                    exclude=self.journal.owner):
-                self.send_orphan(orphan)
+            for orphan in journal_mod.claim_orphans(
+                    self.journal.directory, exclude={self.journal.owner} | self._skip):
+                if not self.send_orphan(orphan) and orphan.unreadable:
+                    self._skip.add(orphan.owner)     # logged once; replay takes it later
+            legacy_spool.send(self.journal.directory, self)
         items = self.journal.read(BATCH)
         if not items:
             return False
@@ -113,6 +118,7 @@ class Sender:
         try:
             if not self._send(items, self.builder, self.journal):
                 self._held = len(items)           # stopping with the bus down
+                self._held_in_memory = sum(1 for p, _ in items if self.journal.in_memory(p))
                 return True
         except Exception as exc:
             # Not expected (every known failure is handled below): the records
@@ -156,7 +162,7 @@ class Sender:
                 self.stats.limited(logging.ERROR, 'build-%s' % type(exc).__name__,
                                    'audit_notifier: building notifications from a journal '
                                    'record failed', exc_info=True)
-                failed.append((rec, exc))
+                failed.append((builder.whole_call(rec), exc))
                 continue
             runs = self._runs(built, runs)
         if not self.publish(runs):
@@ -211,9 +217,10 @@ class Sender:
                     self.stats.add('send_errors')
                     if failures < self.dead_letter_after:
                         continue
-                    LOG.error('audit_notifier: %s notification %s failed %d times',
-                              envelope.get('event_type'), envelope.get('message_id'),
-                              failures, exc_info=True)
+                    self.stats.limited(logging.ERROR, 'send-dead-letter',
+                                       'audit_notifier: %s notification %s failed %d times',
+                                       envelope.get('event_type'),
+                                       envelope.get('message_id'), failures, exc_info=True)
                     self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
                                           fmt=fmt, envelope=envelope)
                     break
@@ -225,6 +232,9 @@ class Sender:
     def _bus_down(self, exc: BaseException) -> bool:
         """Note the outage and wait before the next try; False when stopping."""
         self.stats.bus_down(exc)
+        if time.monotonic() >= self._next_stats:        # the stats file stays current
+            self._next_stats = time.monotonic() + STATS_EVERY
+            self.report()
         wait, self._retry_wait = self._retry_wait, min(self._retry_wait * 2, RETRY_MAX)
         return not self._pause(wait)
 
@@ -286,19 +296,27 @@ class Sender:
         self.wake.set()
 
     def _shutdown(self) -> None:
-        unsent = self.journal.unsent() + len(self.builder.open) + self._held
-        self.sent_everything = unsent == 0
-        if self.journal.directory is None and unsent:
-            self.stats.add('dropped', unsent)
-            LOG.error('audit_notifier: %d notification record(s) could not be sent before '
-                      'shutdown and are lost (delivery_mode = memory keeps nothing on disk)',
-                      unsent)
-        elif unsent:
+        on_disk, in_memory = self.journal.unsent_on_disk_and_in_memory()
+        on_disk += len(self.builder.open) + self._held - self._held_in_memory
+        in_memory += self._held_in_memory
+        if self.journal.directory is None:
+            in_memory, on_disk = in_memory + on_disk, 0
+        self.sent_everything = not (on_disk or in_memory)
+        if in_memory:
+            self.stats.add('dropped', in_memory)
+            LOG.error('audit_notifier: %d notification record(s) kept in memory could not '
+                      'be sent before shutdown and are lost', in_memory)
+        if on_disk:
             LOG.warning('audit_notifier: %d notification record(s) not sent before shutdown '
-                        'stay in the journal in %s; the next process sends them', unsent,
+                        'stay in the journal in %s; the next process sends them', on_disk,
                         self.journal.directory)
         self.report()
         self.journal.close(clean=self.sent_everything)
+        if self.sent_everything and self.journal.directory is not None:
+            try:
+                os.unlink(self._stats_path())
+            except OSError:
+                pass
         for leaf in self.leaves.values():
             try:
                 leaf.close()
@@ -306,6 +324,9 @@ class Sender:
                 LOG.debug('audit_notifier: closing a leaf failed', exc_info=True)
         with self.done:
             self.done.notify_all()
+
+    def _stats_path(self) -> str:
+        return os.path.join(self.journal.directory, self.journal.owner + '.stats.json')
 
     def snapshot(self) -> dict:
         since = self._holding_since
@@ -320,8 +341,7 @@ class Sender:
         snap = self.snapshot()
         if self.journal.directory is not None:
             try:
-                stats_mod.write_file(os.path.join(self.journal.directory,
-                                                  self.journal.owner + '.stats.json'), snap)
+                stats_mod.write_file(self._stats_path(), snap)
             except OSError:
                 pass
         if self.stats_interval and time.monotonic() >= self._next_log:

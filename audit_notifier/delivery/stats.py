@@ -29,7 +29,8 @@ LIMIT_SECONDS = 60.0
 
 
 class Stats:
-    def __init__(self):
+    def __init__(self, waiting_in: str = 'the journal'):
+        self.waiting_in = waiting_in           # where notifications wait in an outage
         self._lock = threading.Lock()
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.outages = 0
@@ -67,7 +68,8 @@ class Stats:
             self._down_since = time.time()
             self.outages += 1
         LOG.warning('audit_notifier: the message bus is unreachable (%s); notifications wait '
-                    'in the journal until it is back', ' '.join(str(exc).split())[:200])
+                    'in %s until it is back', ' '.join(str(exc).split())[:200],
+                    self.waiting_in)
 
     def bus_up(self) -> None:
         if self._down_since is None:

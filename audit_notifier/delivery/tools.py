@@ -8,7 +8,7 @@ import json
 import logging
 import os
 
-from audit_notifier.delivery import deadletter, journal as journal_mod
+from audit_notifier.delivery import deadletter, journal as journal_mod, legacy_spool
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.builder import Builder
 from audit_notifier.delivery.leaves import BusUnavailable
@@ -43,6 +43,10 @@ def replay(pipeline, timeout: float = 30.0) -> ReplayResult:
                 result.kept.append('%s: %s' % (orphan.owner, 'unreadable segment'
                                                if orphan.unreadable else 'the bus did not '
                                                'take everything'))
+        if not legacy_spool.send(directory, sender):
+            result.left += 1
+            result.kept.append('spool files of the earlier release: the bus did not take '
+                               'everything')
     finally:
         _close(sender)
     result.sent = sender.stats.counters['sent']

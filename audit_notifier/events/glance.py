@@ -28,7 +28,7 @@ _VIEW_CORE = frozenset({
     'virtual_size', 'visibility', 'tags', 'os_hidden', 'os_hash_algo', 'os_hash_value',
     'locations', 'direct_url', 'self', 'file', 'schema', 'stores'})
 # Never in a payload: they may carry store credentials.
-_SECRET_KEYS = frozenset({'location', 'locations', 'direct_url'})
+SECRET_KEYS = frozenset({'location', 'locations', 'direct_url'})
 IMAGE_FIELDS = ('id', 'name', 'status', 'created_at', 'updated_at', 'min_disk', 'min_ram',
                 'protected', 'checksum', 'owner', 'disk_format', 'container_format',
                 'size', 'virtual_size', 'is_public', 'visibility', 'properties', 'tags',
@@ -73,7 +73,7 @@ def image_payload(record: dict) -> dict:
     if isinstance(record.get('image'), dict):
         record = record['image']
     if 'visibility' not in record and 'is_public' in record:       # v1 registry dict
-        payload = {k: v for k, v in record.items() if k not in _SECRET_KEYS}
+        payload = {k: v for k, v in record.items() if k not in SECRET_KEYS}
         payload.setdefault('properties', {})
         payload.setdefault('deleted', False)
         payload.setdefault('deleted_at', None)

@@ -273,5 +273,5 @@ def test_corrupt_records_in_an_orphan_are_counted_and_the_rest_read(tmp_path, ca
         got = [r['c'] for _, r in orphan.records(stats)]
     assert got == [0, 2]
     assert stats.counters['corrupt_records'] == 1
-    assert 'corrupt journal record' in caplog.text
+    assert 'corrupt record in' in caplog.text
     orphan.finish()

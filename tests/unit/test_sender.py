@@ -395,3 +395,95 @@ def test_journal_dir_replaced_by_a_file_after_start_delivery_goes_on(
     assert counters['journal_errors'] >= 1 and counters['dropped'] == 0
     assert any('cannot create a journal segment' in r.getMessage() and
                'kept in memory' in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_finish_of_an_upload_is_dead_lettered_whole_and_replayed(
+        make_filter, wsgi, tmp_path, captured, monkeypatch):
+    """The dead letter of a call that failed to build at its end holds the whole
+    call (its first record too): replay builds it again on its own."""
+    leaf = FakeLeaf()
+
+    def upload_app(environ, start_response):
+        environ['wsgi.input'].read()
+        start_response('204 No Content', [])
+        return [b'']
+    mw = make_filter(upload_app, formats='cadf', journal_dir=str(tmp_path))
+    mw.delivery.leaf_factory = lambda: {'cadf': leaf, 'glance': leaf}
+    emitter = mw.delivery.emitter
+    real = emitter.notifications
+
+    def broken(phase, exchange):
+        if phase == 'finished':
+            raise KeyError('a builder bug')
+        return real(phase, exchange)
+    monkeypatch.setattr(emitter, 'notifications', broken)
+    environ = wsgi.environ('PUT', '/v2/images/%s/file' % IMAGES[0], body=b'x' * 1000,
+                           headers=dict(wsgi.IDENTITY))
+    environ['openstack.request_id'] = 'req-upload'
+    wsgi.run(mw, environ)
+    assert mw.delivery.flush(30)
+    assert leaf.sent == []
+    (path,) = deadletter.files(str(tmp_path))
+    (entry,) = deadletter.read(path)[0]
+    assert entry['record']['t'] == 'f' and entry['record']['k'][1] == '/v2/images/{image_id}/file'
+    monkeypatch.setattr(emitter, 'notifications', real)
+    pipeline = Pipeline({'driver': 'test', 'formats': 'cadf', 'journal_dir': str(tmp_path),
+                         'process_hooks': 'false', 'oslo_config_config': cfg.ConfigOpts()})
+    result = tools.replay_dead_letters(pipeline)
+    assert (result.sent, result.left) == (1, 0)
+    (event,) = captured.all()
+    assert event['payload']['initiator']['request_id'] == 'req-upload'
+    assert event['payload']['measurements'][0]['result'] == 1000
+
+
+def test_spool_files_of_the_earlier_release_are_sent_once(make_filter, wsgi, tmp_path,
+                                                          caplog):
+    """journal_dir reads the old spool_dir: its *.spool files (JSON lines of built
+    envelopes) are sent as they were written, in order, and removed."""
+    owner = 'oldhost-4242-1764600000000000'
+    envelopes = [{'message_id': 'old-%d' % i, 'publisher_id': 'image.old',
+                  'event_type': 'audit.image.read', 'priority': 'INFO',
+                  'payload': {'initiator': {'request_id': 'spooled-%d' % i}},
+                  'timestamp': '2026-11-30 10:00:00.000000'} for i in range(4)]
+    lines = [json.dumps({'fmt': 'cadf', 'envelope': e}) for e in envelopes]
+    lines.insert(2, '{"fmt": "cadf"}')                  # no envelope: corrupt
+    (tmp_path / (owner + '-s0-00000001.spool')).write_text('\n'.join(lines[:3]) + '\n')
+    (tmp_path / (owner + '-s0-00000002.spool')).write_text(
+        '\n'.join(lines[3:]) + '\n{"torn')
+    (tmp_path / (owner + '.lock')).write_text('')
+    leaf = FakeLeaf()
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
+    with caplog.at_level(logging.ERROR, logger='audit_notifier'):
+        call(mw, wsgi, IMAGES[0], 'new')
+        assert mw.delivery.flush(30)
+    assert [e['message_id'] for e in leaf.sent[:4]] == ['old-%d' % i for i in range(4)]
+    assert request_ids(leaf.sent) == ['spooled-%d' % i for i in range(4)] + ['new']
+    assert mw.delivery.counters['corrupt_records'] == 1
+    assert 'corrupt record in' in caplog.text and 'line 3' in caplog.text
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(owner)]
+
+
+def test_at_exit_what_is_journaled_is_sent_and_the_journal_removed(tmp_path):
+    script = textwrap.dedent('''
+        import logging, sys, webob
+        from oslo_config import cfg
+        from audit_notifier.middleware import filter_factory
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        def app(environ, start_response):
+            start_response('204 No Content', [])
+            return [b'']
+        mw = filter_factory({}, oslo_config_config=cfg.ConfigOpts(), driver='log',
+                            formats='cadf', journal_dir=sys.argv[1], stats_interval='0')(app)
+        for i in range(50):
+            req = webob.Request.blank('/v2/images/x/actions/deactivate', method='POST')
+            req.environ['openstack.request_id'] = 'exit-%02d' % i
+            req.get_response(mw)
+        # no flush, no close: the interpreter exits now
+    ''')
+    proc = subprocess.run([sys.executable, '-c', script, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sent = [line for line in proc.stderr.splitlines()
+            if line.startswith('INFO:oslo.messaging.notification.audit.image')]
+    assert ['exit-%02d' % i in line for i, line in enumerate(sent)] == [True] * 50
+    assert os.listdir(tmp_path) == []
