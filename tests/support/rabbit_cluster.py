@@ -552,11 +552,18 @@ class RabbitCluster(object):
 
     def connections(self, node) -> list:
         """Client connections of one node: dicts with ``name``, ``peer_port``,
-        ``connection_name`` (the client-provided name, or None)."""
-        rows = self._ctl_json(node, 'list_connections', 'name', 'peer_port',
+        ``connection_name`` (the client-provided name, or None).
+
+        ``list_connections`` answers for the whole cluster, whichever node is
+        asked: a connection belongs to the node whose AMQP port it reached."""
+        name = node if isinstance(node, str) else self.nodes[node]
+        port = self.ports[self.nodes.index(name)]
+        rows = self._ctl_json(node, 'list_connections', 'name', 'port', 'peer_port',
                               'client_properties')
         result = []
         for row in rows:
+            if row.get('port') != port:
+                continue
             props = {p[0]: p[2] for p in row.get('client_properties') or ()
                      if isinstance(p, list) and len(p) == 3}
             result.append({'name': row.get('name'), 'peer_port': row.get('peer_port'),

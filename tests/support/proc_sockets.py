@@ -1,0 +1,111 @@
+"""Which TCP servers a process is connected to right now, from ``/proc`` (Linux).
+
+:func:`established` reads the process's socket inodes (``/proc/<pid>/fd``) and
+the kernel's TCP tables (``/proc/<pid>/net/tcp`` and ``tcp6``): the
+``(local port, remote port)`` of each of its ESTABLISHED connections.  No
+broker or client library is asked, so it tells what the client really holds (a
+connection the server closed is in CLOSE_WAIT and no longer counts), and the
+local port tells one connection from the next.
+
+:class:`PortTimeline` samples that in a thread and keeps the transitions, e.g.
+to see when a client lost its connection to one RabbitMQ node and when it had
+one to another::
+
+    timeline = PortTimeline(watched={5673, 5674, 5675}).start()
+    ...
+    timeline.stop()
+    timeline.changes      # [(monotonic time, frozenset of (local, remote)), ...]
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ESTABLISHED = '01'
+
+
+def _socket_inodes(pid: int) -> set:
+    inodes = set()
+    fd_dir = '/proc/%d/fd' % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:                 # closed meanwhile
+            continue
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def established(pid: int | None = None) -> set:
+    """``(local port, remote port)`` of the ESTABLISHED TCP connections of ``pid``
+    (default: this process)."""
+    pid = os.getpid() if pid is None else pid
+    inodes = _socket_inodes(pid)
+    ports = set()
+    for table in ('tcp', 'tcp6'):
+        try:
+            with open('/proc/%d/net/%s' % (pid, table)) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == _ESTABLISHED and fields[9] in inodes:
+                        ports.add((int(fields[1].rsplit(':', 1)[1], 16),
+                                   int(fields[2].rsplit(':', 1)[1], 16)))
+        except OSError:
+            continue
+    return ports
+
+
+class PortTimeline:
+    """Samples :func:`established` (connections to a remote port in ``watched``)
+    every ``interval`` s in a daemon thread; :attr:`changes` lists each new state."""
+
+    def __init__(self, watched, pid: int | None = None, interval: float = 0.02):
+        self.watched = frozenset(watched)
+        self.pid = pid
+        self.interval = interval
+        self.changes: list = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='port-timeline')
+
+    def sample(self) -> frozenset:
+        state = frozenset(c for c in established(self.pid) if c[1] in self.watched)
+        with self._lock:
+            if not self.changes or self.changes[-1][1] != state:
+                self.changes.append((time.monotonic(), state))
+        return state
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except OSError:
+                pass
+            self._stop.wait(self.interval)
+
+    def start(self) -> 'PortTimeline':
+        self.sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def first(self, predicate, since: float = float('-inf')):
+        """Time of the first recorded state at or after ``since`` (the state in force
+        at ``since`` included) for which ``predicate(state)`` holds; None if none."""
+        with self._lock:
+            changes = list(self.changes)
+        for k, (t, state) in enumerate(changes):
+            ends = changes[k + 1][0] if k + 1 < len(changes) else float('inf')
+            if ends < since:
+                continue
+            if predicate(state):
+                return max(t, since)
+        return None
