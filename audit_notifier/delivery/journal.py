@@ -44,6 +44,7 @@ FILE_MODE = 0o600
 SEGMENT_BYTES = 4 * 1024 * 1024
 DISK_RETRY = 5.0                 # seconds between attempts to go back to disk
 READ_BYTES = 256 * 1024          # bytes the sender reads at once
+TAIL_RETIRE_BYTES = 64 * 1024    # a tail all sent and this big is removed
 _births = itertools.count()
 _SEGMENT = re.compile(r'^(?P<owner>.+-\d+-\d+)\.(?P<seq>\d+)\.journal$')
 
@@ -139,6 +140,8 @@ class Journal:
         self._disk_retry_at = 0.0
         self._read_pos = (0, 0)                # (seq, offset or index) of the next read
         self._retired: list[Segment] = []      # dropped segments whose fds the sender closes
+        self._reading: Segment | None = None   # the segment the sender reads right now
+        self._last_read_start = -1             # offset of the last record read (disk)
         self.appended = 0                      # records accepted
         self.dropped = 0                       # records dropped before the sender read them
         self._lock_fd = None
@@ -175,19 +178,19 @@ class Journal:
 
     def _append_locked(self, record: dict, data: bytes | None) -> bool:
         tail = self._segments[-1] if self._segments else None
-        if data is not None and (tail is None or not tail.on_disk or
-                                 tail.size + len(data) > self.segment_bytes):
-            if tail is None or tail.on_disk or time.monotonic() >= self._disk_retry_at:
-                tail = self._new_disk_segment() or self._memory_tail()
-        if tail is None:
-            tail = self._memory_tail()
-        if tail.on_disk:
+        if data is not None and (tail is None or tail.on_disk or
+                                 time.monotonic() >= self._disk_retry_at):
+            # The cap first: a segment is opened only for a record that fits.
             if self._disk_bytes + len(data) > self.max_bytes and \
                     not self._make_room_on_disk(len(data)):
                 return False
-            if self._write(tail, data):
+            tail = self._segments[-1] if self._segments else None
+            if tail is None or not tail.on_disk or tail.write_fd is None or \
+                    tail.size + len(data) > self.segment_bytes:
+                tail = self._new_disk_segment()
+            if tail is not None and self._write(tail, data):
                 return True
-            tail = self._memory_tail()
+        tail = self._memory_tail()
         if self._memory_records >= self.max_records and not self._make_room_in_memory():
             return False
         tail.items.append(record)
@@ -263,15 +266,17 @@ class Journal:
             'the journal directory can be written again', problem)
 
     def _make_room_on_disk(self, need: int) -> bool:
+        """drop_oldest: drop whole segments, oldest first, but never the one the
+        sender is reading from at this moment."""
         if self.overflow != 'drop_oldest':
             return False
         while self._disk_bytes + need > self.max_bytes:
-            victim = next((s for s in self._segments if s.on_disk and s.write_fd is None),
-                          None)
+            victim = next((s for s in self._segments if s.on_disk and s.write_fd is None
+                           and s is not self._reading), None)
             if victim is None:
-                tail = self._segments[-1]
-                if tail.on_disk and tail.size and len(
-                        [s for s in self._segments if s.on_disk]) == 1:
+                tail = self._segments[-1] if self._segments else None
+                if tail is not None and tail.write_fd is not None and tail.size and \
+                        tail is not self._reading:
                     self._close_writer()           # rotate: the tail becomes droppable
                     continue
                 return False
@@ -341,10 +346,14 @@ class Journal:
                     self._read_pos = (segment.seq + 1, 0)
                     continue
                 fd = segment.read_fd
+                self._reading = segment           # not dropped while being read
             got, offset = self._read_frames(segment, fd, offset, end, limit - len(out))
             out.extend(got)
             with self._lock:
+                self._reading = None
                 segment.read_records += len(got)
+                if got:
+                    self._last_read_start = got[-1][0][1]
                 if self._read_pos[0] == segment.seq:     # not dropped meanwhile
                     self._read_pos = (segment.seq, offset)
         return out
@@ -389,19 +398,27 @@ class Journal:
         return out, offset + pos
 
     def commit(self, position: tuple[int, int]) -> None:
-        """Everything before ``position`` is done: drop whole segments before it and
-        record it in the checkpoint file."""
+        """Every record that starts before ``position`` is done: drop the segments
+        before it, and the tail too once all of it is done (the next append opens
+        a new one), and record ``position`` in the checkpoint file."""
         freed = []
         with self._lock:
             while self._segments and self._segments[0].seq < position[0] and \
                     self._segments[0] is not self._segments[-1]:
-                segment = self._segments.popleft()
+                freed.append(self._segments.popleft())
+            tail = self._segments[-1] if self._segments else None
+            if tail is not None and tail.on_disk and \
+                    tail.size >= min(TAIL_RETIRE_BYTES, self.max_bytes // 2) and \
+                    self._read_pos == (tail.seq, tail.size) and \
+                    position > (tail.seq, self._last_read_start):
+                freed.append(self._segments.pop())
+            for segment in freed:
                 if segment.on_disk:
                     self._disk_bytes -= segment.size
-                    freed.append(segment)
         for segment in freed:
             segment.close()
-            remove(segment.path)
+            if segment.on_disk:
+                remove(segment.path)
         if self._ckpt_fd is not None:
             try:
                 os.pwrite(self._ckpt_fd, (b'%d %d\n' % position).ljust(40), 0)
@@ -419,13 +436,16 @@ class Journal:
     def unsent_on_disk_and_in_memory(self) -> tuple[int, int]:
         """Records not yet read by the sender: (on disk, in memory only)."""
         with self._lock:
-            disk = memory = 0
-            for segment in self._segments:
-                if not segment.on_disk:
-                    memory += len(segment.items)
-                elif segment.seq >= self._read_pos[0]:
-                    disk += segment.records - segment.read_records
-            return disk, memory
+            return self._unread_locked()
+
+    def _unread_locked(self) -> tuple[int, int]:
+        disk = memory = 0
+        for segment in self._segments:
+            if not segment.on_disk:
+                memory += len(segment.items)
+            elif segment.seq >= self._read_pos[0]:
+                disk += segment.records - segment.read_records
+        return disk, memory
 
     def unsent(self) -> int:
         """Records accepted and not yet read by the sender (a gauge)."""
@@ -435,24 +455,33 @@ class Journal:
     def disk_bytes(self) -> int:
         return self._disk_bytes
 
-    def close(self, clean: bool) -> None:
-        """Release the journal; with ``clean`` (everything was sent) remove its files,
-        else leave them (and the checkpoint) for the next process to adopt."""
+    def close(self, keep: bool) -> tuple[int, int]:
+        """Release the journal.  Its files are removed unless ``keep`` (the sender
+        holds records it did not send) or records are still unread on disk: those
+        stay, with the checkpoint, for the next process.  Decided under the lock, so
+        a record appended meanwhile is never removed.  Returns what was left
+        unread: (on disk, in memory only: lost)."""
         with self._lock:
+            left = self._unread_locked()
+            clean = not keep and not left[0]
             segments, self._segments = list(self._segments), collections.deque()
-        for segment in segments:
+            retired, self._retired = self._retired, []
+            for segment in segments:
+                segment.close()
+                if clean and segment.on_disk:
+                    remove(segment.path)
+            if self._ckpt_fd is not None:
+                os.close(self._ckpt_fd)
+                self._ckpt_fd = None
+            if self._lock_fd is not None:
+                if clean:
+                    remove(self._path('ckpt'))
+                    remove(self._path('lock'))
+                os.close(self._lock_fd)
+                self._lock_fd = None
+        for segment in retired:
             segment.close()
-            if clean and segment.on_disk:
-                remove(segment.path)
-        if self._ckpt_fd is not None:
-            os.close(self._ckpt_fd)
-            self._ckpt_fd = None
-        if self._lock_fd is not None:
-            if clean:
-                remove(self._path('ckpt'))
-                remove(self._path('lock'))
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        return left
 
 
 def corrupt(stats, path: str, where) -> None:

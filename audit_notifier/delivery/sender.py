@@ -296,8 +296,11 @@ class Sender:
         self.wake.set()
 
     def _shutdown(self) -> None:
-        on_disk, in_memory = self.journal.unsent_on_disk_and_in_memory()
-        on_disk += len(self.builder.open) + self._held - self._held_in_memory
+        held_on_disk = len(self.builder.open) + self._held - self._held_in_memory
+        # Closed first, under the journal's lock: what a request thread appends
+        # up to this moment is counted below, never removed with the files.
+        on_disk, in_memory = self.journal.close(keep=held_on_disk > 0)
+        on_disk += held_on_disk
         in_memory += self._held_in_memory
         if self.journal.directory is None:
             in_memory, on_disk = in_memory + on_disk, 0
@@ -311,7 +314,6 @@ class Sender:
                         'stay in the journal in %s; the next process sends them', on_disk,
                         self.journal.directory)
         self.report()
-        self.journal.close(clean=self.sent_everything)
         if self.sent_everything and self.journal.directory is not None:
             try:
                 os.unlink(self._stats_path())

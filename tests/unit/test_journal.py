@@ -81,7 +81,7 @@ def test_append_read_commit_in_order_and_segments_removed(tmp_path):
     assert left == segments[-1:]               # the tail segment stays open
     assert journal_mod.read_checkpoint(os.path.join(
         tmp_path, journal.owner + '.ckpt')) == (last[0], last[1] + 1)
-    journal.close(clean=True)
+    journal.close(keep=False)
     assert os.listdir(tmp_path) == []
 
 
@@ -143,8 +143,8 @@ def test_block_waits_for_room_then_drops(tmp_path):
     assert stats.counters['dropped'] == 80 - kept
     # Room made by the sender (read + commit) lets the next record in.
     got = journal.read(10000)
-    journal.commit((got[-1][0][0] + 1, 0))
-    assert journal.append(rec(999, 1000)) is (journal.disk_bytes > 0)
+    journal.commit((got[-1][0][0], got[-1][0][1] + 1))
+    assert journal.append(rec(999, 1000))
 
 
 @pytest.mark.parametrize('policy,expected', [('drop_oldest', list(range(5, 15))),
@@ -220,8 +220,8 @@ def test_orphans_are_claimed_once_oldest_first_from_their_checkpoint(tmp_path):
     older.commit((got[-1][0][0], got[-1][0][1] + 1))     # 0 and 1 were confirmed
     live = make_journal(tmp_path)
     assert journal_mod.claim_orphans(str(tmp_path), exclude=live.owner) == []  # all alive
-    older.close(clean=False)
-    newer.close(clean=False)
+    older.close(keep=True)
+    newer.close(keep=True)
     claimed = journal_mod.claim_orphans(str(tmp_path), exclude=live.owner)
     assert [o.owner for o in claimed] == [older.owner, newer.owner]
     assert journal_mod.claim_orphans(str(tmp_path), exclude=live.owner) == []  # locked
@@ -238,7 +238,7 @@ def test_an_unreadable_orphan_segment_is_kept_logged_and_counted(
         tmp_path, monkeypatch, caplog):
     dead = make_journal(tmp_path)
     dead.append(rec(1))
-    dead.close(clean=False)
+    dead.close(keep=True)
     segment = [p for p in os.listdir(tmp_path) if p.endswith('.journal')][0]
     real_open = open
 
@@ -261,7 +261,7 @@ def test_corrupt_records_in_an_orphan_are_counted_and_the_rest_read(tmp_path, ca
     dead = make_journal(tmp_path)
     for i in range(3):
         dead.append(rec(i))
-    dead.close(clean=False)
+    dead.close(keep=True)
     segment = tmp_path / [p for p in os.listdir(tmp_path) if p.endswith('.journal')][0]
     data = segment.read_bytes()
     frame = len(record_mod.encode(rec(0)))
@@ -274,4 +274,54 @@ def test_corrupt_records_in_an_orphan_are_counted_and_the_rest_read(tmp_path, ca
     assert got == [0, 2]
     assert stats.counters['corrupt_records'] == 1
     assert 'corrupt record in' in caplog.text
+    orphan.finish()
+
+
+@pytest.mark.parametrize('policy', ['drop_newest', 'block'])
+def test_a_full_journal_takes_records_again_once_what_it_held_was_sent(tmp_path, policy):
+    stats = Stats()
+    journal = make_journal(tmp_path, stats=stats, max_bytes=64 * 1024, overflow=policy,
+                           block_seconds=0.0)
+    kept = sum(journal.append(rec(i, 1000)) for i in range(100))
+    assert kept < 100
+    got = journal.read(10000)
+    assert len(got) == kept
+    journal.commit((got[-1][0][0], got[-1][0][1] + 1))
+    assert journal.disk_bytes == 0               # the tail, all sent, was removed
+    assert all(journal.append(rec(1000 + i, 1000)) for i in range(10))
+    assert [r['c'] for r in read_all(journal)] == list(range(1000, 1010))
+
+
+def test_drop_oldest_never_drops_the_segment_being_read(tmp_path, monkeypatch):
+    """A record the sender is reading is never also counted as dropped."""
+    stats = Stats()
+    journal = make_journal(tmp_path, stats=stats, max_bytes=256 * 1024)
+    for i in range(100):
+        journal.append(rec(i, 1000))
+    real = journal._read_frames
+
+    def read_while_the_journal_overflows(*args):
+        out = real(*args)
+        for j in range(300):                      # request threads fill it meanwhile
+            journal.append(rec(500 + j, 1000))
+        return out
+    monkeypatch.setattr(journal, '_read_frames', read_while_the_journal_overflows)
+    first = journal.read(10)
+    monkeypatch.setattr(journal, '_read_frames', real)
+    rest = journal.read(100000)
+    delivered = len(first) + len(rest)
+    assert [r['c'] for _, r in first] == list(range(10))
+    assert delivered + stats.counters['dropped'] == 400
+    assert journal.unsent() == 0
+
+
+def test_close_never_removes_a_record_appended_before_it(tmp_path):
+    journal = make_journal(tmp_path)
+    journal.append(rec(1))
+    got = journal.read(10)
+    journal.commit((got[-1][0][0], got[-1][0][1] + 1))
+    journal.append(rec(2))                        # a call answered during shutdown
+    assert journal.close(keep=False) == (1, 0)
+    (orphan,) = journal_mod.claim_orphans(str(tmp_path))
+    assert [r['c'] for _, r in orphan.records(Stats())] == [2]
     orphan.finish()
