@@ -36,7 +36,7 @@ def test_private_attributes_of_a_live_rabbit_transport():
         assert isinstance(driver, oslo_private.get(
             'oslo_messaging._drivers.impl_rabbit.RabbitDriver'))
         assert driver._url.transport == 'rabbit'
-        assert driver._default_exchange == 'openstack'
+        assert driver._default_exchange == conf.control_exchange
         assert driver.conf.oslo_messaging_rabbit.rabbit_quorum_queue is False
         assert RabbitBatchSender.for_transport(transport, ['t'], 0) is not None
     finally:
