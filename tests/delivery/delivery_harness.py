@@ -1,17 +1,30 @@
-"""Harness of the delivery acceptance tests (issue 4), against a REAL RabbitMQ.
+"""Harness of the delivery acceptance tests, against the REAL shared RabbitMQ.
 
-* :class:`Broker`: where the tests talk to RabbitMQ (a private vhost when rabbitmqctl
-  can make one) and :meth:`Broker.stop_app` / :meth:`Broker.start_app` to simulate an
-  outage; :meth:`Broker.ensure_running` is called by every fixture teardown and at exit,
-  so the broker is never left stopped.
+The shared broker on 127.0.0.1:5672 is never stopped, restarted or reconfigured by
+these tests.  Broker faults are injected by a per-test TCP proxy
+(``tests/support/tcp_proxy.TcpProxy``) that stands between the filter's process
+and the broker; the consumer (:class:`Listener`) talks to the broker directly.
+
+* :class:`Broker`: the session's place on the broker: a private vhost when
+  ``rabbitmqctl add_vhost`` works (deleted at the end of the session), else the
+  default vhost with unique exchange and topic names per test; :meth:`Broker.delete`
+  removes one test's queues and exchange.
 * :class:`Listener`: a real oslo.messaging notification listener (rabbit, threading
-  executor, ONE worker so callbacks run in delivery order) recording, per message, its
-  arrival index, message_id, event_type, the CADF target id and initiator request_id.
-* :class:`Server`: ``delivery_server.py`` (cheroot) or gunicorn serving the filtered app
-  on a loopback port, as a subprocess with its log in a file.
-* :class:`Load`: a bounded, paced loop of HTTP calls from a few client threads; each
-  thread walks resources through create -> update... -> delete, sends a unique
-  ``X-Test-Request-Id`` per call and records its latency, status, resource and worker.
+  executor, ONE worker so callbacks run in delivery order) recording, per message,
+  its arrival index, message_id, event_type, priority, the CADF target id and
+  initiator request_id.
+* :class:`Server`: ``delivery_server.py`` (cheroot) or gunicorn serving the filtered
+  app on a loopback port, as a subprocess with its log in a file; the cheroot
+  server also answers ``GET /_delivery/snapshot`` (``mw.delivery.snapshot()``).
+* :class:`Load`: a paced loop of HTTP calls from a few client threads; each thread
+  walks resources through create -> update... -> delete, sends a unique
+  ``X-Test-Request-Id`` per call and records its latency, status, resource and
+  worker.  Scenarios advance by the number of calls made (condition polls), never
+  by fixed sleeps.
+* :func:`run_cli`: the ``audit-notifier`` console script as a subprocess.
+
+Measured figures go to :data:`REPORT` (printed in pytest's terminal summary);
+they are never asserted.
 
 This is a helper module, not a test file.
 """
@@ -19,6 +32,7 @@ This is a helper module, not a test file.
 from __future__ import annotations
 
 import atexit
+import collections
 import dataclasses
 import glob
 import http.client
@@ -39,130 +53,89 @@ from oslo_config import cfg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-from tests.support.rabbit import (HOST, PORT, USER, amqp_url,
-                                   connect_error, transport_url)
+from tests.support.rabbit import HOST, PORT, USER, PASSWORD, connect_error  # noqa: E402
+from tests.support.wait import wait_until  # noqa: E402
+
 PRIORITIES = ('audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample')
-#: the queues are durable (and kombu's messages persistent) on both sides, so what
-#: sits in a queue when the test stops the broker is still there after start_app.
 #: measured numbers of each scenario, printed in pytest's terminal summary
 REPORT: dict[str, dict] = {}
+#: durable queues on both sides: what waits in a queue survives the test's faults
 SERVER_RABBIT = {'amqp_durable_queues': 'true'}
 LISTENER_RABBIT = {'amqp_durable_queues': 'true', 'rabbit_retry_interval': '1',
                    'rabbit_retry_backoff': '0', 'rabbit_interval_max': '1',
                    'kombu_reconnect_delay': '0.1'}
+#: the CADF event_type of each call the load makes (route map glance.yaml)
+EVENT_TYPES = {'POST': 'audit.image.create', 'PATCH': 'audit.image.update',
+               'DELETE': 'audit.image.delete'}
+VHOST_PREFIX = 'audit-notifier-delivery-'
+
+
+def report(name: str, **values) -> None:
+    REPORT.setdefault(name, {}).update(values)
+    print('\n[%s] %s' % (name, json.dumps(values, sort_keys=True, default=str)))
+
+
+def _quietly(fn, *args):
+    try:
+        fn(*args)
+    except Exception:
+        pass
 
 
 # -- the broker -------------------------------------------------------------------------
-def rabbitmqctl(*args, timeout: float = 60.0) -> subprocess.CompletedProcess:
+def _ctl(*args, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """rabbitmqctl, for the session's private vhost only (add, list, delete)."""
+    assert args[0] in ('add_vhost', 'delete_vhost', 'list_vhosts', 'set_permissions'), args
     return subprocess.run(['rabbitmqctl', *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
-
-
-
 class Broker:
-    """The session's place on the broker, and the outage switch."""
+    """Where the tests live on the shared broker (never changed otherwise)."""
 
     def __init__(self):
         self.vhost = '/'
-        self.stopped = False
-        self.interrupted_at: float | None = None
-        self.events: list[tuple[str, float, float]] = []   # (what, began, done)
-        self._lock = threading.Lock()
-        atexit.register(self.ensure_running)
+
+    def url(self, scheme: str = 'rabbit', port: int = PORT) -> str:
+        """The broker's URL; ``port``: a proxy's port in front of it."""
+        return '%s://%s:%s@%s:%d/%s' % (scheme, USER, PASSWORD, HOST, port,
+                                        '' if self.vhost == '/' else self.vhost)
 
     @property
     def transport_url(self) -> str:
-        return transport_url(self.vhost)
+        return self.url()
 
     @property
     def amqp_url(self) -> str:
-        return amqp_url(self.vhost)
+        return self.url('amqp')
 
     def make_vhost(self) -> None:
-        name = 'audit-notifier-delivery-%d-%s' % (time.time(), uuid.uuid4().hex[:8])
+        """A private vhost for the session, when rabbitmqctl can make one."""
         if shutil.which('rabbitmqctl') is None:
             return
-        listed = rabbitmqctl('list_vhosts', '--quiet', '--no-table-headers')
-        for line in listed.stdout.split() if listed.returncode == 0 else ():
-            parts = line.split('-')          # audit-notifier-delivery-<epoch>-<hex>
-            if line.startswith('audit-notifier-delivery-') and len(parts) == 5 \
-                    and parts[3].isdigit() and time.time() - int(parts[3]) > 7200:
-                rabbitmqctl('delete_vhost', line)      # left by a killed session
-        if rabbitmqctl('add_vhost', name).returncode != 0:
-            return
-        if rabbitmqctl('set_permissions', '-p', name, USER, '.*', '.*', '.*').returncode \
-                or connect_error(name) is not None:
-            rabbitmqctl('delete_vhost', name)
+        try:
+            listed = _ctl('list_vhosts', '--quiet', '--no-table-headers')
+            for line in listed.stdout.split() if listed.returncode == 0 else ():
+                parts = line[len(VHOST_PREFIX):].split('-')     # <epoch>-<hex>
+                if line.startswith(VHOST_PREFIX) and len(parts) == 2 and \
+                        parts[0].isdigit() and time.time() - int(parts[0]) > 7200:
+                    _ctl('delete_vhost', line)      # left by a killed session
+            name = '%s%d-%s' % (VHOST_PREFIX, time.time(), uuid.uuid4().hex[:8])
+            if _ctl('add_vhost', name).returncode != 0:
+                return
+            if _ctl('set_permissions', '-p', name, USER, '.*', '.*', '.*').returncode \
+                    or connect_error(name) is not None:
+                _ctl('delete_vhost', name)
+                return
+        except (OSError, subprocess.SubprocessError):
             return
         self.vhost = name
+        atexit.register(self.drop_vhost)
 
     def drop_vhost(self) -> None:
         if self.vhost != '/':
-            self.ensure_running()
-            rabbitmqctl('delete_vhost', self.vhost)
-
-    def stop_app(self) -> tuple[float, float]:
-        with self._lock:
-            began = time.monotonic()
-            self.stopped = True
-            self.interrupted_at = None
-            proc = rabbitmqctl('stop_app')
-            done = time.monotonic()
-            self.events.append(('stop_app', began, done))
-        assert proc.returncode == 0, 'rabbitmqctl stop_app failed: %s' % proc.stderr
-        threading.Thread(target=self._watch, args=(done,), daemon=True).start()
-        return began, done
-
-    def _watch(self, since: float) -> None:
-        """While stopped: note when the broker answers again without our start_app
-        (another process on this machine started it): the outage was cut short."""
-        while self.stopped:
-            try:
-                socket.create_connection((HOST, PORT), timeout=0.3).close()
-            except OSError:
-                time.sleep(0.25)
-                continue
-            if self.stopped and self.interrupted_at is None:
-                self.interrupted_at = time.monotonic() - since
-            return
-
-    def check_outage(self, seconds: float) -> None:
-        """Fail (environment) when the broker came back before ``seconds``."""
-        import pytest
-        if self.interrupted_at is not None and self.interrupted_at < seconds:
-            pytest.fail('the simulated outage was cut short: RabbitMQ accepted connections '
-                        '%.1f s after stop_app, before this test ran start_app (another '
-                        'process on this machine started it); rerun without concurrent '
-                        'broker tests' % self.interrupted_at, pytrace=False)
-
-    def start_app(self) -> tuple[float, float]:
-        with self._lock:
-            began = time.monotonic()
-            if self.stopped and self.interrupted_at is None and connect_error() is None:
-                self.interrupted_at = began - self.events[-1][2]
-            self.stopped = False        # ends the watcher before the app is back
-            proc = rabbitmqctl('start_app')
-            rabbitmqctl('await_startup', '--timeout', '60', timeout=70)
-            deadline = time.monotonic() + 60
-            while connect_error(self.vhost) is not None and time.monotonic() < deadline:
-                time.sleep(0.2)
-            self.stopped = connect_error(self.vhost) is not None
-            done = time.monotonic()
-            self.events.append(('start_app', began, done))
-        assert proc.returncode == 0, 'rabbitmqctl start_app failed: %s' % proc.stderr
-        assert not self.stopped, 'RabbitMQ did not come back after start_app'
-        return began, done
-
-    def ensure_running(self) -> None:
-        """Teardown safety net: start the app if a test left it stopped."""
-        if self.stopped or connect_error() is not None:
-            try:
-                self.start_app()
-            except Exception:
-                rabbitmqctl('start_app')
-            self.stopped = False
+            vhost, self.vhost = self.vhost, '/'
+            _quietly(_ctl, 'delete_vhost', vhost)
 
     def delete(self, exchange: str, topics) -> None:
         """Queues and exchange of one test (durable: they would outlive the run)."""
@@ -186,11 +159,49 @@ class Broker:
             pass
 
 
-def _quietly(fn):
-    try:
-        fn()
-    except Exception:
-        pass
+class BrokerWatch:
+    """Notes when the shared broker itself went away (stopped by someone else on this
+    machine, e.g. a benchmark's ``stop_app``): one idle AMQP connection, reconnected
+    every 0.5 s while the broker is down.  A test that fails while an outage
+    overlapped it says so in its report (conftest)."""
+
+    def __init__(self, amqp_url: str):
+        self.amqp_url = amqp_url
+        self.outages: list[list] = []          # [down_at, up_at or None] (monotonic)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='broker-watch')
+
+    def start(self) -> 'BrokerWatch':
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def overlapping(self, began: float, ended: float) -> list[list]:
+        return [o for o in self.outages if o[0] <= ended and (o[1] is None or o[1] >= began)]
+
+    def _run(self) -> None:
+        import kombu
+        while not self._stop.is_set():
+            conn = kombu.Connection(self.amqp_url, connect_timeout=2, heartbeat=10)
+            try:
+                conn.connect()
+                if self.outages and self.outages[-1][1] is None:
+                    self.outages[-1][1] = time.monotonic()
+                while not self._stop.is_set():
+                    try:
+                        conn.drain_events(timeout=1.0)
+                    except socket.timeout:
+                        conn.heartbeat_check()
+            except Exception:
+                if not self.outages or self.outages[-1][1] is not None:
+                    self.outages.append([time.monotonic(), None])
+                self._stop.wait(0.5)
+            finally:
+                _quietly(conn.release)
 
 
 def names(prefix: str) -> tuple[str, str]:
@@ -199,11 +210,15 @@ def names(prefix: str) -> tuple[str, str]:
     return 'delivery_%s_%s' % (prefix, tag), 'audit_%s_%s' % (prefix, tag)
 
 
-def listener_conf(exchange: str) -> cfg.ConfigOpts:
-    lines = ['[DEFAULT]', 'control_exchange = %s' % exchange,
-             'executor_thread_pool_size = 1', '[oslo_messaging_rabbit]']
-    lines += ['%s = %s' % kv for kv in sorted(LISTENER_RABBIT.items())]
-    path = os.path.join('/tmp', 'delivery-listener-%s.conf' % uuid.uuid4().hex)
+def messaging_conf(exchange: str, rabbit: dict | None = None,
+                   extra_default: dict | None = None) -> cfg.ConfigOpts:
+    """A private ConfigOpts: control_exchange and [oslo_messaging_rabbit] options from a
+    config file (rabbit options are registered only when the transport is made)."""
+    lines = ['[DEFAULT]', 'control_exchange = %s' % exchange]
+    lines += ['%s = %s' % kv for kv in sorted((extra_default or {}).items())]
+    lines += ['[oslo_messaging_rabbit]']
+    lines += ['%s = %s' % kv for kv in sorted((rabbit or {}).items())]
+    path = os.path.join('/tmp', 'delivery-conf-%s.conf' % uuid.uuid4().hex)
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     conf = cfg.ConfigOpts()
@@ -211,9 +226,9 @@ def listener_conf(exchange: str) -> cfg.ConfigOpts:
         if group is None:
             conf.register_opts(opts)
     try:
-        conf([], project='audit_notifier_delivery_listener', default_config_files=[path])
+        conf([], project='audit_notifier_delivery_tests', default_config_files=[path])
     finally:
-        os.unlink(path)
+        os.unlink(path)          # parsed already
     return conf
 
 
@@ -232,7 +247,8 @@ class Received:
 
 
 class Listener:
-    """A real oslo.messaging notification listener on one topic, all priorities."""
+    """A real oslo.messaging notification listener on one topic, all priorities, on
+    the shared broker directly (never through a test's proxy)."""
 
     def __init__(self, url: str, exchange: str, topic: str):
         self.url = url
@@ -269,8 +285,9 @@ class Listener:
         endpoint = Endpoint()
         for prio in PRIORITIES:
             setattr(endpoint, prio, self._endpoint(prio))
-        self.transport = oslo_messaging.get_notification_transport(
-            listener_conf(self.exchange), url=self.url)
+        conf = messaging_conf(self.exchange, LISTENER_RABBIT,
+                              {'executor_thread_pool_size': 1})
+        self.transport = oslo_messaging.get_notification_transport(conf, url=self.url)
         self.server = oslo_messaging.get_notification_listener(
             self.transport, [oslo_messaging.Target(topic=self.topic)], [endpoint],
             executor='threading')
@@ -306,18 +323,108 @@ class Listener:
 
     def wait_for_requests(self, request_ids, timeout: float) -> float:
         wanted = set(request_ids)
-        return self.wait_until(lambda s: wanted <= s.request_ids, timeout,
-                               'the events of %d requests' % len(wanted))
 
-    def quiet(self, seconds: float = 1.0, timeout: float = 30.0) -> None:
-        """Wait until nothing arrived for ``seconds`` (late duplicates, stragglers)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._cond:
-                last = self.items[-1].arrived if self.items else 0.0
-            if time.monotonic() - last >= seconds:
-                return
-            time.sleep(0.1)
+        def done(s):
+            return wanted <= s.request_ids
+        try:
+            return self.wait_until(done, timeout, 'the events of %d requests' % len(wanted))
+        except AssertionError as exc:
+            missing = sorted(wanted - self.request_ids)
+            raise AssertionError('%s; %d missing, e.g. %s' % (exc, len(missing),
+                                                              missing[:5])) from None
+
+    def wait_for_count(self, unique: int, timeout: float) -> float:
+        return self.wait_until(lambda s: len(s.message_ids) >= unique, timeout,
+                               '%d unique messages' % unique)
+
+
+def send_sentinel(url: str, exchange: str, topic: str, request_id: str) -> None:
+    """One INFO notification with a CADF-like payload (same queue as the events,
+    so once it arrived everything published before it has arrived too)."""
+    conf = messaging_conf(exchange, SERVER_RABBIT)
+    transport = oslo_messaging.get_notification_transport(conf, url=url)
+    try:
+        notifier = oslo_messaging.Notifier(transport, publisher_id='sentinel',
+                                           driver='messagingv2', topics=[topic])
+        notifier.info({}, 'sentinel', {'initiator': {'request_id': request_id},
+                                       'target': {'id': 'sentinel'}})
+    finally:
+        transport.cleanup()
+
+
+# -- checks of what the consumer saw ------------------------------------------------------
+def by_request(received) -> dict[str, list[Received]]:
+    out = collections.defaultdict(list)
+    for r in received:
+        out[r.request_id].append(r)
+    return out
+
+
+def event_problems(calls, received, publisher: str) -> list[str]:
+    """Exact checks of the events of ``calls`` (each audited call: ONE CADF event):
+
+    * every acknowledged call (the client saw a status line) has its event;
+    * all copies of a call's event carry one message_id (duplicates are only
+      re-sends of the same notification);
+    * event_type, priority (INFO for 2xx), publisher and target id are right;
+    * no event of this publisher that belongs to no call of the test.
+    """
+    problems = []
+    mine = [r for r in received if r.publisher_id == publisher]
+    groups = by_request(mine)
+    known = {c.request_id for c in calls}
+    for c in calls:
+        got = groups.get(c.request_id, [])
+        if c.acknowledged and not got:
+            problems.append('lost: %s %s %s (status %s)' % (c.request_id, c.method, c.path,
+                                                            c.status))
+            continue
+        if not got:
+            continue
+        ids = {r.message_id for r in got}
+        if len(ids) != 1:
+            problems.append('%s has %d different message_ids: %s' % (c.request_id, len(ids),
+                                                                     sorted(ids)))
+        for r in got:
+            if r.event_type != EVENT_TYPES[c.method]:
+                problems.append('%s: event_type %s for %s'
+                                % (c.request_id, r.event_type, c.method))
+            if c.ok and r.priority != 'info':
+                problems.append('%s: priority %s for a %s call'
+                                % (c.request_id, r.priority, c.status))
+            if c.resource is not None and r.target_id != c.resource:
+                problems.append('%s: target %s, resource %s' % (c.request_id, r.target_id,
+                                                                c.resource))
+    strangers = [r for r in mine if r.request_id not in known]
+    if strangers:
+        problems.append('%d events of no call of this test, e.g. %s' % (len(strangers),
+                                                                        strangers[:2]))
+    return problems[:40]
+
+
+def order_violations(calls, received) -> list[str]:
+    """Per resource: the first arrivals of its events must follow the call order."""
+    position = {c.request_id: (c.resource, i) for i, c in enumerate(calls)
+                if c.resource is not None}
+    first: dict[str, Received] = {}
+    for item in received:
+        if item.request_id in position and item.request_id not in first:
+            first[item.request_id] = item
+    last_seen: dict[str, tuple[int, str]] = {}
+    problems = []
+    for item in sorted(first.values(), key=lambda r: r.index):
+        resource, call_index = position[item.request_id]
+        prev = last_seen.get(resource)
+        if prev is not None and call_index < prev[0]:
+            problems.append('resource %s: event of call #%d (%s) arrived after call #%d (%s)'
+                            % (resource, call_index, item.request_id, prev[0], prev[1]))
+        if prev is None or call_index > prev[0]:
+            last_seen[resource] = (call_index, item.request_id)
+    return problems[:40]
+
+
+def duplicates(received) -> int:
+    return len(received) - len({r.message_id for r in received})
 
 
 # -- the server -------------------------------------------------------------------------
@@ -325,6 +432,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def child_env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [HERE, ROOT, os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep),
+        PYTHONUNBUFFERED='1')
 
 
 class Server:
@@ -336,11 +449,10 @@ class Server:
         self.config.setdefault('port', free_port())
         self.kind = kind
         self.gunicorn_args = tuple(gunicorn_args)
-        self.tmp_path = tmp_path
         self.config_path = os.path.join(str(tmp_path), 'server-%s.json' % uuid.uuid4().hex[:6])
         with open(self.config_path, 'w') as f:
             json.dump(self.config, f)
-        self.log_path = os.path.join(str(tmp_path), 'server.log')
+        self.log_path = os.path.join(str(tmp_path), 'server-%s.log' % uuid.uuid4().hex[:6])
         self.proc: subprocess.Popen | None = None
         self.pids: list[int] = []          # every process started, in order
 
@@ -348,10 +460,12 @@ class Server:
     def port(self) -> int:
         return self.config['port']
 
-    def start(self, timeout: float = 30.0) -> 'Server':
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [HERE, ROOT, os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep),
-                   PYTHONUNBUFFERED='1')
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> 'Server':
+        env = child_env()
         if self.kind == 'gunicorn':
             env['DELIVERY_SERVER_CONFIG'] = self.config_path
             cmd = [sys.executable, '-m', 'gunicorn', '--chdir', HERE,
@@ -383,6 +497,30 @@ class Server:
         raise AssertionError('server did not answer within %.0f s:\n%s'
                              % (timeout, self.log()[-3000:]))
 
+    def snapshot(self) -> dict:
+        """``mw.delivery.snapshot()`` of the (cheroot) server process."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+        try:
+            conn.request('GET', '/_delivery/snapshot')
+            resp = conn.getresponse()
+            body = resp.read()
+            assert resp.status == 200, (resp.status, body[:200])
+            return json.loads(body)
+        finally:
+            conn.close()
+
+    def wait_snapshot(self, predicate, timeout: float, what: str) -> dict:
+        last = {}
+
+        def probe():
+            last['snap'] = self.snapshot()
+            return predicate(last['snap'])
+        try:
+            wait_until(probe, timeout, interval=0.05, message=what)
+        except TimeoutError as exc:
+            raise AssertionError('%s; last snapshot: %s' % (exc, last.get('snap'))) from None
+        return last['snap']
+
     def send_signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
@@ -400,6 +538,18 @@ class Server:
         self.send_signal(sig)
         return self.wait(timeout)
 
+    def dump_stacks(self) -> str:
+        """The server's thread stacks (faulthandler on SIGUSR2), for a failure message."""
+        if self.proc is None or self.proc.poll() is not None:
+            return ''
+        size = len(self.log())
+        os.kill(self.proc.pid, signal.SIGUSR2)
+        try:
+            wait_until(lambda: len(self.log()) > size, 5.0)
+        except TimeoutError:
+            pass
+        return self.log()[size:]
+
     def log(self) -> str:
         try:
             with open(self.log_path, encoding='utf-8', errors='replace') as f:
@@ -407,11 +557,18 @@ class Server:
         except OSError:
             return ''
 
+    def log_lines(self, pattern: str, pid: int | None = None) -> list[str]:
+        import re
+        rx = re.compile(pattern)
+        tag = None if pid is None else ' %d ' % pid
+        return [line for line in self.log().splitlines()
+                if rx.search(line) and (tag is None or tag in line)]
 
-# -- stats files ------------------------------------------------------------------------
-def stats_files(spool_dir: str) -> dict[str, dict]:
+
+# -- journal directory --------------------------------------------------------------------
+def stats_files(journal_dir: str) -> dict[str, dict]:
     out = {}
-    for path in sorted(glob.glob(os.path.join(spool_dir, '*.stats.json'))):
+    for path in sorted(glob.glob(os.path.join(journal_dir, '*.stats.json'))):
         try:
             with open(path) as f:
                 out[os.path.basename(path)] = json.load(f)
@@ -420,20 +577,27 @@ def stats_files(spool_dir: str) -> dict[str, dict]:
     return out
 
 
-def wait_stats(spool_dir: str, predicate, timeout: float, what: str) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        files = stats_files(spool_dir)
-        if files and predicate(files):
-            return files
-        if time.monotonic() >= deadline:
-            raise AssertionError('stats files: waited %.0f s for %s; have %s'
-                                 % (timeout, what, json.dumps(files, indent=1)))
-        time.sleep(0.25)
+def journal_segments(journal_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(journal_dir, '*.journal')))
 
 
-def spool_segments(spool_dir: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(spool_dir, '*.spool')))
+def owner_files(journal_dir: str, pid: int) -> list[str]:
+    """Files of the journal owners of process ``pid`` (``<host>-<pid>-<birth>.*``)."""
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(journal_dir, '*'))
+                  if '-%d-' % pid in os.path.basename(p))
+
+
+def cli_path() -> list[str]:
+    script = os.path.join(os.path.dirname(sys.executable), 'audit-notifier')
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, '-m', 'audit_notifier.cli']
+
+
+def run_cli(*args, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """``audit-notifier ARGS`` as an operator runs it."""
+    return subprocess.run(cli_path() + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=child_env(), cwd=ROOT)
 
 
 # -- the load ---------------------------------------------------------------------------
@@ -443,7 +607,7 @@ class Call:
     latency: float           # seconds
     method: str
     path: str
-    status: int | None       # None: no response (connection refused/reset)
+    status: int | None       # None: no status line seen (connection refused/reset)
     request_id: str
     resource: str | None
     worker: int | None
@@ -454,11 +618,18 @@ class Call:
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
 
+    @property
+    def acknowledged(self) -> bool:
+        """The client saw a status line: the filter journaled the call before."""
+        return self.status is not None
+
 
 class Load:
     """``threads`` clients, together ``rate`` calls/s, each walking resources through
     POST -> ``updates`` x PATCH -> DELETE (one resource at a time per client, so the
     calls of a resource are strictly sequential)."""
+
+    running: list['Load'] = []          # stopped by the fixtures' teardown, whatever happens
 
     def __init__(self, port: int, rate: float = 150.0, threads: int = 4, updates: int = 3,
                  keepalive: bool = True, timeout: float = 10.0):
@@ -472,11 +643,11 @@ class Load:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
-
-    running: list['Load'] = []          # stopped by the fixtures' teardown, whatever happens
+        self.began: float | None = None
 
     def start(self) -> 'Load':
         Load.running.append(self)
+        self.began = time.monotonic()
         for i in range(self.threads):
             t = threading.Thread(target=self._run, args=(i,), daemon=True,
                                  name='load-%d' % i)
@@ -495,6 +666,17 @@ class Load:
     def snapshot(self) -> list[Call]:
         with self._lock:
             return list(self.calls)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.calls)
+
+    def wait_calls(self, n: int, timeout: float = 120.0, what: str = '') -> int:
+        """Wait until ``n`` more calls were made (the scenario's clock); their total."""
+        target = self.count() + n
+        wait_until(lambda: self.count() >= target, timeout, interval=0.02,
+                   message='the load made fewer than %d calls %s' % (n, what))
+        return self.count()
 
     def _run(self, index: int) -> None:
         period = self.threads / self.rate
@@ -530,17 +712,18 @@ class Load:
                     conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
                 conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
-                data = resp.read()
-                status = resp.status
+                status = resp.status            # the status line was seen
                 worker = int(resp.getheader('X-Worker-Pid') or 0) or None
+                data = resp.read()
                 if method == 'POST' and status == 201:
                     new_id = json.loads(data)['id']
                 if not self.keepalive or resp.will_close:
                     conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 error = '%s: %s' % (type(exc).__name__, exc)
-                _quietly(conn.close) if conn is not None else None
+                if conn is not None:
+                    _quietly(conn.close)
                 conn = None
             latency = time.monotonic() - t0
             call = Call(t0, latency, method, path, status, rid,
@@ -570,28 +753,17 @@ def percentile(values, q: float) -> float:
 
 
 def latency_summary(calls) -> dict:
+    """Recorded in REPORT only: never asserted."""
     lat = [c.latency * 1000 for c in calls]
     return {'n': len(lat), 'median_ms': round(percentile(lat, 0.5), 2),
             'p99_ms': round(percentile(lat, 0.99), 2),
             'max_ms': round(max(lat), 2) if lat else float('nan')}
 
 
-def order_violations(calls, received) -> list[str]:
-    """Per resource: the first arrivals of its events must follow the call order."""
-    position = {c.request_id: (c.resource, i) for i, c in enumerate(calls)
-                if c.resource is not None}
-    first: dict[str, Received] = {}
-    for item in received:
-        if item.request_id in position and item.request_id not in first:
-            first[item.request_id] = item
-    last_seen: dict[str, tuple[int, str]] = {}
-    problems = []
-    for item in sorted(first.values(), key=lambda r: r.index):
-        resource, call_index = position[item.request_id]
-        prev = last_seen.get(resource)
-        if prev is not None and call_index < prev[0]:
-            problems.append('resource %s: event of call #%d (%s) arrived after call #%d (%s)'
-                            % (resource, call_index, item.request_id, prev[0], prev[1]))
-        if prev is None or call_index > prev[0]:
-            last_seen[resource] = (call_index, item.request_id)
-    return problems
+def phases(calls, *marks) -> list[list[Call]]:
+    """Calls split by start time at the monotonic ``marks``."""
+    out = [[] for _ in range(len(marks) + 1)]
+    for c in calls:
+        i = sum(1 for m in marks if c.started >= m)
+        out[i].append(c)
+    return out

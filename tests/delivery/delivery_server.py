@@ -18,19 +18,26 @@ Every response carries ``X-OpenStack-Request-Id`` (the client's ``X-Test-Request
 when given, so a test can map each CADF event, via ``initiator.request_id``, to the
 request that caused it) and ``X-Worker-Pid`` (the process that answered).
 
-CONFIG keys: ``port``, ``spool_dir``, ``transport_url``, ``exchange`` (the oslo.messaging
-``control_exchange``), ``rabbit`` (extra ``[oslo_messaging_rabbit]`` options) and
-``paste`` (the filter's paste keys).  The filter is created at import time, in the main
-thread, as a paste pipeline would (so ``--preload`` loads it before the fork).
+CONFIG keys: ``port``, ``journal_dir``, ``transport_url``, ``exchange`` (the
+oslo.messaging ``control_exchange``), ``rabbit`` (extra ``[oslo_messaging_rabbit]``
+options), ``threads`` (cheroot) and ``paste`` (the filter's paste keys).  The filter is
+created at import time, in the main thread, as a paste pipeline would (so
+``--preload`` loads it before the fork; its SIGTERM hook is installed then).
+
+In front of the filter (not audited): ``GET /_delivery/snapshot`` answers the
+process's ``mw.delivery.snapshot()`` as JSON (under gunicorn: of whichever worker
+took the call).
 
 This is a helper module, not a test file.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import uuid
@@ -88,13 +95,27 @@ def make_conf(exchange: str, rabbit: dict | None = None) -> cfg.ConfigOpts:
     return conf
 
 
-def build(config: dict):
+def build(config: dict) -> AuditMiddleware:
     keys = dict(config.get('paste') or {})
     keys['oslo_config_config'] = make_conf(config['exchange'], config.get('rabbit'))
-    keys.setdefault('spool_dir', config['spool_dir'])
+    keys.setdefault('journal_dir', config['journal_dir'])
     if config.get('transport_url'):
         keys.setdefault('transport_url', config['transport_url'])
     return AuditMiddleware(image_app, keys)
+
+
+def with_control(mw: AuditMiddleware):
+    """The filtered app, plus GET /_delivery/snapshot in front of the filter."""
+    def app(environ, start_response):
+        if environ.get('PATH_INFO') == '/_delivery/snapshot':
+            body = json.dumps(mw.delivery.snapshot(), sort_keys=True).encode()
+            start_response('200 OK', [('Content-Type', 'application/json'),
+                                      ('Content-Length', str(len(body))),
+                                      ('X-Worker-Pid', str(os.getpid()))])
+            return [body]
+        return mw(environ, start_response)
+    app.mw = mw
+    return app
 
 
 def _logging() -> None:
@@ -103,6 +124,8 @@ def _logging() -> None:
         format='%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s')
     for noisy in ('amqp', 'kombu', 'stevedore'):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kill -USR2 <pid>: every thread's stack to the log (a stalled sender, say)
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
 
 
 def _load(path: str) -> dict:
@@ -113,16 +136,16 @@ def _load(path: str) -> dict:
 if __name__ == '__main__':
     _logging()
     CONFIG = _load(sys.argv[1])
-    application = build(CONFIG)        # main thread: installs the SIGTERM flush handler
+    application = with_control(build(CONFIG))   # main thread: installs the SIGTERM hook
     from cheroot import wsgi
     server = wsgi.Server(('127.0.0.1', CONFIG['port']), application,
                          numthreads=CONFIG.get('threads', 10), request_queue_size=64)
     logging.getLogger('delivery_server').info('serving on 127.0.0.1:%d pid %d',
-                                               CONFIG['port'], os.getpid())
+                                              CONFIG['port'], os.getpid())
     try:
         server.safe_start()
     finally:
         server.stop()
 elif os.environ.get('DELIVERY_SERVER_CONFIG'):
     _logging()
-    app = build(_load(os.environ['DELIVERY_SERVER_CONFIG']))
+    app = with_control(build(_load(os.environ['DELIVERY_SERVER_CONFIG'])))
