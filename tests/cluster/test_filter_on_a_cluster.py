@@ -321,32 +321,26 @@ def _delete(cluster, queues, exchange) -> list:
     left = []
     with kombu.Connection(cluster.kombu_url(), connect_timeout=5) as conn:
         conn.ensure_connection(max_retries=2 * cluster.size)
-        for name in queues:
-            for passive in (False, True):
-                channel = conn.channel()
-                try:
-                    if passive:
-                        channel.queue_declare(name, passive=True)
-                        left.append(name)          # still there
-                    else:
-                        channel.queue_delete(name)
-                except conn.channel_errors:        # 404: not (or no longer) there
-                    pass
-                finally:
-                    try:
-                        channel.close()
-                    except Exception:
-                        pass
-        channel = conn.channel()
-        try:
-            channel.exchange_delete(exchange)
-        except conn.channel_errors:
-            pass
-        finally:
+
+        def on_channel(action) -> bool:
+            """``action(channel)`` on a fresh channel; False on a channel error
+            (404: not, or no longer, there)."""
+            channel = conn.channel()
             try:
-                channel.close()
-            except Exception:
-                pass
+                action(channel)
+                return True
+            except conn.channel_errors:
+                return False
+            finally:
+                try:
+                    channel.close()
+                except Exception:
+                    pass
+        for name in queues:
+            on_channel(lambda ch: ch.queue_delete(name))
+            if on_channel(lambda ch: ch.queue_declare(name, passive=True)):
+                left.append(name)                   # still there
+        on_channel(lambda ch: ch.exchange_delete(exchange))
     return left
 
 
