@@ -10,7 +10,8 @@ notifications from it.  Keys:
        call (``n``: their fields)
 ``c``  call number, unique within the journal that holds it
 the first record of a call also has ``k`` (route key), ``p`` (path parameters),
-``q`` (request facts: an allow-list of environ keys, never a token), ``a`` (start
+``q`` (request facts: the values of an allow-list of environ keys,
+:data:`~audit_notifier.exchange.FACT_KEYS`, never a token), ``a`` (start
 time), ``pre`` (a record fetched before the call, for deletes); ``r`` and ``f``
 have ``st`` (status line) and ``h`` (the response headers event building reads);
 ``f`` has ``z`` (end time), ``bs``/``br`` (bytes sent/received), ``us`` (upload
@@ -61,6 +62,8 @@ def decode_frames(data: bytes, offset: int = 0) -> Iterator[tuple[int, int, dict
     pos = offset
     while pos + HEADER_SIZE <= size:
         magic, length, crc = _HEADER.unpack_from(data, pos)
+        if magic == b'\0\0' and length == 0 and crc == 0:
+            return                                  # never written (a segment's tail)
         end = pos + HEADER_SIZE + length
         if magic == MAGIC and length <= MAX_RECORD:
             if end > size:
@@ -103,7 +106,7 @@ def of_phase(phase: str, exchange: Exchange, first: bool, headers: frozenset) ->
         route = exchange.route
         record['k'] = [route.method, route.path]
         record['p'] = exchange.params
-        record['q'] = exchange.request
+        record['q'] = exchange.facts
         record['a'] = exchange.started_at
         if exchange.prefetched is not None:
             record['pre'] = exchange.prefetched
@@ -135,14 +138,14 @@ def new_exchange(record: dict, route_for) -> Exchange:
     try:
         key = tuple(record['k'])
         params = dict(record.get('p') or {})
-        request = dict(record.get('q') or {})
+        facts = list(record.get('q') or ())
         started_at = float(record['a'])
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptRecord('not the first record of a call (%s)' % exc) from None
     route = route_for(key)
     if route is None:
         raise CorruptRecord('route %s %s is not in the route map' % key)
-    exchange = Exchange(route, params, request, started_at)
+    exchange = Exchange(route, params, facts, started_at)
     exchange.call = record.get('c')
     exchange.prefetched = record.get('pre')
     return exchange

@@ -161,34 +161,34 @@ def test_memory_cap_and_policy(policy, expected):
 # -- disk failures ---------------------------------------------------------------------------
 
 def test_enospc_falls_back_to_memory_and_returns_to_disk(tmp_path, monkeypatch, caplog):
+    """A full disk shows when a segment is allocated (never as a SIGBUS on a write
+    into its map): the records go to memory, in order, until the disk has room."""
     stats = Stats()
-    journal = make_journal(tmp_path, stats=stats)
-    journal.append(rec(0))
-    real_write = os.write
+    journal = make_journal(tmp_path, stats=stats, segment_bytes=64 * 1024)
+    journal.append(rec(0, 1000))
+    real = os.posix_fallocate
     full = {'on': True}
 
-    def write(fd, data):
+    def fallocate(fd, offset, length):
         if full['on']:
-            # half the frame goes out, then the disk is full: the torn part is cut off
-            real_write(fd, data[:len(data) // 2])
             raise OSError(errno.ENOSPC, 'No space left on device')
-        return real_write(fd, data)
-    monkeypatch.setattr(journal_mod.os, 'write', write)
+        return real(fd, offset, length)
+    monkeypatch.setattr(journal_mod.os, 'posix_fallocate', fallocate)
     with caplog.at_level(logging.ERROR):
-        for i in range(1, 4):
-            assert journal.append(rec(i))
+        for i in range(1, 100):                  # past the first 64 KiB segment
+            assert journal.append(rec(i, 1000))
     assert stats.counters['journal_errors'] >= 1
     assert 'No space left on device' in caplog.text and 'kept in memory' in caplog.text
+    in_memory = journal.unsent_on_disk_and_in_memory()[1]
+    assert 0 < in_memory < 100
     full['on'] = False
     monkeypatch.setattr(journal_mod, 'DISK_RETRY', 0.0)
     journal._disk_retry_at = 0.0
-    assert journal.append(rec(4))
-    assert [r['c'] for r in read_all(journal)] == [0, 1, 2, 3, 4]
-    # the first segment holds exactly record 0 (the torn half was truncated away)
-    first = sorted(p for p in os.listdir(tmp_path) if p.endswith('.journal'))[0]
-    with open(os.path.join(tmp_path, first), 'rb') as f:
-        data = f.read()
-    assert [r for _, _, r in record_mod.decode_frames(data)] == [rec(0)]
+    assert journal.append(rec(100, 1000))
+    assert journal.unsent_on_disk_and_in_memory()[1] == in_memory   # back on disk
+    assert [r['c'] for r in read_all(journal)] == list(range(101))
+    segments = sorted(p for p in os.listdir(tmp_path) if p.endswith('.journal'))
+    assert len(segments) == 2 and stats.counters['dropped'] == 0
 
 
 def test_journal_dir_replaced_by_a_file_keeps_delivering_from_memory(tmp_path, monkeypatch):

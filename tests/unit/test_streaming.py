@@ -314,7 +314,7 @@ def _upload_route():
 
 def test_input_probe_delegates_and_starts_once():
     calls = []
-    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, {})
+    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, [])
     data = b'line1\nline2\nline3\nline4\nrest'
     probe = InputProbe(RichInput(data), exchange, lambda phase, ex: calls.append((phase, ex)))
     assert calls == []
@@ -336,7 +336,7 @@ def test_input_probe_delegates_and_starts_once():
 @pytest.mark.parametrize('first', ['read', 'readline', 'readlines', 'iter'])
 def test_input_probe_empty_body_still_starts_once(first):
     calls = []
-    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, {})
+    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, [])
     probe = InputProbe(io.BytesIO(b''), exchange, lambda phase, ex: calls.append(phase))
     for _ in range(2):
         if first == 'read':
