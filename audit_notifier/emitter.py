@@ -18,8 +18,10 @@ from audit_notifier.events import Notification, cadf, envelope_time
 from audit_notifier.events import glance as glance_events
 from audit_notifier.exchange import FINISHED, Exchange
 from audit_notifier.facts import Facts
+from audit_notifier.logs import LimitedLog
 
 LOG = logging.getLogger(__name__)
+_LIMITED = LimitedLog(LOG)
 
 FORMATS = ('cadf', 'glance')
 _UUID = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?'
@@ -115,6 +117,10 @@ class Emitter:
         facts = Facts(exchange, self._subrequests)
         route = exchange.route
         notes: list[Notification] = []
+        if phase == FINISHED and exchange.status_invalid:
+            _LIMITED(logging.WARNING, 'status-line', 'audit_notifier: the app answered %s %s '
+                     'with the status line %r, which has no status code; audited with '
+                     'outcome unknown', route.method, route.path, exchange.status[:40])
         if 'glance' in self.formats and route.usage is not None:
             rule = glance_events.RULES[route.usage]
             notes.extend(rule.run(phase, facts, self.glance_settings))
@@ -168,5 +174,5 @@ class Emitter:
             exchange.prefetched = {k: v for k, v in record.items()
                                    if k not in glance_events.SECRET_KEYS} if record else record
         except Exception:
-            LOG.warning('audit_notifier: could not fetch %s before the call; its delete '
-                        'notification carries only the id', path, exc_info=True)
+            _LIMITED(logging.WARNING, 'prefetch', 'audit_notifier: could not fetch %s before '
+                     'the call; its notifications carry only the id', path, exc_info=True)

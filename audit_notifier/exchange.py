@@ -97,12 +97,17 @@ class Exchange:
 
     @property
     def status_code(self) -> int | None:
-        if self.status is None:
-            return None
-        try:
-            return int(self.status.split(None, 1)[0])
-        except ValueError:
-            return None
+        """The status code, or None: no status yet, or a status line that does not
+        start with a three-digit code (empty, blank, garbage: the app's bug)."""
+        code = (self.status or '')[:4].rstrip()
+        if len(code) == 3 and code.isdigit() and code.isascii():
+            return int(code)
+        return None
+
+    @property
+    def status_invalid(self) -> bool:
+        """The app called start_response with a status line that has no code."""
+        return self.status is not None and self.status_code is None
 
     def header(self, name: str) -> str | None:
         """A response header (case-insensitive), or None."""

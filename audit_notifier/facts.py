@@ -11,8 +11,10 @@ import logging
 import re
 
 from audit_notifier.exchange import Exchange
+from audit_notifier.logs import LimitedLog
 
 LOG = logging.getLogger(__name__)
+_LIMITED = LimitedLog(LOG)
 _UNSET = object()
 _TAGS = re.compile(r'<[^>]+>')
 
@@ -95,7 +97,8 @@ class Facts:
             try:
                 _, record = self._subrequests.get_json(self.exchange.request, path)
             except Exception:
-                LOG.warning('audit_notifier: look-up of %s failed; the notification carries '
-                            'only what the call itself showed', path, exc_info=True)
+                _LIMITED(logging.WARNING, 'lookup', 'audit_notifier: look-up of %s failed; '
+                         'the notification carries only what the call itself showed', path,
+                         exc_info=True)
         self._records[path] = record
         return record

@@ -11,10 +11,10 @@ and the API call goes on untouched.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from audit_notifier.assembly import Pipeline
+from audit_notifier.logs import LimitedLog
 from audit_notifier.lookup import SUBREQUEST_KEY
 from audit_notifier.observe import call_observed
 
@@ -43,7 +43,7 @@ class AuditMiddleware:
         # Routes that fetch a record before the app runs (deletes; names, not UUIDs).
         self._prefetch = {id(r) for r in self.route_map.routes
                           if self.emitter.needs_prefetch(r)}
-        self._internal_error = RateLimitedLog(300)
+        self._internal_error = LimitedLog(LOG)
 
     def __call__(self, environ, start_response):
         if environ.get(SUBREQUEST_KEY):
@@ -53,8 +53,9 @@ class AuditMiddleware:
             if exchange is not None and id(exchange.route) in self._prefetch:
                 self.emitter.prefetch(exchange, environ)
         except Exception:
-            self._internal_error(logging.ERROR, 'audit_notifier: classifying %s failed; '
-                                 'the call goes on unaudited', environ.get('REQUEST_METHOD'))
+            self._internal_error(logging.ERROR, 'classify', 'audit_notifier: classifying a '
+                                 'call failed; it goes on unaudited', exc_info=True)
+            self.delivery.count_filter_error()
             exchange = None
         if exchange is None:
             return self._app(environ, start_response)
@@ -64,19 +65,7 @@ class AuditMiddleware:
         try:
             self.delivery.submit(phase, exchange)
         except Exception:
-            self._internal_error(logging.ERROR, 'audit_notifier: journaling an API call '
-                                 'failed; its notifications are lost')
+            self._internal_error(logging.ERROR, 'journal', 'audit_notifier: journaling an '
+                                 'API call failed; its notifications are lost', exc_info=True)
+            self.delivery.count_filter_error()
 
-
-class RateLimitedLog:
-    """At most one log line per ``interval`` seconds for a recurring condition."""
-
-    def __init__(self, interval: float = 60.0):
-        self.interval = interval
-        self._last = -interval
-
-    def __call__(self, level: int, msg: str, *args) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            self._last = now
-            LOG.log(level, msg, *args, exc_info=True)

@@ -145,6 +145,17 @@ class Delivery:
         if sender.idle:
             sender.wake.set()
 
+    def count_filter_error(self) -> None:
+        """Request path: an API call the filter failed to classify or journal.  The
+        sender is started if need be, so that its stats file shows the count even
+        when no call of this process was ever journaled."""
+        if self._pid != _process.pid:
+            try:
+                self._start()
+            except Exception:       # the caller logged the call's error; count it anyway
+                pass
+        self.stats.add('filter_errors')
+
     def submit_built(self, notes: list) -> None:
         """Notifications built outside an API call (task executor, conductor)."""
         if self._pid != _process.pid:

@@ -91,7 +91,8 @@ class Sender:
                 self.wake.clear()
                 self.idle = False
             except Exception:
-                LOG.exception('audit_notifier: unexpected error in the sender; it goes on')
+                self.stats.limited(logging.ERROR, 'sender-loop', 'audit_notifier: unexpected '
+                                   'error in the sender; it goes on', exc_info=True)
                 if self._pause(1.0):
                     break
         self._shutdown()
@@ -123,8 +124,9 @@ class Sender:
         except Exception as exc:
             # Not expected (every known failure is handled below): the records
             # read are not lost silently, they become dead letters.
-            LOG.exception('audit_notifier: unexpected error while sending %d journal '
-                          'record(s); they are moved to the dead letters', len(items))
+            self.stats.limited(logging.ERROR, 'sender-step', 'audit_notifier: unexpected '
+                               'error while sending %d journal record(s); they are moved to '
+                               'the dead letters', len(items), exc_info=True)
             for _, rec in items:
                 self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
                                       record=rec)

@@ -3,7 +3,9 @@
 Counters: ``journaled`` (records of API call phases kept), ``built`` and ``sent``
 (notifications), ``dropped`` (records lost to an overflow policy or a shutdown in
 memory mode), ``dead_letters``, ``send_errors`` (failed publishes: bus or not),
-``build_errors``, ``journal_errors`` (disk problems), ``corrupt_records``;
+``build_errors``, ``journal_errors`` (disk problems), ``corrupt_records``,
+``filter_errors`` (API calls the filter failed to classify or journal: a bug, logged
+with its traceback; such a call is served but not audited);
 gauges: ``unsent`` (records not yet read by the sender), ``open_calls``,
 ``oldest_unsent_age``, ``bus_down``, ``outages``.  The sender logs them
 periodically (when something changed) and writes ``<journal_dir>/<owner>.stats.json``
@@ -21,11 +23,12 @@ import os
 import threading
 import time
 
+from audit_notifier.logs import LIMIT_SECONDS, LimitedLog
+
 LOG = logging.getLogger('audit_notifier.delivery')
 
 COUNTERS = ('journaled', 'built', 'sent', 'dropped', 'dead_letters', 'send_errors',
-            'build_errors', 'journal_errors', 'corrupt_records')
-LIMIT_SECONDS = 60.0
+            'build_errors', 'journal_errors', 'corrupt_records', 'filter_errors')
 
 
 class Stats:
@@ -36,7 +39,7 @@ class Stats:
         self.outages = 0
         self._down_since: float | None = None
         self._outage_errors = 0
-        self._limits: dict[str, list] = {}     # condition -> [last logged, suppressed]
+        self._limited = LimitedLog(LOG, LIMIT_SECONDS)
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -46,17 +49,7 @@ class Stats:
                 exc_info: bool = False) -> None:
         """Log ``msg`` at most once per LIMIT_SECONDS for ``condition``; the next line
         says how many occurrences (``count`` each) it stood for."""
-        now = time.monotonic()
-        with self._lock:
-            state = self._limits.setdefault(condition, [float('-inf'), 0])
-            if now - state[0] < LIMIT_SECONDS:
-                state[1] += count
-                return
-            suppressed, state[1] = state[1], 0
-            state[0] = now
-        if suppressed:
-            msg += ' (and %d more in the last %d s)' % (suppressed, LIMIT_SECONDS)
-        LOG.log(level, msg, *args, exc_info=exc_info)
+        self._limited(level, condition, msg, *args, count=count, exc_info=exc_info)
 
     # -- outages: one warning when it starts, one line when it ends ------------------------
     def bus_down(self, exc: BaseException) -> None:
@@ -101,6 +94,7 @@ def format_line(snap: dict) -> str:
     return ('audit_notifier stats: journaled=%(journaled)d sent=%(sent)d '
             'dropped=%(dropped)d dead_letters=%(dead_letters)d send_errors=%(send_errors)d '
             'build_errors=%(build_errors)d journal_errors=%(journal_errors)d '
+            'filter_errors=%(filter_errors)d '
             'unsent=%(unsent)d oldest_unsent_age=%(oldest_unsent_age).1fs' % snap)
 
 

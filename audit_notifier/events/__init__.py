@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 INFO = 'INFO'
 WARN = 'WARN'
 ERROR = 'ERROR'
+INVALID_STATUS = 'invalid status line'   # reasonCode when the app's status has no code
 
 
 class Notification(NamedTuple):
@@ -38,12 +39,15 @@ def outcome_of(exchange) -> Outcome:
 
     2xx/3xx success (202 Accepted, or a route marked async: pending, the work goes on),
     4xx failure at WARN, 5xx failure at ERROR; a download whose body did not reach
-    the server whole is a failure at ERROR; an exception from the app, too.
+    the server whole is a failure at ERROR; an exception from the app, too.  A status
+    line without a code (the app's bug) is outcome unknown at ERROR.
     """
     if exchange.raised is not None:
         return Outcome('failure', ERROR, 'exception', exchange.raised)
     code = exchange.status_code
     if code is None:
+        if exchange.status_invalid:     # the app's bug: what the client got is unknown
+            return Outcome('unknown', ERROR, 'HTTP', INVALID_STATUS)
         return Outcome('failure', ERROR, 'HTTP', 'none')
     if code >= 500:
         return Outcome('failure', ERROR, 'HTTP', str(code))

@@ -17,7 +17,7 @@ import dataclasses
 import datetime
 from typing import Callable
 
-from audit_notifier.events import (ERROR, INFO, Notification, expected_bytes,
+from audit_notifier.events import (ERROR, INFO, INVALID_STATUS, Notification, expected_bytes,
                                    iso_time, outcome_of, redact)
 from audit_notifier.exchange import FINISHED, STARTED
 
@@ -223,7 +223,10 @@ def _status_text(facts) -> str:
     if exchange.raised:
         return 'internal error (%s)' % exchange.raised
     explanation = facts.error_text()
-    status = exchange.status or 'no response'
+    if exchange.status_invalid:
+        status = '%s %r' % (INVALID_STATUS, exchange.status[:40])
+    else:
+        status = exchange.status or 'no response'
     return '%s: %s' % (status, explanation) if explanation else status
 
 

@@ -40,8 +40,8 @@ RATE = 150.0
 UNREACHABLE = r'WARNING audit_notifier\.delivery: audit_notifier: the message bus is unreachable'
 BACK = r'WARNING audit_notifier\.delivery: audit_notifier: the message bus is back after'
 COUNTERS = ('journaled', 'built', 'sent', 'dropped', 'dead_letters', 'send_errors',
-            'build_errors', 'journal_errors', 'corrupt_records', 'unsent', 'open_calls',
-            'bus_down', 'outages')
+            'build_errors', 'journal_errors', 'corrupt_records', 'filter_errors', 'unsent',
+            'open_calls', 'bus_down', 'outages')
 
 
 def _paste(topic: str, **extra) -> dict:
@@ -143,7 +143,7 @@ def test_outage_under_load_loses_nothing(tmp_path, broker, names, proxy, listene
     assert final['sent'] == len(unique) == len(calls), (_brief(final), len(unique))
     assert final['journaled'] == final['built'] == len(calls), _brief(final)
     for key in ('dropped', 'dead_letters', 'build_errors', 'journal_errors',
-                'corrupt_records', 'unsent', 'open_calls'):
+                'corrupt_records', 'filter_errors', 'unsent', 'open_calls'):
         assert final[key] == 0, (key, _brief(final))
     assert final['bus_down'] is False and final['outages'] == 1, _brief(final)
     # one warning when the outage starts, one when it ends: not one per event

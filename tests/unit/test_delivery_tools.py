@@ -63,7 +63,7 @@ def test_each_condition_has_its_own_rate_limit(caplog):
             stats.limited(logging.ERROR, 'overflow-drop_oldest', 'journal full %d', 1)
             stats.limited(logging.ERROR, 'journal-disk', 'disk problem')
     assert [r.getMessage() for r in caplog.records] == ['journal full 1', 'disk problem']
-    stats._limits['journal-disk'][0] -= stats_mod.LIMIT_SECONDS
+    stats._limited._state['journal-disk'][0] -= stats_mod.LIMIT_SECONDS
     with caplog.at_level(logging.ERROR, logger='audit_notifier'):
         stats.limited(logging.ERROR, 'journal-disk', 'disk problem')
     assert caplog.records[-1].getMessage() == 'disk problem (and 2 more in the last 60 s)'

@@ -4,6 +4,7 @@ audit_reads / audit_lists, and unmatched requests."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pytest
@@ -223,3 +224,41 @@ def test_unmatched_requests_keep_no_per_path_state(make_filter, captured, wsgi):
     assert list(classifier._unmatched) == ['GET']
     assert classifier._wanted == wanted
     assert list(mw.emitter.filter._cache) == ['audit.image.request']
+
+
+# -- the filter's own failures: the call goes on, the loss is counted and logged -----------
+
+def test_a_classification_bug_serves_the_call_and_counts_it(make_filter, captured, wsgi,
+                                                            caplog):
+    mw = make_filter(json_app())
+    plain_sr, plain_body = wsgi.run(json_app(), wsgi.environ('GET', '/v2/images/%s' % IMAGE))
+
+    def broken(environ):
+        raise RuntimeError('classifier bug')
+    mw.classifier.classify = broken
+    with caplog.at_level(logging.ERROR, logger='audit_notifier'):
+        for _ in range(3):
+            sr, body = wsgi.run(mw, wsgi.environ('GET', '/v2/images/%s' % IMAGE))
+            assert (sr.calls, body) == (plain_sr.calls, plain_body)
+    assert mw.delivery.counters['filter_errors'] == 3
+    assert captured.all() == []
+    [line] = caplog.records
+    assert line.getMessage() == ('audit_notifier: classifying a call failed; it goes on '
+                                 'unaudited')
+    assert line.exc_info[0] is RuntimeError
+
+
+def test_a_journaling_bug_serves_the_call_and_counts_it(make_filter, captured, wsgi, caplog):
+    mw = make_filter(json_app())
+    plain_sr, plain_body = wsgi.run(json_app(), wsgi.environ('GET', '/v2/images/%s' % IMAGE))
+
+    def broken(phase, exchange):
+        raise OSError('journal bug')
+    mw.delivery.submit = broken
+    with caplog.at_level(logging.ERROR, logger='audit_notifier'):
+        for _ in range(3):
+            sr, body = wsgi.run(mw, wsgi.environ('GET', '/v2/images/%s' % IMAGE))
+            assert (sr.calls, body) == (plain_sr.calls, plain_body)
+    assert mw.delivery.counters['filter_errors'] == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        'audit_notifier: journaling an API call failed; its notifications are lost']

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+
+from audit_notifier import emitter
+from audit_notifier.logs import LimitedLog
 
 IMAGE = '3f1b4a52-9c57-4d0e-8a3e-0d1c2b3a4f50'
 FILE = '/v2/images/%s/file' % IMAGE
@@ -228,3 +232,31 @@ def test_download_closed_before_the_app_started_is_a_zero_byte_send(make_filter,
     assert send['priority'] == 'ERROR'
     assert isinstance(send['payload'], dict), send['payload']
     assert (send['payload']['bytes_sent'], send['payload']['image_id']) == (0, IMAGE)
+
+
+# -- an app that answers with a status line without a code ----------------------------------
+
+@pytest.mark.parametrize('status', ['', ' ', '   \t', 'OK', '2000 Too long'])
+def test_status_line_without_code_is_audited_as_unknown(make_filter, captured, wsgi, caplog,
+                                                        monkeypatch, status):
+    # A fresh limiter: an earlier test must not have used up this minute's line.
+    monkeypatch.setattr(emitter, '_LIMITED', LimitedLog(emitter.LOG))
+    mw = make_filter(status_app(status), formats='cadf,glance')
+    with caplog.at_level(logging.WARNING, logger='audit_notifier'):
+        for _ in range(3):
+            wsgi.run(mw, wsgi.environ('POST', '/v2/images/%s/actions/deactivate' % IMAGE))
+        events = captured.all()
+    assert [(e['event_type'], e['priority']) for e in events] == [
+        ('image.update', 'ERROR'), ('audit.image.deactivate', 'ERROR')] * 3
+    cadf = events[1]['payload']
+    assert (cadf['outcome'], cadf['reason']) == (
+        'unknown', {'reasonType': 'HTTP', 'reasonCode': 'invalid status line'})
+    assert events[0]['payload'] == (
+        'POST /v2/images/%s/actions/deactivate failed: invalid status line %r' % (IMAGE, status))
+    assert mw.delivery.counters['build_errors'] == 0
+    assert mw.delivery.counters['dead_letters'] == 0
+    lines = [r.getMessage() for r in caplog.records if 'status line' in r.getMessage()]
+    assert lines == ['audit_notifier: the app answered POST /v2/images/{image_id}/actions/'
+                     'deactivate with the status line %r, which has no status code; audited '
+                     'with outcome unknown' % status]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -1,0 +1,40 @@
+"""Log lines that can repeat per API call, limited per condition.
+
+A condition (a short string: ``classify``, ``lookup``, ``status-line`` ...) is
+logged at most once per ``interval`` seconds; the next line of that condition
+says how many occurrences it stood for.  Thread-safe, O(1) per call; it is used
+on the request path (classification and journaling errors) and in the sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+LIMIT_SECONDS = 60.0
+
+
+class LimitedLog:
+    """``log(level, condition, msg, *args)``: at most one line per condition and
+    ``interval``."""
+
+    def __init__(self, logger: logging.Logger, interval: float = LIMIT_SECONDS):
+        self.logger = logger
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._state: dict[str, list] = {}     # condition -> [last logged, suppressed]
+
+    def __call__(self, level: int, condition: str, msg: str, *args, count: int = 1,
+                 exc_info: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            state = self._state.setdefault(condition, [float('-inf'), 0])
+            if now - state[0] < self.interval:
+                state[1] += count
+                return
+            suppressed, state[1] = state[1], 0
+            state[0] = now
+        if suppressed:
+            msg += ' (and %d more in the last %d s)' % (suppressed, self.interval)
+        self.logger.log(level, msg, *args, exc_info=exc_info)
