@@ -114,14 +114,16 @@ class RouteMap:
     """A validated, compiled route map."""
 
     def __init__(self, service: Service, routes: list[Route], sources: list[str],
-                 route_files: dict | None = None):
-        route_files = route_files or {}
+                 origins: Mapping[tuple[str, str], tuple[str, int]]):
+        """``routes`` are unique (load() checks); ``origins`` gives each route's
+        ``(file, index)`` by key, for errors."""
         self.service = service
         self.routes = routes
         self.sources = sources
         self.by_key = {route.key: route for route in routes}
         # Trie node: {segment: node, None: (param name, node), 0: {method: route}}
         self._trie: dict = {}
+        param_owner: dict[int, Route] = {}      # id(param node) -> the route that made it
         for route in routes:
             node = self._trie
             for seg in _segments(route.path):
@@ -130,12 +132,16 @@ class RouteMap:
                     node = node.setdefault(seg, {})
                     continue
                 name, child = node.setdefault(None, (param.group(1), {}))
+                owner = param_owner.setdefault(id(child), route)
                 if name != param.group(1):
-                    raise ConfigError(
-                        'audit_notifier: route map %s, route %s %s: parameter {%s} stands where '
-                        'another route has {%s}; use one name for the same position'
-                        % (route_files.get(route.key, sources[0] if sources else '?'),
-                           route.method, route.path, param.group(1), name))
+                    path, index = origins[route.key]
+                    other_path, other_index = origins[owner.key]
+                    raise _map_error(
+                        path, _where(index, route.method, route.path) + '.path',
+                        'parameter {%s} stands where %s%s has {%s}'
+                        % (param.group(1), _where(other_index, owner.method, owner.path),
+                           '' if other_path == path else ' of ' + other_path, name),
+                        'use one name for the same position')
                 node = child
             node.setdefault(0, {})[route.method] = route
 
@@ -173,6 +179,17 @@ def _segments(path: str) -> list[str]:
     return path.split('/') if path else []
 
 
+def _identity(route: Route) -> tuple:
+    """What a request sees of a route: method and path, without the trailing slash
+    (ignored by match) and without parameter names (any value matches)."""
+    return (route.method,
+            tuple('{}' if seg.startswith('{') else seg for seg in _segments(route.path)))
+
+
+def _where(index: int, method: str, path: str) -> str:
+    return 'route %d (%s %s)' % (index, method, path)
+
+
 def resolve_map_path(name_or_path: str) -> str:
     """A shipped map name (``glance``) or a file path, as an existing file."""
     if os.sep not in name_or_path and not name_or_path.endswith(('.yaml', '.yml')):
@@ -197,24 +214,21 @@ def load(base: str, overrides: list[str] | tuple = (),
     """Load, validate and compile a base map plus operator override files.
 
     A route in an override file replaces the base route with the same method and
-    path, or adds a new one; an override file may also change ``service`` keys.
-    ``usage_rules`` are the usage-format rules a route may name (each with a
-    ``wants_body`` flag); the event builders own them, the map only names them.
+    path (a trailing slash and parameter names aside), or adds a new one; an
+    override file may also change ``service`` keys.  Within one file, such a
+    duplicate is an error.  ``usage_rules`` are the usage-format rules a route may
+    name (each with a ``wants_body`` flag); the event builders own them, the map
+    only names them.
     """
     usage_rules = usage_rules or {}
     base_path = resolve_map_path(base)
     doc = _read(base_path)
     service_doc = dict(_require_mapping(doc.get('service'), base_path, 'service'))
     _check_service_keys(service_doc, base_path)
-    routes: dict[tuple[str, str], Route] = {}
-    route_files: dict[tuple[str, str], str] = {}
-    for index, raw in enumerate(_require_list(doc.get('routes'), base_path, 'routes')):
-        route = _parse_route(raw, base_path, index, usage_rules)
-        if route.key in routes:
-            raise _map_error(base_path, 'route %d (%s %s)' % (index, route.method, route.path),
-                             'duplicate method and path', 'keep one of them')
-        routes[route.key] = route
-        route_files[route.key] = base_path
+    # identity -> (route, file, index); a later file's route replaces an earlier one
+    merged = {_identity(route): (route, base_path, index)
+              for index, route in _file_routes(doc, base_path, usage_rules,
+                                                   override=False)}
     sources = [base_path]
     for extra in overrides:
         extra_path = resolve_map_path(extra)
@@ -222,20 +236,76 @@ def load(base: str, overrides: list[str] | tuple = (),
         extra_service = _require_mapping(extra_doc.get('service', {}), extra_path, 'service')
         _check_service_keys(extra_service, extra_path)
         service_doc.update(extra_service)
-        for index, raw in enumerate(_require_list(extra_doc.get('routes', []), extra_path,
-                                                  'routes')):
-            route = _parse_route(raw, extra_path, index, usage_rules)
-            routes[route.key] = route
-            route_files[route.key] = extra_path
+        if 'routes' in extra_doc:
+            for index, route in _file_routes(extra_doc, extra_path, usage_rules,
+                                             override=True):
+                # moved to the end, so a parameter-name clash names the override
+                merged.pop(_identity(route), None)
+                merged[_identity(route)] = (route, extra_path, index)
         sources.append(extra_path)
     service = _parse_service(service_doc, base_path)
-    return RouteMap(service, list(routes.values()), sources, route_files)
+    final = list(merged.values())
+    return RouteMap(service, [route for route, _, _ in final], sources,
+                    {route.key: (path, index) for route, path, index in final})
+
+
+def _file_routes(doc: Mapping, path: str, usage_rules: Mapping[str, Any], *,
+                 override: bool) -> list[tuple[int, Route]]:
+    """The parsed routes of one file, with their indexes; no two the same."""
+    raw_routes = doc.get('routes')
+    if 'routes' in doc and (raw_routes is None or raw_routes == []):
+        raise _map_error(path, 'routes', 'empty', 'list at least one route' +
+                         (', or leave routes: out of an override file' if override else ''))
+    parsed = []
+    seen: dict[tuple, tuple[int, Route]] = {}
+    for index, raw in enumerate(_require_list(raw_routes, path, 'routes')):
+        route = _parse_route(raw, path, index, usage_rules)
+        first = seen.setdefault(_identity(route), (index, route))
+        if first[0] != index:
+            raise _map_error(path, _where(index, route.method, route.path) + '.path',
+                             'duplicate route, also at %s'
+                             % _where(first[0], first[1].method, first[1].path),
+                             'keep one of them (routes that differ only by a trailing slash '
+                             'or parameter names match the same requests)')
+        parsed.append((index, route))
+    return parsed
+
+
+class _DuplicateKey(Exception):
+    """A mapping key given twice (1-based lines); _read reports it as a map error."""
+
+    def __init__(self, key: Any, line: int, first_line: int):
+        super().__init__(key, line, first_line)
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == 'tag:yaml.org,2002:merge':
+                continue                # '<<' may be overridden by explicit keys
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue                # unhashable: the base class reports it
+            if first is not key_node:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1,
+                                    first.start_mark.line + 1)
+        return super().construct_mapping(node, deep)
 
 
 def _read(path: str) -> Mapping:
     try:
         with open(path, encoding='utf-8') as f:
-            doc = yaml.safe_load(f)
+            doc = yaml.load(f, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as dup:
+        raise _map_error(path, 'line %d' % dup.line, 'duplicate key %r (first at line %d)'
+                         % (dup.key, dup.first_line),
+                         'keep one of them (YAML would silently use the last)')
     except yaml.YAMLError as exc:
         raise ConfigError('audit_notifier: route map %s is not valid YAML (%s); fix the '
                           'syntax' % (path, ' '.join(str(exc).split())))
@@ -334,6 +404,10 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
     route_path = raw['path']
     if not route_path.startswith('/'):
         raise _map_error(path, where + '.path', 'does not start with /', 'write /v2/images ...')
+    if '//' in route_path:
+        raise _map_error(path, where + '.path', 'empty segment (//)',
+                         'write one / between segments (a request with an empty segment '
+                         'never matches)')
     params = []
     for seg in _segments(route_path):
         if '{' in seg or '}' in seg:
@@ -341,6 +415,9 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
             if not m:
                 raise _map_error(path, where + '.path', 'bad segment %r' % seg,
                                  'a parameter is a whole segment like {image_id}')
+            if m.group(1) in params:
+                raise _map_error(path, where + '.path', 'parameter {%s} appears twice'
+                                 % m.group(1), 'give each parameter its own name')
             params.append(m.group(1))
     if not _EVENT.match(raw['event']):
         raise _map_error(path, where + '.event', 'not a dotted lower-case event name (%r)'

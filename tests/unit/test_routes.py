@@ -391,22 +391,105 @@ def test_bad_cadf_event_type_template_names_file(tmp_path):
     assert "'audit.event' does not contain {event}" in message
 
 
-def test_duplicate_route_is_an_error(tmp_path):
-    path = write_map(tmp_path, {'service': SERVICE, 'routes': [
-        GOOD_ROUTE, route(method='get', event='image.y')]})
-    message = load_error(path)
-    assert 'route map %s, route 1 (GET /v2/x/{x_id}): duplicate method and path' % path \
-        in message
+DUPLICATE_FIX = ('keep one of them (routes that differ only by a trailing slash or parameter '
+                 'names match the same requests)')
+
+
+@pytest.mark.parametrize('second', [
+    route(method='get', event='image.y'),                   # method in another case
+    route(path='/v2/x/{x_id}/', event='image.y'),           # a trailing slash
+    route(path='/v2/x/{other}', event='image.y',            # another parameter name
+          target={'type_uri': 'service/storage/image', 'id': 'path.other'}),
+])
+def test_duplicate_route_is_an_error(tmp_path, second):
+    """The later route used to replace the earlier one silently (or, with another
+    parameter name, to fail without saying that both routes match the same calls)."""
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [GOOD_ROUTE, second]})
+    assert load_error(path) == (
+        'audit_notifier: route map %s, route 1 (GET %s).path: duplicate route, also at '
+        'route 0 (GET /v2/x/{x_id}); %s' % (path, second['path'], DUPLICATE_FIX))
 
 
 def test_conflicting_parameter_names_name_file_and_routes(tmp_path):
     path = write_map(tmp_path, {'service': SERVICE, 'routes': [
         GOOD_ROUTE,
-        route(path='/v2/x/{other}/y', target={'type_uri': 'service/storage/image'})]})
-    message = load_error(path)
-    assert 'GET /v2/x/{other}/y' in message
-    assert '{other}' in message and '{x_id}' in message
-    assert path in message          # which file to fix
+        route(method='POST', path='/v2/x/{other}/y',
+              target={'type_uri': 'service/storage/image'})]})
+    assert load_error(path) == (
+        'audit_notifier: route map %s, route 1 (POST /v2/x/{other}/y).path: parameter {other} '
+        'stands where route 0 (GET /v2/x/{x_id}) has {x_id}; use one name for the same '
+        'position' % path)
+
+
+@pytest.mark.parametrize('bad_path', ['/v2//x/{x_id}', '//v2/x/{x_id}', '/v2/x/{x_id}//'])
+def test_path_with_an_empty_segment_is_an_error(tmp_path, bad_path):
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [route(path=bad_path)]})
+    assert load_error(path) == (
+        'audit_notifier: route map %s, route 0 (GET %s).path: empty segment (//); write one / '
+        'between segments (a request with an empty segment never matches)' % (path, bad_path))
+
+
+def test_trailing_slash_of_a_route_path_is_ignored(tmp_path):
+    """As for requests: the route matches with and without the trailing slash."""
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [route(path='/v2/x/{x_id}/')]})
+    rm = routes.load(path, usage_rules=glance_events.RULES)
+    assert [(r.path, p) for r, p in (rm.match('GET', '/v2/x/a'), rm.match('GET', '/v2/x/b/'))] \
+        == [('/v2/x/{x_id}/', {'x_id': 'a'}), ('/v2/x/{x_id}/', {'x_id': 'b'})]
+
+
+def test_same_parameter_twice_in_a_path_is_an_error(tmp_path):
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [
+        route(path='/v2/x/{x_id}/y/{x_id}')]})
+    assert load_error(path) == (
+        'audit_notifier: route map %s, route 0 (GET /v2/x/{x_id}/y/{x_id}).path: parameter '
+        '{x_id} appears twice; give each parameter its own name' % path)
+
+
+MAP_HEAD = 'service: {name: test, type_uri: service/storage/image, publisher: image}\n'
+
+
+@pytest.mark.parametrize('text, line, key, first_line', [
+    (MAP_HEAD + 'routes:\n'
+     '  - {method: GET, path: /v2/x, event: image.x, event: image.y, action: read,\n'
+     '     target: {type_uri: service/storage/image}}\n', 3, 'event', 3),
+    (MAP_HEAD + 'routes:\n'
+     '  - method: GET\n'
+     '    path: /v2/x\n'
+     '    event: image.x\n'
+     '    action: read\n'
+     '    target:\n'
+     '      type_uri: service/storage/image\n'
+     '      type_uri: data/image\n', 9, 'type_uri', 8),
+    (MAP_HEAD + 'service: {name: other, type_uri: service/storage/image, publisher: image}\n'
+     'routes: [{method: GET, path: /v2/x, event: image.x, action: read,\n'
+     '          target: {type_uri: service/storage/image}}]\n', 2, 'service', 1),
+])
+def test_duplicate_yaml_key_is_an_error(tmp_path, text, line, key, first_line):
+    """yaml.safe_load keeps the last of two equal keys without a word."""
+    path = write_map(tmp_path, text)
+    assert load_error(path) == (
+        "audit_notifier: route map %s, line %d: duplicate key '%s' (first at line %d); keep "
+        "one of them (YAML would silently use the last)" % (path, line, key, first_line))
+
+
+def test_yaml_merge_key_may_be_overridden(tmp_path):
+    """An explicit key next to '<<' refines the merged mapping: not a duplicate."""
+    path = write_map(tmp_path, MAP_HEAD + textwrap.dedent('''\
+        routes:
+          - &read {method: GET, path: /v2/x, event: image.x, action: read,
+                   target: {type_uri: service/storage/image}}
+          - {<<: *read, path: /v2/y, event: image.y}
+        '''))
+    rm = routes.load(path, usage_rules=glance_events.RULES)
+    assert [(r.method, r.path, r.event) for r in rm.routes] == \
+        [('GET', '/v2/x', 'image.x'), ('GET', '/v2/y', 'image.y')]
+
+
+@pytest.mark.parametrize('routes_text', ['routes: []\n', 'routes:\n'])
+def test_empty_routes_is_an_error(tmp_path, routes_text):
+    path = write_map(tmp_path, MAP_HEAD + routes_text)
+    assert load_error(path) == (
+        'audit_notifier: route map %s, routes: empty; list at least one route' % path)
 
 
 def test_missing_file_and_unknown_shipped_name(tmp_path):
@@ -469,3 +552,70 @@ def test_errors_in_override_file_name_that_file(tmp_path):
     override = write_map(tmp_path, {'service': {'colour': 'red'}}, 'override2.yaml')
     message = load_error('glance', [override])
     assert 'colour' in message and override in message
+
+
+# Override files follow the rules of a base map, except that a route may replace one of
+# an earlier file (that is what they are for).
+OVERRIDE_ROUTE = ('  - {method: GET, path: %s, event: image.x, action: read,\n'
+                  '     target: {type_uri: service/storage/image}}\n')
+
+
+@pytest.mark.parametrize('text, where, problem_and_fix', [
+    ('routes:\n' + OVERRIDE_ROUTE % '/v2//x', 'route 0 (GET /v2//x).path',
+     'empty segment (//); write one / between segments (a request with an empty segment '
+     'never matches)'),
+    ('routes:\n' + OVERRIDE_ROUTE % '/v2/x' + OVERRIDE_ROUTE % '/v2/x/',
+     'route 1 (GET /v2/x/).path',
+     'duplicate route, also at route 0 (GET /v2/x); ' + DUPLICATE_FIX),
+    ('routes:\n' + OVERRIDE_ROUTE % '"/v2/{a}/x/{a}"', 'route 0 (GET /v2/{a}/x/{a}).path',
+     'parameter {a} appears twice; give each parameter its own name'),
+    ('routes:\n' + (OVERRIDE_ROUTE % '/v2/x').replace('action: read,',
+                                                      'action: read, kind: read, kind: write,'),
+     'line 2', "duplicate key 'kind' (first at line 2); keep one of them (YAML would silently "
+     'use the last)'),
+    ('routes: []\n', 'routes',
+     'empty; list at least one route, or leave routes: out of an override file'),
+    ('service: {cadf_event_type: "x.{event}"}\nroutes:\n', 'routes',
+     'empty; list at least one route, or leave routes: out of an override file'),
+])
+def test_override_files_follow_the_same_rules(tmp_path, text, where, problem_and_fix):
+    override = write_map(tmp_path, text, 'override.yaml')
+    assert load_error('glance', [override]) == (
+        'audit_notifier: route map %s, %s: %s' % (override, where, problem_and_fix))
+
+
+def test_override_replaces_a_route_written_with_a_trailing_slash(tmp_path):
+    """Across files a duplicate is a replacement, the later file winning; a file
+    without routes only changes service keys."""
+    base = write_map(tmp_path, {'service': SERVICE, 'routes': [
+        GOOD_ROUTE, route(method='DELETE', event='image.delete', action='delete')]})
+    first = write_map(tmp_path, 'routes:\n' + OVERRIDE_ROUTE % '"/v2/x/{x_id}/"', 'first.yaml')
+    second = write_map(tmp_path, {'routes': [
+        route(method='DELETE', path='/v2/x/{x_id}/', event='image.gone', action='delete')]},
+        'second.yaml')
+    third = write_map(tmp_path, {'routes': [
+        route(method='DELETE', event='image.erase', action='delete')]}, 'third.yaml')
+    service_only = write_map(tmp_path, 'service: {cadf_event_type: "x.{event}"}\n', 'svc.yaml')
+    rm = routes.load(base, [first, second, third, service_only],
+                     usage_rules=glance_events.RULES)
+    assert [(r.method, r.path, r.event) for r in rm.routes] == [
+        ('GET', '/v2/x/{x_id}/', 'image.x'), ('DELETE', '/v2/x/{x_id}', 'image.erase')]
+    assert rm.service.cadf_event_type == 'x.{event}'
+    hit, params = rm.match('GET', '/v2/x/abc')
+    assert (hit.event, params) == ('image.x', {'x_id': 'abc'})
+    hit, params = rm.match('DELETE', '/v2/x/abc/')
+    assert (hit.event, params) == ('image.erase', {'x_id': 'abc'})
+
+
+def test_override_with_another_parameter_name_names_the_override(tmp_path):
+    """Replacing one route under another parameter name clashes with the base routes
+    that keep the old name; the error points at the override and the base route."""
+    base = write_map(tmp_path, {'service': SERVICE, 'routes': [
+        GOOD_ROUTE, route(method='DELETE', event='image.delete', action='delete')]})
+    override = write_map(tmp_path, {'routes': [
+        route(path='/v2/x/{id}', target={'type_uri': 'service/storage/image', 'id': 'path.id'})]},
+        'override.yaml')
+    assert load_error(base, [override]) == (
+        'audit_notifier: route map %s, route 0 (GET /v2/x/{id}).path: parameter {id} stands '
+        'where route 1 (DELETE /v2/x/{x_id}) of %s has {x_id}; use one name for the same '
+        'position' % (override, base))
