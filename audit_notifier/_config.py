@@ -7,14 +7,22 @@ key over as a string, so each one is parsed with its option's own type: the stri
 ``False`` is false here (SAP's fork reads it as true).
 
 Every problem is reported once, at start-up, as a single-line ``ConfigError`` that
-names the option and says how to fix it.
+names the option, the value as written (unless secret) and how to fix it, whether the
+value came from paste or from the conf file.  An empty value of an option with a
+default (a number, a boolean, a single string) is such a problem: oslo.config would
+read it as None and the filter would break at request time.  An empty list or an
+empty optional string means "not set".
 """
 
 from __future__ import annotations
 
+import configparser
+import glob
+import math
+import os
 from typing import Any, Iterable, Mapping
 
-from oslo_config import cfg
+from oslo_config import cfg, types
 
 GROUP = 'audit_notifier'
 
@@ -75,30 +83,63 @@ class Settings:
                 'remove it or use one of: %s' % ', '.join(sorted(self._opts)))
         for name, opt in self._opts.items():
             if name in paste:
-                self._values[name] = self._parse_paste(opt, paste[name])
+                self._values[name] = self._from_paste(opt, paste[name])
             else:
-                self._values[name] = self._read_conf(opt)
+                self._values[name] = self._from_conf(opt)
 
-    def _parse_paste(self, opt: cfg.Opt, raw: Any) -> Any:
-        if not isinstance(raw, str):
-            return raw
+    def _from_paste(self, opt: cfg.Opt, raw: Any) -> Any:
+        where = 'in the paste ini'
+        if _blank(raw) and _needs_value(opt):
+            raise _empty(opt, where)
+        if raw is None:
+            return None
         try:
-            if isinstance(opt, cfg.MultiOpt):
-                return [opt.type(v.strip()) for v in raw.split(',') if v.strip()]
-            value = opt.type(raw.strip())
+            value = _convert(opt, raw)
         except (ValueError, TypeError) as exc:
-            raise config_error(opt.dest, 'invalid value %r in the paste ini (%s)'
-                               % (_shown(opt, raw), _one_line(exc)),
-                               'expected %s' % _expected(opt))
+            raise _invalid(opt, raw, where, _one_line(exc))
+        if _not_finite(value):
+            raise _invalid(opt, raw, where, 'not a finite number')
         return value
 
-    def _read_conf(self, opt: cfg.Opt) -> Any:
+    def _from_conf(self, opt: cfg.Opt) -> Any:
         try:
-            return getattr(self.conf[self.group], opt.dest)
-        except (cfg.ConfigFileValueError, ValueError) as exc:
-            raise config_error(opt.dest, 'invalid value in [%s] (%s)'
-                               % (self.group, _one_line(exc)),
-                               'expected %s' % _expected(opt))
+            value = getattr(self.conf[self.group], opt.dest)
+        except (cfg.ConfigSourceValueError, ValueError) as exc:
+            raise self._conf_invalid(opt, exc)
+        if opt.multi and value:
+            value = [v for v in value if v.strip()]     # `driver =` is unset, as in paste
+        if (_blank(value) and _needs_value(opt)) or _not_finite(value):
+            location = self.conf.get_location(opt.dest, self.group)
+            where = self._conf_where(location.detail if location is not None and
+                                     location.location == cfg.Locations.user else None)
+            if _not_finite(value):
+                raise _invalid(opt, str(value), where, 'not a finite number')
+            raise _empty(opt, where)
+        return value
+
+    def _conf_invalid(self, opt: cfg.Opt, exc: Exception) -> ConfigError:
+        """The paste-style line for a conf value oslo.config could not convert.
+
+        oslo.config's own message names its internals (``LocationInfo(location=...``);
+        the line is rebuilt from the text as written, parsed again with the option's
+        type for the same explanation a paste key gets.
+        """
+        raw, location = _raw_conf_value(self.conf, self.group, opt)
+        where = self._conf_where(location)
+        if raw is None:                         # not from a file: the value is unknown
+            reason = '' if opt.secret else ' (%s)' % _oslo_reason(exc)
+            return config_error(opt.dest, 'invalid value %s%s' % (where, reason),
+                                'expected %s' % _expected(opt))
+        if _blank(raw):
+            return _empty(opt, where)
+        try:
+            _convert(opt, raw)
+        except (ValueError, TypeError) as again:
+            return _invalid(opt, raw, where, _one_line(again))
+        return _invalid(opt, raw, where, _oslo_reason(exc))
+
+    def _conf_where(self, path: str | None) -> str:
+        return 'in [%s] of %s' % (self.group, path) if path else 'in [%s]' % self.group
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -124,8 +165,83 @@ def fallback(conf: cfg.ConfigOpts, group: str, name: str) -> Any:
         return None
 
 
-def _shown(opt: cfg.Opt, raw: str) -> str:
-    return '***' if getattr(opt, 'secret', False) else raw
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _needs_value(opt: cfg.Opt) -> bool:
+    """A number, boolean or single string with a default: empty cannot mean anything
+    (oslo.config would give None, and the filter would break at request time)."""
+    return (opt.default not in (None, '') and not opt.multi
+            and not isinstance(opt.type, types.List))
+
+
+def _not_finite(value: Any) -> bool:
+    # nan passes oslo.config's range checks (every comparison is false); inf would
+    # mean "wait forever" or "no limit", which no option offers
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _convert(opt: cfg.Opt, raw: Any) -> Any:
+    """A paste string (or a keyword argument of the Python API) as the option's type."""
+    if opt.multi:
+        items = raw.split(',') if isinstance(raw, str) else raw
+        return [opt.type(str(v).strip()) for v in items if str(v).strip()]
+    return opt.type(raw.strip() if isinstance(raw, str) else raw)
+
+
+def _empty(opt: cfg.Opt, where: str) -> ConfigError:
+    default = opt.default
+    if isinstance(default, bool):
+        default = str(default).lower()
+    return config_error(opt.dest, 'empty value %s' % where,
+                        'set %s, or remove the line to use the default %s'
+                        % (_expected(opt), default))
+
+
+def _invalid(opt: cfg.Opt, raw: Any, where: str, reason: str) -> ConfigError:
+    if isinstance(raw, (list, tuple)):
+        raw = ','.join(str(v) for v in raw)
+    problem = 'invalid value %r %s' % (_shown(opt, raw), where)
+    if not opt.secret:                          # the reason may quote the value
+        problem += ' (%s)' % reason
+    return config_error(opt.dest, problem, 'expected %s' % _expected(opt))
+
+
+def _raw_conf_value(conf: cfg.ConfigOpts, group: str, opt: cfg.Opt) -> tuple:
+    """The option's text as written in the service's conf files, and that file; else
+    (None, None).  Deprecated names count (the new name first, as oslo.config reads).
+
+    oslo.config offers no public call for the text before conversion, so the files it
+    read (``config_file``, then ``config_dir``) are read again, the last one wins as
+    in oslo.config; only to word an error.
+    """
+    paths = list(conf.config_file or ())
+    if conf.config_dir:
+        paths += sorted(glob.glob(os.path.join(conf.config_dir, '*.conf')))
+    names = [(group, opt.dest)] + [(old.group or group, old.name)
+                                   for old in opt.deprecated_opts if old.name]
+    found: tuple = (None, None)
+    for path in paths:
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read(path)
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for name_group, name in reversed(names):     # the new name wins
+            if parser.has_option(name_group, name):
+                found = (parser.get(name_group, name), path)
+    return found
+
+
+def _oslo_reason(exc: BaseException) -> str:
+    # "Value for option X from LocationInfo(...) is not valid: <reason>"
+    text = _one_line(exc)
+    return text.split(' is not valid: ', 1)[-1]
+
+
+def _shown(opt: cfg.Opt, raw: Any) -> Any:
+    return '***' if opt.secret else raw
 
 
 def _one_line(exc: BaseException) -> str:

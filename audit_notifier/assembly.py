@@ -3,11 +3,12 @@
 Shared by the WSGI filter and the out-of-band notifier API, so both read the same
 ``[audit_notifier]`` options (paste keys or keyword overrides first) and send
 through the same formats, drivers and delivery.  Every configuration error is
-raised here, at start-up, as one line.
+raised here, at start-up, as one line, and logged once at ERROR first.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -17,7 +18,7 @@ from oslo_config import cfg
 from audit_notifier import _config, routes
 from audit_notifier.delivery import record
 from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, check_transport_url,
-                                             resolve_drivers)
+                                             resolve_drivers, transport_url_in_effect)
 from audit_notifier.delivery.handoff import Delivery
 from audit_notifier.delivery.leaves import OsloLeaf
 from audit_notifier.classify import Classifier
@@ -25,13 +26,29 @@ from audit_notifier.emitter import Emitter, EventFilter
 from audit_notifier.events import glance as glance_events
 from audit_notifier.lookup import SubRequester
 from audit_notifier.opts import ALL_OPTS
+from audit_notifier.redaction import Redactor
+
+# The package's logger, not this module's: operators filter on "audit_notifier".
+LOG = logging.getLogger('audit_notifier')
 
 
 class Pipeline:
     """Everything behind one filter (or notifier) instance."""
 
     def __init__(self, overrides: dict[str, Any] | None = None, app=None):
-        overrides = dict(overrides or {})
+        try:
+            self._assemble(dict(overrides or {}), app)
+            return
+        except _config.ConfigError as exc:
+            error = exc
+        # Fail closed, and say why where operators look: services send the root logger
+        # to their own log (oslo.log); the WSGI server's traceback may go elsewhere.  One
+        # line, logged outside the except block: oslo.log appends the exception being
+        # handled to an ERROR line, which would repeat the message.
+        LOG.error('%s', error)
+        raise error
+
+    def _assemble(self, overrides: dict[str, Any], app) -> None:
         conf = _config.conf_from_paste(overrides)
         settings = _config.Settings(conf, ALL_OPTS, paste=overrides)
         for group, opts in oslo_messaging.opts.list_opts():
@@ -49,6 +66,7 @@ class Pipeline:
         routes.check_event_template(template, 'option cadf_event_type')
         self.publisher_id = settings.publisher_id or '%s.%s' % (service.publisher,
                                                                 socket.gethostname())
+        redactor = Redactor(settings.redact_names)
         glance_settings = glance_events.Settings(
             lookups=settings.record_lookups, failures=settings.usage_failures,
             default_backend=_default_backend(conf))
@@ -58,11 +76,11 @@ class Pipeline:
             audit_reads=settings.audit_reads, audit_lists=settings.audit_lists,
             glance_settings=glance_settings,
             subrequests=SubRequester(app) if app is not None else None,
-            resource_info=settings.cadf_resource_info)
+            resource_info=settings.cadf_resource_info, redactor=redactor)
         self.classifier = Classifier(
             self.route_map, settings.audit_reads, settings.audit_lists,
             settings.unmatched_requests == 'audit', 'cadf' in self.formats,
-            'glance' in self.formats)
+            'glance' in self.formats, redactor)
         self.leaves()                       # the bus settings are checked now, at start-up
         self.delivery = Delivery(self.emitter, self.classifier.route_for, self.leaves,
                                  settings, _response_headers(self.route_map))
@@ -74,10 +92,11 @@ class Pipeline:
         def pick(name):
             value = settings.get(name)
             return value if value else _config.fallback(conf, NOTIFICATIONS_GROUP, name)
-        transport_url = pick('transport_url')
-        drivers = resolve_drivers(pick('driver') or [], transport_url)
+        transport_url = pick('transport_url')     # None: oslo.messaging picks [DEFAULT]'s
+        in_effect, option = transport_url_in_effect(conf, settings.transport_url)
+        drivers = resolve_drivers(pick('driver') or [], in_effect)
         if any(d in ('messaging', 'messagingv2', 'routing') for d in drivers):
-            check_transport_url(conf, transport_url)
+            check_transport_url(conf, in_effect, option)
         topics = pick('topics') or ['notifications']
         return {fmt: OsloLeaf(conf, drivers, settings.get(fmt + '_topics') or topics,
                               transport_url, settings.retry, settings.rabbit_batch_publish)

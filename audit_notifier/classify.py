@@ -11,6 +11,7 @@ from oslo_config import cfg
 
 from audit_notifier import routes as route_maps
 from audit_notifier.exchange import Exchange, request_facts
+from audit_notifier.redaction import DEFAULT as DEFAULT_REDACTOR, Redactor
 
 classify_opts = [
     cfg.StrOpt('route_map', default='glance',
@@ -36,8 +37,10 @@ class Classifier:
     """Maps a WSGI environ to a new Exchange, or None when nothing would be emitted."""
 
     def __init__(self, route_map: route_maps.RouteMap, audit_reads: bool, audit_lists: bool,
-                 audit_unmatched: bool, cadf_enabled: bool, usage_enabled: bool):
+                 audit_unmatched: bool, cadf_enabled: bool, usage_enabled: bool,
+                 redactor: Redactor = DEFAULT_REDACTOR):
         self.route_map = route_map
+        self._redactor = redactor          # secrets leave the query before the journal
         self._audit_unmatched = audit_unmatched and cadf_enabled
         # Verdict per route, computed once: is any event produced for this route?
         self._wanted = {}
@@ -55,11 +58,12 @@ class Classifier:
         if hit is None:
             if not self._audit_unmatched:
                 return None
-            return Exchange(self._unmatched_route(method), {}, request_facts(environ))
+            return Exchange(self._unmatched_route(method), {},
+                            request_facts(environ, self._redactor))
         route, params = hit
         if not self._wanted[id(route)]:
             return None
-        return Exchange(route, params, request_facts(environ))
+        return Exchange(route, params, request_facts(environ, self._redactor))
 
     def route_for(self, key) -> route_maps.Route | None:
         """The route a journal record names by ``(method, path)``; ``path`` '*' is

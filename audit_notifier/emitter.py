@@ -18,6 +18,7 @@ from audit_notifier.events import Notification, cadf, envelope_time
 from audit_notifier.events import glance as glance_events
 from audit_notifier.exchange import FINISHED, Exchange
 from audit_notifier.facts import Facts
+from audit_notifier.redaction import DEFAULT as DEFAULT_REDACTOR, Redactor
 from audit_notifier.logs import LimitedLog
 
 LOG = logging.getLogger(__name__)
@@ -99,8 +100,9 @@ class Emitter:
     def __init__(self, *, formats, publisher_id: str, service, cadf_event_type: str,
                  event_filter: EventFilter, audit_reads: bool, audit_lists: bool,
                  glance_settings: glance_events.Settings, subrequests=None,
-                 resource_info: bool = False):
+                 resource_info: bool = False, redactor: Redactor = DEFAULT_REDACTOR):
         self.formats = tuple(formats)
+        self.redactor = redactor
         self.service = service
         self.publisher_id = publisher_id
         self.cadf_event_type = cadf_event_type
@@ -114,7 +116,7 @@ class Emitter:
                          'id': cadf.observer_id(publisher_id), 'name': service.name}
 
     def notifications(self, phase: str, exchange: Exchange) -> list[Notification]:
-        facts = Facts(exchange, self._subrequests)
+        facts = Facts(exchange, self._subrequests, self.redactor)
         route = exchange.route
         notes: list[Notification] = []
         if phase == FINISHED and exchange.status_invalid:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 
-from audit_notifier.events import redact
+from audit_notifier import identity, sanitize
+from audit_notifier.redaction import DEFAULT as DEFAULT_REDACTOR, Redactor
 
 # Phases of an exchange that produce events.
 STARTED = 'started'      # an upload began (the app read the request body)
@@ -26,7 +27,8 @@ FINISHED = 'finished'    # the response is complete, or the client went away
 MAX_BODY = 64 * 1024
 
 # environ keys kept for event building and record look-ups: request line, caller
-# identity as auth_token set it (never X-Auth-Token or the catalog), client address,
+# identity headers (believed only when auth_token confirmed them, see identity.py;
+# never X-Auth-Token or the catalog), client address,
 # request ids, and the server keys a look-up sub-request needs.  The request path
 # keeps their values in this order (a list: cheaper to collect and to journal than
 # a dict); the sender makes the dict.
@@ -42,17 +44,37 @@ REQUEST_KEYS = (
     'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL', 'HTTP_HOST', 'wsgi.url_scheme',
     'HTTP_OPENSTACK_API_VERSION', 'HTTP_X_OPENSTACK_NOVA_API_VERSION')
 _QUERY = REQUEST_KEYS.index('QUERY_STRING')
+_ENCODED = frozenset({'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING'})
 APP_CREDENTIAL_KEY = 'audit_notifier.application_credential_id'
-FACT_KEYS = REQUEST_KEYS + (APP_CREDENTIAL_KEY,)
+# identity.status(): whether auth_token confirmed the identity headers (last, so a
+# record journaled before it existed reads as not confirmed).
+IDENTITY_KEY = 'audit_notifier.identity'
+FACT_KEYS = REQUEST_KEYS + (APP_CREDENTIAL_KEY, IDENTITY_KEY)
 
 
-def request_facts(environ: dict) -> list:
+def request_facts(environ: dict, redactor: Redactor = DEFAULT_REDACTOR) -> list:
     """The journal-safe facts of a request: the values of FACT_KEYS, None where
-    absent (request path: ~1 us)."""
+    absent (request path: a few us).
+
+    Bounded work: a value is cut to sanitize.JOURNAL_LIMIT (and marked) before
+    anything scans it, the query to sanitize.QUERY_LIMIT before it is redacted.
+    """
     values = list(map(environ.get, REQUEST_KEYS))
-    query = values[_QUERY]
-    if query:
-        values[_QUERY] = redact(query)
+    try:
+        together = '\n'.join(filter(None, values))     # one C-speed look at all of them
+    except TypeError:                                 # a value that is not a str
+        together = None
+    if together is None or len(together) > sanitize.JOURNAL_LIMIT or '://' in together:
+        for i, value in enumerate(values):
+            if value.__class__ is str and (len(value) > sanitize.JOURNAL_LIMIT or
+                                           '://' in value):
+                values[i] = sanitize.journal_text(value)
+    query = environ.get('QUERY_STRING')
+    if query and query.__class__ is str:
+        if len(query) > sanitize.QUERY_LIMIT:
+            values[_QUERY] = redactor.query(query[:sanitize.QUERY_LIMIT]) + sanitize.MARK
+        else:
+            values[_QUERY] = redactor.query(query)
     token_info = environ.get('keystone.token_info')
     app_cred = None
     if token_info is not None:
@@ -61,6 +83,7 @@ def request_facts(environ: dict) -> list:
         except (TypeError, KeyError):
             pass
     values.append(app_cred)
+    values.append(identity.status(environ))
     return values
 
 
@@ -90,9 +113,12 @@ class Exchange:
 
     @property
     def request(self) -> dict:
-        """The request facts as a dict (sender side; made once)."""
+        """The request facts as a dict (sender side; made once): values cleaned and
+        capped for events (sanitize.request_value), except the path and query,
+        which :attr:`request_path` and the CADF requestPath encode."""
         if self._request is None:
-            self._request = {k: v for k, v in zip(FACT_KEYS, self.facts) if v is not None}
+            self._request = {k: v if k in _ENCODED else sanitize.request_value(k, v)
+                             for k, v in zip(FACT_KEYS, self.facts) if v is not None}
         return self._request
 
     @property
@@ -121,5 +147,6 @@ class Exchange:
 
     @property
     def request_path(self) -> str:
+        """SCRIPT_NAME + PATH_INFO as the client sent them: URL-encoded, capped."""
         env = self.request
-        return env.get('SCRIPT_NAME', '') + env.get('PATH_INFO', '')
+        return sanitize.url_path(env.get('SCRIPT_NAME', '') + env.get('PATH_INFO', ''))

@@ -10,20 +10,27 @@ import json
 import logging
 import re
 
+from audit_notifier import sanitize
 from audit_notifier.exchange import Exchange
+from audit_notifier.redaction import DEFAULT as DEFAULT_REDACTOR, Redactor
 from audit_notifier.logs import LimitedLog
 
 LOG = logging.getLogger(__name__)
 _LIMITED = LimitedLog(LOG)
 _UNSET = object()
 _TAGS = re.compile(r'<[^>]+>')
+_CUT_JSON_MESSAGE = re.compile(
+    r'\{.{0,200}?"(?:message|detail|title)"\s*:\s*"((?:[^"\\]|\\.)*)', re.S)
 
 
 class Facts:
-    def __init__(self, exchange: Exchange, subrequests=None):
+    def __init__(self, exchange: Exchange, subrequests=None,
+                 redactor: Redactor = DEFAULT_REDACTOR):
         self.exchange = exchange
+        self.redactor = redactor
         self._subrequests = subrequests
         self._json = _UNSET
+        self._error: str | None = None
         self._records: dict = {}
 
     # -- the response ---------------------------------------------------------------
@@ -46,7 +53,16 @@ class Facts:
         return self._json
 
     def error_text(self) -> str:
-        """A one-line explanation from an error response (JSON or HTML), bounded."""
+        """A one-line explanation from an error response (JSON or HTML): tags
+        removed, secrets redacted, at most sanitize.ERROR_LIMIT characters.
+
+        Error bodies quote what the client sent (Glance's 400 repeats a rejected
+        value), so this is client-controlled text."""
+        if self._error is None:
+            self._error = self._explanation()
+        return self._error
+
+    def _explanation(self) -> str:
         doc = self.body_json()
         text = None
         if isinstance(doc, dict):
@@ -59,28 +75,43 @@ class Facts:
                 text = doc['error'].get('message')
         if text is None:
             text = self.body_bytes().decode('utf-8', 'replace')
+            # A JSON body the journal kept only the start of (record.ERROR_BODY_LIMIT)
+            cut_json = _CUT_JSON_MESSAGE.match(text)
+            if cut_json:
+                text = cut_json.group(1).replace('\\"', '"')
         text = ' '.join(_TAGS.sub(' ', str(text)).split())
-        return text[:1000]
+        # Redacted whole, then cut: a cut could leave a quoted secret unclosed.
+        return sanitize.plain_text(self.redactor.text(text), sanitize.ERROR_LIMIT)
 
     def request_id(self) -> str | None:
-        return (self.exchange.header('X-OpenStack-Request-ID') or
-                self.exchange.header('X-Compute-Request-ID') or
-                self.exchange.request.get('openstack.request_id'))
+        value = (self.exchange.header('X-OpenStack-Request-ID') or
+                 self.exchange.header('X-Compute-Request-ID') or
+                 self.exchange.request.get('openstack.request_id'))
+        return sanitize.native_text(value) if value else value
+
+    def param(self, name: str) -> str | None:
+        """A path parameter as text for events: UTF-8, printable, capped."""
+        value = self.exchange.params.get(name)
+        return sanitize.native_text(value, url_bytes=True) if value else value
 
     # -- source expressions of the route map ---------------------------------------
     def source(self, sources) -> str | None:
         for kind, ref in sources:
             value = None
             if kind == 'path':
-                value = self.exchange.params.get(ref)
+                value = self.param(ref)
             elif kind in ('response', 'record'):
                 value = self.body_json() if kind == 'response' else self.exchange.prefetched
                 for key in ref:
                     value = value.get(key) if isinstance(value, dict) else None
+                if value is not None:
+                    value = sanitize.plain_text(str(value))
             elif kind == 'header':
                 value = self.exchange.header(ref)
                 if value and ref.lower() in ('location', 'content-location'):
                     value = value.rstrip('/').rsplit('/', 1)[-1]
+                if value:
+                    value = sanitize.native_text(value)
             elif kind == 'literal':
                 value = ref
             if value is not None and value != '':
@@ -93,7 +124,8 @@ class Facts:
         if path in self._records:
             return self._records[path]
         record = None
-        if self._subrequests is not None:
+        # A path made of cleaned or cut parameters names no record.
+        if self._subrequests is not None and path.isascii() and sanitize.MARK not in path:
             try:
                 _, record = self._subrequests.get_json(self.exchange.request, path)
             except Exception:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from audit_notifier import identity, uwsgi_input
 from audit_notifier.assembly import Pipeline
 from audit_notifier.logs import LimitedLog
 from audit_notifier.lookup import SUBREQUEST_KEY
@@ -44,6 +45,9 @@ class AuditMiddleware:
         self._prefetch = {id(r) for r in self.route_map.routes
                           if self.emitter.needs_prefetch(r)}
         self._internal_error = LimitedLog(LOG)
+        # What runs before the filter is only seen in a request: warn at the first one.
+        self._warned_no_auth_token = False
+        uwsgi_input.install()          # inside uWSGI: count uploads read by chunked_read()
 
     def __call__(self, environ, start_response):
         if environ.get(SUBREQUEST_KEY):
@@ -59,6 +63,11 @@ class AuditMiddleware:
             exchange = None
         if exchange is None:
             return self._app(environ, start_response)
+        if not self._warned_no_auth_token and not identity.behind_auth_token(environ):
+            self._warned_no_auth_token = True
+            LOG.warning('no keystonemiddleware auth_token before audit_notifier: initiators '
+                        'are recorded as unauthenticated claims; put the filter after '
+                        'authtoken')
         return call_observed(self._app, environ, start_response, exchange, self._submit)
 
     def _submit(self, phase, exchange) -> None:

@@ -12,6 +12,10 @@ Before the first chunk of a streamed body is handed on, the call is submitted as
 When a call needs neither counting nor its body and its status is already known
 when the app returns (webob apps call ``start_response`` before returning), the
 app's own iterable is returned untouched, so ``wsgi.file_wrapper`` keeps working.
+
+An upload's ``wsgi.input`` is wrapped in an :class:`InputProbe` offering exactly the
+reading methods of the input (see there); a chunked upload that the app reads with
+``uwsgi.chunked_read()`` is counted by :mod:`audit_notifier.uwsgi_input`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
+from audit_notifier import uwsgi_input
 from audit_notifier.exchange import FINISHED, MAX_BODY, RESPONDED, STARTED, Exchange
 
 Submit = Callable[[str, Exchange], None]
@@ -32,16 +37,23 @@ def call_observed(app, environ: dict, start_response, exchange: Exchange,
         return start_response(status, headers, exc_info)
 
     route = exchange.route
+    chunked_reads = None
     if route.observe == 'upload':
         body_input = environ.get('wsgi.input')
         if body_input is not None:
-            environ['wsgi.input'] = InputProbe(body_input, exchange, submit)
+            probe = InputProbe(body_input, exchange, submit)
+            environ['wsgi.input'] = probe
+            if uwsgi_input.wrapped and uwsgi_input.is_chunked(environ):
+                chunked_reads = uwsgi_input.credit_chunked_reads(probe._seen)
     try:
         body = app(environ, capture_start_response)
     except BaseException as exc:
         exchange.raised = type(exc).__name__
         finish(exchange, submit)
         raise
+    finally:
+        if chunked_reads is not None:
+            uwsgi_input.stop(chunked_reads)
     if exchange.status is not None and route.observe != 'download':
         failed = exchange.status[:1] in ('4', '5')
         if not route.wants_body and not failed:
@@ -120,13 +132,67 @@ class ObservedBody:
             finish(self._exchange, self._submit)
 
 
+def _read(self, *args):
+    data = self._input.read(*args)
+    self._seen(data)
+    return data
+
+
+def _readline(self, *args):
+    data = self._input.readline(*args)
+    self._seen(data)
+    return data
+
+
+def _readlines(self, *args):
+    lines = self._input.readlines(*args)
+    for line in lines:
+        self._seen(line)
+    if not lines:
+        self._seen(b'')
+    return lines
+
+
+def _iter(self):
+    for chunk in self._input:
+        self._seen(chunk)
+        yield chunk
+
+
+def _next(self):
+    chunk = next(self._input)
+    self._seen(chunk)
+    return chunk
+
+
+# The reading methods a probe copies from its input, with their probing versions.
+_READERS = (('read', _read), ('readline', _readline), ('readlines', _readlines),
+            ('__iter__', _iter), ('__next__', _next))
+# One probe class per set of reading methods (at most 32), made on first use.
+_PROBE_CLASSES: dict[tuple, type] = {}
+
+
 class InputProbe:
     """Delegates to ``wsgi.input``; the first read marks the start of an upload.
 
-    It never reads on its own: the app pulls the data exactly as before.
+    It never reads on its own: the app pulls the data exactly as before.  Apps pick
+    how to read by what the input offers (Glance's ``CooperativeReader`` iterates an
+    input without ``read``), so a probe has exactly the reading methods of the input
+    it wraps: ``InputProbe(...)`` makes the probe from the subclass for that set of
+    methods (cached; 5 ``hasattr`` and a dict look-up per upload).  Any other
+    attribute is the input's own.
     """
 
     __slots__ = ('_input', '_exchange', '_submit')
+
+    def __new__(cls, body_input, exchange: Exchange, submit: Submit):
+        key = tuple([hasattr(body_input, name) for name, _ in _READERS])
+        probe_class = _PROBE_CLASSES.get(key)
+        if probe_class is None:
+            methods = {name: method for (name, method), has in zip(_READERS, key) if has}
+            probe_class = type('InputProbe', (InputProbe,), dict(methods, __slots__=()))
+            _PROBE_CLASSES[key] = probe_class
+        return object.__new__(probe_class)
 
     def __init__(self, body_input, exchange: Exchange, submit: Submit):
         self._input = body_input
@@ -140,29 +206,6 @@ class InputProbe:
             self._submit(STARTED, exchange)
         if data:
             exchange.bytes_received += len(data)
-
-    def read(self, *args):
-        data = self._input.read(*args)
-        self._seen(data)
-        return data
-
-    def readline(self, *args):
-        data = self._input.readline(*args)
-        self._seen(data)
-        return data
-
-    def readlines(self, *args):
-        lines = self._input.readlines(*args)
-        for line in lines:
-            self._seen(line)
-        if not lines:
-            self._seen(b'')
-        return lines
-
-    def __iter__(self):
-        for line in self._input:
-            self._seen(line)
-            yield line
 
     def __getattr__(self, name):
         return getattr(self._input, name)

@@ -13,8 +13,10 @@ from audit_notifier.classify import classify_opts
 from audit_notifier.delivery.drivers import bus_opts
 from audit_notifier.delivery.handoff import delivery_opts
 from audit_notifier.emitter import emitter_opts
+from audit_notifier.redaction import redaction_opts
 
-ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, bus_opts, delivery_opts))
+ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, redaction_opts, bus_opts,
+                                delivery_opts))
 
 
 def list_opts():

@@ -200,6 +200,11 @@ def base_environ(path: str) -> dict:
             'adminURL': 'http://nova.example.com:8774/v2.1'}]},
     ]
     user_id, project_id = 'f1e2d3c4b5a64798a1b2c3d4e5f60718', '9a1d3f6c2b7e4d8f8c1b2a3d4e5f6a7b'
+    # auth_token's own record of the validated token (what makes the identity confirmed)
+    from keystoneauth1 import access, fixture
+    from keystonemiddleware.auth_token import _user_plugin
+    token_auth = _user_plugin.UserAuthPlugin(
+        access.create(body=fixture.V3Token(user_id=user_id, project_id=project_id)), None)
     return {
         'REQUEST_METHOD': 'GET', 'SCRIPT_NAME': '', 'PATH_INFO': path, 'QUERY_STRING': '',
         'SERVER_NAME': 'glance.example.com', 'SERVER_PORT': '9292',
@@ -218,6 +223,7 @@ def base_environ(path: str) -> dict:
         'HTTP_X_TENANT_ID': project_id, 'HTTP_X_TENANT_NAME': 'demo', 'HTTP_X_TENANT': 'demo',
         'HTTP_X_ROLES': 'member,reader', 'HTTP_X_IS_ADMIN_PROJECT': 'False',
         'HTTP_X_SERVICE_CATALOG': json.dumps(catalog),
+        'keystone.token_auth': token_auth,
         'keystone.token_info': {'token': {
             'methods': ['password'], 'roles': [{'name': 'member'}, {'name': 'reader'}],
             'user': {'id': user_id, 'name': 'alice', 'domain': {'id': 'default'}},

@@ -22,7 +22,6 @@ import os
 import threading
 import time
 
-LOG = logging.getLogger(__name__)
 SUFFIX = '.dead.jsonl'
 
 
@@ -66,8 +65,9 @@ class DeadLetters:
                     os.close(fd)
         except OSError as exc:
             self.stats.add('journal_errors')
-            LOG.error('audit_notifier: cannot write the dead letter of %s to %s (%s); '
-                      'error was: %s', what, self.path, exc.strerror, error)
+            self.stats.limited(logging.ERROR, 'dead-letter-write',
+                               'audit_notifier: cannot write the dead letter of %s to %s (%s); '
+                               'error was: %s', what, self.path, exc.strerror, error)
             return
         self.stats.limited(logging.ERROR, 'dead-letter-' + stage,
                            'audit_notifier: %s moved to the dead letters in %s (%s failed: '

@@ -9,9 +9,10 @@ import logging
 from typing import Iterable
 
 import oslo_messaging
+import oslo_messaging.opts
 from oslo_config import cfg
 
-from audit_notifier._config import ConfigError
+from audit_notifier._config import ConfigError, config_error, fallback
 
 LOG = logging.getLogger(__name__)
 
@@ -88,22 +89,71 @@ def resolve_drivers(names: Iterable[str], transport_url: str | None) -> list[str
     return resolved or ['noop']
 
 
-def check_transport_url(conf: cfg.ConfigOpts, url: str | None) -> None:
-    """Fail at start-up on a transport URL oslo.messaging cannot use."""
-    if not url:
+def transport_url_in_effect(conf: cfg.ConfigOpts, own: str | None) -> tuple[str | None, str]:
+    """The URL oslo.messaging will publish to, and the option it comes from.
+
+    oslo.messaging takes the filter's ``transport_url``, else
+    ``[oslo_messaging_notifications] transport_url``, else ``[DEFAULT] transport_url``
+    (its own default ``rabbit://`` when none is set); an empty value counts as unset
+    in the first two.
+    """
+    if own:
+        return own, 'transport_url'
+    notifications = fallback(conf, NOTIFICATIONS_GROUP, 'transport_url')
+    if notifications:
+        return notifications, '[%s] transport_url' % NOTIFICATIONS_GROUP
+    try:
+        url = conf.transport_url
+    except cfg.NoSuchOptError:
+        # Registered as oslo.messaging registers it when it makes the transport.
+        default_opts = dict(oslo_messaging.opts.list_opts())[None]
+        conf.register_opts([o for o in default_opts if o.dest == 'transport_url'])
+        url = conf.transport_url
+    return url, '[DEFAULT] transport_url'
+
+
+def check_transport_url(conf: cfg.ConfigOpts, url: str | None,
+                        option: str = 'transport_url') -> None:
+    """Fail at start-up on a transport URL that cannot work: unparsable, an unknown
+    transport, a port out of range, or a transport whose library is missing.
+
+    ``option`` names where the URL comes from.  Nothing connects: a bus that is down
+    stays a run-time condition.  Messages show the scheme and host:port only.
+    """
+    if url is None:
         return
+    if not url.strip():
+        raise config_error(option, 'empty', 'set a URL such as rabbit://user:pass@host:5672/')
     try:
         parsed = oslo_messaging.TransportURL.parse(conf, url)
     except Exception:
         # The parser's message may quote a password: only the scheme is ever shown.
-        raise ConfigError('audit_notifier: option transport_url: cannot parse %s; check host '
-                          'and port and percent-encode special characters in user and '
-                          'password, e.g. rabbit://user:pass@host:5672/' % _scheme(url))
+        raise config_error(option, 'cannot parse %s' % _scheme(url),
+                           'check host and port and percent-encode special characters in '
+                           'user and password, e.g. rabbit://user:pass@host:5672/')
     from importlib.metadata import entry_points
-    transports = sorted(ep.name for ep in entry_points(group='oslo.messaging.drivers'))
-    if parsed.transport not in transports:
-        raise ConfigError('audit_notifier: option transport_url: no oslo.messaging transport '
-                          'for %r; use one of %s' % (parsed.transport, ', '.join(transports)))
+    transports = {ep.name: ep for ep in entry_points(group='oslo.messaging.drivers')}
+    name = parsed.transport.split('+')[0]          # as oslo.messaging picks the driver
+    if name not in transports:
+        raise config_error(option, 'no oslo.messaging transport for %r' % parsed.transport,
+                           'use one of %s' % ', '.join(sorted(transports)))
+    for host in parsed.hosts:
+        if host.port is not None and not 1 <= host.port <= 65535:
+            raise config_error(option, 'port %d of %s is out of range'
+                               % (host.port, _host_port(parsed.transport, host)),
+                               'use a port from 1 to 65535')
+    try:
+        transports[name].load()                    # imports the driver, connects nothing
+    except Exception as exc:
+        raise config_error(option, 'oslo.messaging cannot load its %s transport (%s: %s)'
+                           % (name, type(exc).__name__, ' '.join(str(exc).split())[:200]),
+                           'install what it needs into the service\'s environment '
+                           '(kafka:// needs confluent-kafka) or use another transport')
+
+
+def _host_port(scheme: str, host) -> str:
+    hostname = '[%s]' % host.hostname if ':' in (host.hostname or '') else host.hostname
+    return '%s://%s:%s' % (scheme, hostname, host.port)
 
 
 def _scheme(url: str) -> str:

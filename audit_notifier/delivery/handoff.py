@@ -140,7 +140,8 @@ class Delivery:
         first = exchange.call is None
         if first:
             exchange.call = next(self._calls)
-        self._journal.append(record.of_phase(phase, exchange, first, self.headers))
+        self._journal.append(record.of_phase(phase, exchange, first, self.headers,
+                                             self.emitter.redactor))
         sender = self._sender
         if sender.idle:
             sender.wake.set()

@@ -30,8 +30,8 @@ Not there: members, stage/import, tasks, locations, Range requests, quotas.
 :class:`DemoAuth` stands in for keystonemiddleware's ``auth_token``: it removes
 identity headers sent by the client, maps a demo token to the headers auth_token
 sets (``X-Identity-Status``, ``X-User-Id``, ``X-Project-Id``, ``X-Roles`` ...),
-puts ``keystone.token_info`` in the environ and, like auth_token, leaves
-``X-Auth-Token`` in place; an unknown token gets auth_token's 401.
+puts ``keystone.token_info`` and ``keystone.token_auth`` in the environ and, like
+auth_token, leaves ``X-Auth-Token`` in place; an unknown token gets auth_token's 401.
 """
 
 from __future__ import annotations
@@ -608,6 +608,18 @@ _AUTH_ENVIRON_KEYS = tuple(_environ_key(h) for h in _AUTH_HEADERS) + tuple(
     _environ_key(t % prefix) for t in _AUTH_TEMPLATES for prefix in ('', '-Service'))
 
 
+class DemoTokenAuth:
+    """Stands in for auth_token's ``keystone.token_auth`` (a keystoneauth plugin):
+    the part the audit filter reads to trust the identity headers."""
+
+    def __init__(self, user: dict | None):
+        self.user = user
+
+    @property
+    def has_user_token(self) -> bool:
+        return self.user is not None
+
+
 class DemoAuth:
     """keystonemiddleware.auth_token's effect on a request, for the demo tokens."""
 
@@ -624,6 +636,7 @@ class DemoAuth:
         environ.pop('keystone.token_info', None)
         token = environ.get('HTTP_X_AUTH_TOKEN') or environ.get('HTTP_X_STORAGE_TOKEN')
         identity = self.tokens.get(token) if token else None
+        environ['keystone.token_auth'] = DemoTokenAuth(identity)
         if identity is None:
             if not self.delay_auth_decision:
                 return self._reject(environ, start_response)

@@ -100,28 +100,3 @@ def envelope_time(epoch: float) -> str:
     microseconds (str() drops them when they are zero)."""
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
         '%Y-%m-%d %H:%M:%S.%f')
-
-
-_CREDENTIAL_URL = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@')
-_SECRET_QUERY = re.compile(
-    r'(?i)\b((?:[a-z0-9_-]*(?:token|password|passwd|secret|signature|sig)[a-z0-9_-]*'
-    r'|(?:api|access|private)[_-]?key|key|credentials?)=)[^&\s]*')
-
-
-def redact(text: str) -> str:
-    """Remove credentials from free text: user:password@ in URLs, secret query values."""
-    if '@' in text:
-        text = _CREDENTIAL_URL.sub(r'\1***@', text)
-    if '=' in text:
-        text = _SECRET_QUERY.sub(r'\1***', text)
-    return text
-
-
-_CREDENTIAL_URL_BYTES = re.compile(rb'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@"]*:[^/\s@"]*@')
-
-
-def redact_bytes(data: bytes) -> bytes:
-    """``user:password@`` of URLs in a response body removed (journal, events)."""
-    if b'://' in data and b'@' in data:
-        data = _CREDENTIAL_URL_BYTES.sub(rb'\1***@', data)
-    return data

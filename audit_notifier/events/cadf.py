@@ -6,12 +6,17 @@ Shape (pycadf 4.x conventions: plain UUID ids, ``+0000`` eventTime)::
      reason: {reasonType: HTTP, reasonCode: "201"},
      initiator: {typeURI: service/security/account/user, id: <user id>, name,
                  domain_id, project_id, project_name, project_domain_id, roles,
-                 host: {address, agent}, request_id, global_request_id, ...},
+                 identity_status: Confirmed, host: {address, agent}, request_id,
+                 global_request_id, ...}
+                or {typeURI, id: unknown, identity_status: Invalid | Unauthenticated,
+                    claimed: {user_id, project_id, roles, ...}, host, request_id, ...},
      target: {typeURI: service/storage/image[/...], id: <the real resource id>, ...},
      observer: {typeURI: <service>, id, name}, requestPath, [measurements]}
 
 No token, credential or request body ever goes in: identity comes from the headers
-keystonemiddleware's auth_token sets, by an allow-list.
+keystonemiddleware's auth_token sets, by an allow-list, and names the initiator only
+when auth_token confirmed it (:mod:`audit_notifier.identity`); otherwise the
+initiator is ``unknown`` and the headers are kept as ``claimed``.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from __future__ import annotations
 import re
 import uuid
 
-from audit_notifier.events import (ERROR, WARN, Notification, Outcome, cadf_time, outcome_of,
-                                   redact)
-from audit_notifier.exchange import APP_CREDENTIAL_KEY
+from audit_notifier import identity, sanitize
+from audit_notifier.events import ERROR, WARN, Notification, Outcome, cadf_time, outcome_of
+from audit_notifier.exchange import APP_CREDENTIAL_KEY, IDENTITY_KEY
 
 EVENT_TYPE_URI = 'http://schemas.dmtf.org/cloud/audit/1.0/event'
 USER_TYPE_URI = 'service/security/account/user'
@@ -33,8 +38,8 @@ BYTES_RECEIVED_METRIC = {'metricId': str(uuid.uuid5(_METRIC_NS, 'bytes_received'
 _GLOBAL_REQUEST_ID = re.compile(r'^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                                 r'[0-9a-f]{12}$')
 
-# header environ key -> initiator attribute, in output order
-_INITIATOR_ATTRS = (
+# header environ key -> identity attribute, in output order
+_IDENTITY_ATTRS = (
     ('HTTP_X_USER_NAME', 'name'),
     ('HTTP_X_USER_DOMAIN_ID', 'domain_id'),
     ('HTTP_X_USER_DOMAIN_NAME', 'domain'),
@@ -43,8 +48,11 @@ _INITIATOR_ATTRS = (
     ('HTTP_X_PROJECT_DOMAIN_ID', 'project_domain_id'),
     ('HTTP_X_PROJECT_DOMAIN_NAME', 'project_domain_name'),
     ('HTTP_X_SYSTEM_SCOPE', 'system_scope'),
-    ('HTTP_X_IDENTITY_STATUS', 'identity_status'),
 )
+# identity.status() -> initiator identity_status (auth_token's words, and ours for
+# a request auth_token never saw); a journal record older than the fact reads ABSENT.
+IDENTITY_STATUS = {identity.CONFIRMED: 'Confirmed', identity.INVALID: 'Invalid',
+                   identity.ABSENT: 'Unauthenticated'}
 
 
 def observer_id(publisher_id: str) -> str:
@@ -53,28 +61,28 @@ def observer_id(publisher_id: str) -> str:
 
 
 def initiator(facts) -> dict:
+    """The caller of an API call.
+
+    Confirmed by auth_token: the user it names, with project, domain and roles.
+    Otherwise ``id`` is ``unknown`` and whatever identity the request carried is
+    kept apart under ``claimed`` (a client can forge it: doc/source/security.rst).
+    The host and the request ids are recorded in every case.
+    """
     env = facts.exchange.request
-    user = {'typeURI': USER_TYPE_URI,
-            'id': env.get('HTTP_X_USER_ID') or env.get('HTTP_X_USER') or 'unknown'}
-    if user['id'] != 'unknown':
-        user['user_id'] = user['id']          # Magnum's attribute; Ceilometer reads either
-    for key, attr in _INITIATOR_ATTRS:
-        value = env.get(key)
-        if value:
-            user[attr] = value
-    if 'project_id' not in user and env.get('HTTP_X_TENANT_ID'):
-        user['project_id'] = env['HTTP_X_TENANT_ID']
-    roles = env.get('HTTP_X_ROLES')
-    if roles:
-        user['roles'] = [r.strip() for r in roles.split(',') if r.strip()]
-    app_cred = env.get(APP_CREDENTIAL_KEY)
-    if app_cred:
-        user['application_credential_id'] = app_cred
+    status = env.get(IDENTITY_KEY, identity.ABSENT)
+    claims = _identity_claims(env)
+    user = {'typeURI': USER_TYPE_URI, 'id': 'unknown'}
+    if status == identity.CONFIRMED:
+        user['id'] = claims.get('user_id', 'unknown')   # user_id too: Magnum's attribute
+        user.update(claims)
+    elif claims:
+        user['claimed'] = claims
+    user['identity_status'] = IDENTITY_STATUS[status]
     host = {}
     if env.get('REMOTE_ADDR'):
         host['address'] = env['REMOTE_ADDR']
     if env.get('HTTP_USER_AGENT'):
-        host['agent'] = env['HTTP_USER_AGENT']
+        host['agent'] = facts.redactor.text(env['HTTP_USER_AGENT'])
     if host:
         user['host'] = host
     request_id = facts.request_id()
@@ -84,6 +92,28 @@ def initiator(facts) -> dict:
     if global_id and _GLOBAL_REQUEST_ID.match(global_id) and global_id != request_id:
         user['global_request_id'] = global_id
     return user
+
+
+def _identity_claims(env: dict) -> dict:
+    """The identity the request's headers state (user_id, name, project_id, roles
+    ...), whoever set them."""
+    claims = {}
+    user_id = env.get('HTTP_X_USER_ID') or env.get('HTTP_X_USER')
+    if user_id:
+        claims['user_id'] = user_id
+    for key, attr in _IDENTITY_ATTRS:
+        value = env.get(key)
+        if value:
+            claims[attr] = value
+    if 'project_id' not in claims and env.get('HTTP_X_TENANT_ID'):
+        claims['project_id'] = env['HTTP_X_TENANT_ID']
+    roles = env.get('HTTP_X_ROLES')
+    if roles:
+        claims['roles'] = [r.strip() for r in roles.split(',') if r.strip()]
+    app_cred = env.get(APP_CREDENTIAL_KEY)
+    if app_cred:
+        claims['application_credential_id'] = app_cred
+    return claims
 
 
 def target(facts, observer: dict) -> dict:
@@ -141,14 +171,24 @@ def build(facts, observer: dict, event_type_template: str, service,
                     reason={'reasonType': outcome.reason_type,
                             'reasonCode': outcome.reason_code},
                     initiator=initiator(facts), target=tgt, observer=observer,
-                    when=exchange.started_at, request_path=request_path(exchange))
-    if route.observe == 'download':
+                    when=exchange.started_at, request_path=request_path(facts))
+    if route.observe == 'download' and _carries_image_data(exchange):
         payload['measurements'] = [{'result': exchange.bytes_sent, 'metric': BYTES_SENT_METRIC}]
     elif route.observe == 'upload' and exchange.upload_started:
         payload['measurements'] = [{'result': exchange.bytes_received,
                                     'metric': BYTES_RECEIVED_METRIC}]
     return Notification('cadf', event_type_template.format(event=route.event), priority,
                         payload, tgt['id'], exchange.finished_at or exchange.started_at)
+
+
+def _carries_image_data(exchange) -> bool:
+    """Is the download's response the image data: a 2xx with a body, or none yet (the
+    client left before the app answered: 0 bytes of it, as image.send says)?  An
+    error page's bytes are not image data and are not measured."""
+    code = exchange.status_code
+    if code is None:
+        return exchange.status is None and exchange.raised is None
+    return 200 <= code < 300 and code != 204
 
 
 def initiator_from_context(context) -> dict:
@@ -180,9 +220,14 @@ def initiator_from_context(context) -> dict:
     return user
 
 
-def request_path(exchange) -> str:
+def request_path(facts) -> str:
+    """The path and query the client asked for, URL-encoded, secret values
+    redacted (again: a journal written under another redact_names), each part capped
+    (sanitize.PATH_LIMIT, sanitize.QUERY_LIMIT)."""
+    exchange = facts.exchange
     path = exchange.request_path
     query = exchange.request.get('QUERY_STRING')
     if query:
-        path = path + '?' + redact(query)
+        query, truncated = sanitize.unmark(query)
+        path = path + '?' + sanitize.url_query(facts.redactor.query(query), truncated)
     return path

@@ -17,9 +17,10 @@ import dataclasses
 import datetime
 from typing import Callable
 
+from audit_notifier import identity
 from audit_notifier.events import (ERROR, INFO, INVALID_STATUS, Notification, expected_bytes,
-                                   iso_time, outcome_of, redact)
-from audit_notifier.exchange import FINISHED, STARTED
+                                   iso_time, outcome_of)
+from audit_notifier.exchange import FINISHED, IDENTITY_KEY, STARTED
 
 # Keys of the v2 image view that are not extra properties.
 _VIEW_CORE = frozenset({
@@ -215,7 +216,8 @@ def failure(rule_event: str, facts, settings: Settings, message: str | None = No
     if message is None:
         message = '%s %s failed: %s' % (exchange.request.get('REQUEST_METHOD'),
                                         exchange.request_path, _status_text(facts))
-    return [_note(facts, rule_event, priority, redact(message), _image_id(facts))]
+    return [_note(facts, rule_event, priority, facts.redactor.text(message),
+                  _image_id(facts))]
 
 
 def _status_text(facts) -> str:
@@ -281,7 +283,8 @@ def _build_upload(phase, facts, settings):
             # file): Glance had already saved "saving" and sent image.prepare.
             notes = _upload_started(facts, settings, image_id)
         notes.append(_note(facts, 'image.upload', ERROR,
-                           redact(_upload_error_message(facts, image_id)), image_id))
+                           facts.redactor.text(_upload_error_message(facts, image_id)),
+                           image_id))
         return notes + _refreshed(facts, settings, image_id)
     record = _image_record(facts, settings, image_id)
     if record:
@@ -408,12 +411,13 @@ def _build_send(phase, facts, settings):
     owner = record.get('owner') if record else None
     size = record.get('size') if record else None
     env = exchange.request
+    project_id, user_id = _confirmed_caller(env)
     payload = {
         'bytes_sent': exchange.bytes_sent,
         'image_id': image_id,
         'owner_id': owner,
-        'receiver_tenant_id': env.get('HTTP_X_PROJECT_ID') or env.get('HTTP_X_TENANT_ID'),
-        'receiver_user_id': env.get('HTTP_X_USER_ID'),
+        'receiver_tenant_id': project_id,
+        'receiver_user_id': user_id,
         'destination_ip': env.get('REMOTE_ADDR'),
     }
     expected = expected_bytes(exchange, size)
@@ -421,20 +425,29 @@ def _build_send(phase, facts, settings):
     return [_note(facts, 'image.send', INFO if complete else ERROR, payload, image_id)]
 
 
+def _confirmed_caller(env: dict) -> tuple:
+    """(project id, user id) of the caller when auth_token confirmed them, else
+    (None, None): a Glance payload has no place to mark an unchecked claim."""
+    if env.get(IDENTITY_KEY) != identity.CONFIRMED:
+        return None, None
+    return (env.get('HTTP_X_PROJECT_ID') or env.get('HTTP_X_TENANT_ID'),
+            env.get('HTTP_X_USER_ID'))
+
+
 def _build_member(event: str):
     def build(phase, facts, settings):
         record = facts.body_json()
         if not isinstance(record, dict) or 'member_id' not in record:
-            record = {'image_id': facts.exchange.params.get('image_id'),
-                      'member_id': facts.exchange.params.get('member_id')}
+            record = {'image_id': facts.param('image_id'),
+                      'member_id': facts.param('member_id')}
         return [_note(facts, event, INFO, member_payload(record), record.get('image_id'))]
     return build
 
 
 def _build_member_delete(phase, facts, settings):
     exchange = facts.exchange
-    record = exchange.prefetched or {'image_id': exchange.params.get('image_id'),
-                                     'member_id': exchange.params.get('member_id')}
+    record = exchange.prefetched or {'image_id': facts.param('image_id'),
+                                     'member_id': facts.param('member_id')}
     payload = member_payload(record)
     _mark_deleted(payload, exchange)
     return [_note(facts, 'image.member.delete', INFO, payload, payload['image_id'])]
@@ -457,7 +470,7 @@ def _build_task_create(phase, facts, settings):
 
 def _build_task_delete(phase, facts, settings):
     """DELETE /v2/tasks/{id}: always 405 in Glance, reported as a failed task.delete."""
-    payload = task_payload({'id': facts.exchange.params.get('task_id')},
+    payload = task_payload({'id': facts.param('task_id')},
                            facts.exchange.finished_at)
     _mark_deleted(payload, facts.exchange)
     return [_note(facts, 'task.delete', INFO, payload, payload['id'])]
@@ -499,9 +512,8 @@ def _import_task(facts, settings, image_id):
         task = facts.lookup('/v2/tasks/%s' % task_id)
         if isinstance(task, dict) and task.get('id') == task_id:
             return task
-        env = facts.exchange.request
         return {'id': task_id, 'type': 'api_image_import',
-                'owner': env.get('HTTP_X_PROJECT_ID') or env.get('HTTP_X_TENANT_ID')}
+                'owner': _confirmed_caller(facts.exchange.request)[0]}
     listing = facts.lookup('/v2/images/%s/tasks' % image_id)
     tasks = listing.get('tasks') if isinstance(listing, dict) else None
     if not tasks:

@@ -23,6 +23,7 @@ from oslo_messaging.notify import _impl_test
 import broker_helpers as bh
 import fake_image_api as fake
 from audit_notifier.middleware import filter_factory
+from tests.support import identity
 
 pytestmark = pytest.mark.broker
 
@@ -36,6 +37,7 @@ IDENTITY = {
     'HTTP_X_PROJECT_ID': fake.OWNER,
     'HTTP_X_ROLES': 'member,reader',
     'REMOTE_ADDR': '10.1.2.3',
+    **identity.confirmed('u-broker', fake.OWNER),   # auth_token confirmed the headers
 }
 ENVELOPE_KEYS = {'message_id', 'publisher_id', 'event_type', 'priority', 'payload',
                  'timestamp'}

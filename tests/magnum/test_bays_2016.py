@@ -40,6 +40,7 @@ if _ROOT not in sys.path:      # tests.support, audit_notifier from the work tre
 
 from tests.support import cadf as cadf_check  # noqa: E402
 from tests.support import ceilometer as ceilo  # noqa: E402
+from tests.support import identity  # noqa: E402
 
 try:  # tests/magnum as a package
     from . import bays_2016_app
@@ -117,7 +118,9 @@ class Audited:
         self.publisher_id = publisher_id
         # exactly what paste does with [filter:audit]
         self.mw = middleware.filter_factory({}, **conf)(self.backend)
-        self.app = webtest.TestApp(self.mw, extra_environ={'REMOTE_ADDR': CLIENT_ADDR})
+        # auth_token's keystone.token_auth: it confirmed the IDENTITY headers
+        self.app = webtest.TestApp(self.mw, extra_environ=dict(
+            identity.confirmed('u-bay-owner', 'p-bays'), REMOTE_ADDR=CLIENT_ADDR))
 
     def call(self, method, path, body=None, microversion=None, status='*', **kw):
         """One request; returns (webtest response, our notifications for it)."""

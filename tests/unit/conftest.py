@@ -21,6 +21,7 @@ from oslo_config import cfg  # noqa: E402
 from oslo_messaging.notify import _impl_test  # noqa: E402
 
 from audit_notifier import middleware  # noqa: E402
+from tests.support import identity  # noqa: E402
 
 IMAGE_ID = '3f1b4a52-9c57-4d0e-8a3e-0d1c2b3a4f50'
 USER_ID = '5d4c1c3c1fd44e8a8c7f0b0d7f0a9e11'
@@ -182,6 +183,9 @@ def wsgi():
     h.run = run
     h.StartResponse = StartResponse
     h.IDENTITY = dict(IDENTITY)
+    # environ extras of a call auth_token confirmed (its keystone.token_auth), for
+    # IDENTITY: make_environ(..., headers=h.IDENTITY, **h.CONFIRMED)
+    h.CONFIRMED = identity.confirmed(USER_ID, PROJECT_ID)
     h.IMAGE_ID = IMAGE_ID
     h.USER_ID = USER_ID
     h.PROJECT_ID = PROJECT_ID

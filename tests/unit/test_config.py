@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import textwrap
+from importlib.metadata import entry_points
 
 import pytest
 from oslo_config import cfg
 
-from audit_notifier import _config
+from audit_notifier import _config, middleware
 from audit_notifier.delivery import drivers
 from audit_notifier.opts import ALL_OPTS, list_opts
+from tests.support.conf import conf_file
 
 SECRET = 'SECRETPW'
 
@@ -18,14 +19,6 @@ SECRET = 'SECRETPW'
 def settings(paste=None, conf=None):
     return _config.Settings(conf if conf is not None else cfg.ConfigOpts(), ALL_OPTS,
                             paste=paste)
-
-
-def conf_file(tmp_path, text):
-    path = tmp_path / 'service.conf'
-    path.write_text(textwrap.dedent(text))
-    conf = cfg.ConfigOpts()
-    conf(args=[], default_config_files=[str(path)])
-    return conf
 
 
 def one_line_error(func, *args, **kwargs):
@@ -131,21 +124,202 @@ def test_invalid_paste_values(key, raw, expected):
     assert message.endswith(expected)
 
 
-@pytest.mark.parametrize('key, raw, expected', [
-    ('audit_reads', 'maybe', 'expected a boolean (true or false)'),
-    ('queue_size', 'ten', 'expected an integer of at least 1'),
-    ('retry', '99', 'expected an integer from 0 to 3'),
-    ('formats', 'xml', 'expected a comma-separated list of cadf, glance'),
-    ('unmatched_requests', 'sometimes', 'expected one of ignore, audit'),
+@pytest.mark.parametrize('key, raw, reason, expected', [
+    ('audit_reads', 'maybe', "Unexpected boolean value 'maybe'",
+     'a boolean (true or false)'),
+    ('queue_size', 'ten', "invalid literal for int() with base 10: 'ten'",
+     'an integer of at least 1'),
+    ('retry', '99', 'Should be less than or equal to 3', 'an integer from 0 to 3'),
+    ('formats', 'cadf, xml', "Valid values are [cadf, glance], but found 'xml'",
+     'a comma-separated list of cadf, glance'),
+    ('unmatched_requests', 'sometimes', "Valid values are [ignore, audit], but found "
+     "'sometimes'", 'one of ignore, audit'),
+    ('journal_block_seconds', '31', 'Should be less than or equal to 30',
+     'a number from 0.0 to 30.0'),
 ])
-def test_invalid_conf_file_values(tmp_path, key, raw, expected):
+def test_invalid_values_give_the_same_line_from_conf_and_paste(tmp_path, key, raw, reason,
+                                                               expected):
     conf = conf_file(tmp_path, '''
         [audit_notifier]
         %s = %s
         ''' % (key, raw))
+    from_conf = one_line_error(settings, None, conf)
+    assert from_conf == ('audit_notifier: option %s: invalid value %r in [audit_notifier] of '
+                         '%s (%s); expected %s' % (key, raw, tmp_path / 'service.conf',
+                                                   reason, expected))
+    assert 'LocationInfo' not in from_conf
+    from_paste = one_line_error(settings, {key: raw})
+    assert from_paste == from_conf.replace(
+        'in [audit_notifier] of %s' % (tmp_path / 'service.conf'), 'in the paste ini')
+
+
+def test_invalid_conf_value_under_a_deprecated_name(tmp_path):
+    conf = conf_file(tmp_path, '''
+        [audit_notifier]
+        spool_overflow = sometimes
+        ''')
+    assert one_line_error(settings, None, conf) == (
+        "audit_notifier: option journal_overflow: invalid value 'sometimes' in "
+        "[audit_notifier] of %s (Valid values are [drop_oldest, drop_newest, block], but "
+        "found 'sometimes'); expected one of drop_oldest, drop_newest, block"
+        % (tmp_path / 'service.conf'))
+
+
+# -- empty and non-finite values ------------------------------------------------------------
+
+def _needs_a_value(opt):
+    """A number, boolean or single string with a default: empty has no meaning."""
+    return (isinstance(opt, (cfg.IntOpt, cfg.FloatOpt, cfg.BoolOpt, cfg.StrOpt))
+            and not opt.multi and opt.default is not None)
+
+
+def _default_text(opt):
+    return str(opt.default).lower() if isinstance(opt.default, bool) else str(opt.default)
+
+
+NEED_A_VALUE = [o.dest for o in ALL_OPTS if _needs_a_value(o)]
+NUMBERS = [o.dest for o in ALL_OPTS if isinstance(o, (cfg.IntOpt, cfg.FloatOpt))]
+FLOATS = [o.dest for o in ALL_OPTS if isinstance(o, cfg.FloatOpt)]
+OPTS = {o.dest: o for o in ALL_OPTS}
+
+
+def test_the_sweeps_cover_the_options_of_the_issue():
+    assert {'queue_size', 'stats_interval', 'journal_max_bytes', 'journal_block_seconds',
+            'dead_letter_after', 'retry'} <= set(NUMBERS)
+    assert set(NUMBERS) <= set(NEED_A_VALUE)
+    assert 'journal_block_seconds' in FLOATS
+
+
+@pytest.mark.parametrize('name', NEED_A_VALUE)
+@pytest.mark.parametrize('raw', ['', '   '])
+def test_empty_paste_value_is_rejected(name, raw):
+    message = one_line_error(settings, {name: raw})
+    assert message.startswith('audit_notifier: option %s: empty value in the paste ini; set '
+                              % name)
+    assert message.endswith(', or remove the line to use the default %s'
+                            % _default_text(OPTS[name]))
+
+
+@pytest.mark.parametrize('name', NEED_A_VALUE)
+def test_empty_conf_value_is_rejected(tmp_path, name):
+    conf = conf_file(tmp_path, '''
+        [audit_notifier]
+        %s =
+        ''' % name)
     message = one_line_error(settings, None, conf)
-    assert 'option %s: invalid value in [audit_notifier]' % key in message
-    assert message.endswith(expected)
+    assert message.startswith('audit_notifier: option %s: empty value in [audit_notifier] of '
+                              '%s; set ' % (name, tmp_path / 'service.conf'))
+    assert message.endswith(', or remove the line to use the default %s'
+                            % _default_text(OPTS[name]))
+
+
+@pytest.mark.parametrize('name', sorted(set(OPTS) - set(NEED_A_VALUE)))
+def test_empty_value_of_other_options_means_unset(tmp_path, name):
+    """Lists and options without a default: empty is "not set", from paste and conf."""
+    conf = conf_file(tmp_path, '''
+        [audit_notifier]
+        %s =
+        ''' % name)
+    from_conf = settings(None, conf).get(name)
+    from_paste = settings({name: ''}).get(name)
+    assert from_conf in (None, '', [])
+    assert from_paste in (None, '', [])
+    assert not from_conf and not from_paste
+
+
+@pytest.mark.parametrize('name, where, expected', [
+    ('queue_size', 'paste', 'audit_notifier: option queue_size: empty value in the paste ini; '
+     'set an integer of at least 1, or remove the line to use the default 10000'),
+    ('stats_interval', 'conf', 'audit_notifier: option stats_interval: empty value in '
+     '[audit_notifier] of {file}; set an integer of at least 0, or remove the line to use '
+     'the default 60'),
+    ('journal_block_seconds', 'conf', 'audit_notifier: option journal_block_seconds: empty '
+     'value in [audit_notifier] of {file}; set a number from 0.0 to 30.0, or remove the line '
+     'to use the default 1.0'),
+    ('spool_max_bytes', 'conf', 'audit_notifier: option journal_max_bytes: empty value in '
+     '[audit_notifier] of {file}; set an integer of at least 65536, or remove the line to '
+     'use the default 1073741824'),
+    ('spool_max_bytes', 'paste', 'audit_notifier: option journal_max_bytes: empty value in '
+     'the paste ini; set an integer of at least 65536, or remove the line to use the '
+     'default 1073741824'),
+    ('audit_reads', 'conf', 'audit_notifier: option audit_reads: empty value in '
+     '[audit_notifier] of {file}; set a boolean (true or false), or remove the line to use '
+     'the default true'),
+    ('delivery_mode', 'paste', 'audit_notifier: option delivery_mode: empty value in the '
+     'paste ini; set one of journal, memory, or remove the line to use the default journal'),
+])
+def test_empty_value_messages(tmp_path, make_filter, name, where, expected):
+    """Through the filter factory, as a service loads it."""
+    if where == 'paste':
+        message = one_line_error(make_filter, app, **{name: ''})
+    else:
+        conf = conf_file(tmp_path, '''
+            [audit_notifier]
+            %s =
+            ''' % name)
+        # not make_filter: its paste defaults (stats_interval ...) would win over the conf
+        factory = middleware.filter_factory({}, oslo_config_config=conf,
+                                            journal_dir=str(tmp_path / 'journal'))
+        message = one_line_error(factory, app)
+    assert message == expected.format(file=tmp_path / 'service.conf')
+
+
+def test_python_api_none_is_an_empty_value():
+    assert one_line_error(settings, {'queue_size': None}) == (
+        'audit_notifier: option queue_size: empty value in the paste ini; set an integer of '
+        'at least 1, or remove the line to use the default 10000')
+
+
+@pytest.mark.parametrize('name', FLOATS)
+@pytest.mark.parametrize('raw', ['nan', 'NaN', 'inf', '-inf', '+Infinity'])
+def test_non_finite_floats_are_rejected(tmp_path, name, raw):
+    from_paste = one_line_error(settings, {name: raw})
+    assert from_paste.startswith('audit_notifier: option %s: invalid value %r in the paste '
+                                 'ini (' % (name, raw))
+    conf = conf_file(tmp_path, '''
+        [audit_notifier]
+        %s = %s
+        ''' % (name, raw))
+    from_conf = one_line_error(settings, None, conf)
+    assert from_conf.startswith('audit_notifier: option %s: invalid value ' % name)
+    assert 'in [audit_notifier] of %s (' % (tmp_path / 'service.conf') in from_conf
+
+
+def test_nan_message(tmp_path):
+    assert one_line_error(settings, {'journal_block_seconds': 'nan'}) == (
+        "audit_notifier: option journal_block_seconds: invalid value 'nan' in the paste ini "
+        "(not a finite number); expected a number from 0.0 to 30.0")
+    conf = conf_file(tmp_path, '''
+        [audit_notifier]
+        journal_block_seconds = nan
+        ''')
+    assert one_line_error(settings, None, conf) == (
+        "audit_notifier: option journal_block_seconds: invalid value 'nan' in [audit_notifier] "
+        "of %s (not a finite number); expected a number from 0.0 to 30.0"
+        % (tmp_path / 'service.conf'))
+
+
+@pytest.mark.parametrize('name', NUMBERS)
+def test_python_api_numbers_are_checked_too(name):
+    opt = OPTS[name]
+    below = (opt.type.min if opt.type.min is not None else 0) - 1
+    message = one_line_error(settings, {name: below})
+    assert message.startswith('audit_notifier: option %s: invalid value %r in the paste ini ('
+                              % (name, below))
+
+
+def test_empty_driver_in_conf_falls_back_like_paste(tmp_path, make_filter):
+    conf = conf_file(tmp_path, '''
+        [audit_notifier]
+        driver =
+
+        [oslo_messaging_notifications]
+        driver = log
+        ''')
+    mw = make_filter(app, conf=conf, driver=None)
+    assert mw.delivery.leaf_factory()['cadf'].drivers == ['log']
+    mw = make_filter(app, conf=conf, driver='')
+    assert mw.delivery.leaf_factory()['cadf'].drivers == ['log']
 
 
 def test_errors_through_the_filter_factory(make_filter):
@@ -283,5 +457,7 @@ def test_bad_transport_url_from_conf_fallback(tmp_path, make_filter):
         transport_url = bogus://glance:%s@broker/
         ''' % SECRET)
     message = one_line_error(make_filter, app, conf=conf, driver=None)
-    assert "option transport_url: no oslo.messaging transport for 'bogus'" in message
-    assert SECRET not in message
+    transports = sorted(ep.name for ep in entry_points(group='oslo.messaging.drivers'))
+    assert message == ("audit_notifier: option [oslo_messaging_notifications] transport_url: "
+                       "no oslo.messaging transport for 'bogus'; use one of %s"
+                       % ', '.join(transports))

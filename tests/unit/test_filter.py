@@ -185,7 +185,7 @@ def test_reads_off_still_sends_image_send(make_filter, captured, wsgi, reads):
 def test_unmatched_requests_audit(make_filter, captured, wsgi, cadf_valid, method, action):
     mw = make_filter(json_app(), unmatched_requests='audit')
     wsgi.run(mw, wsgi.environ(method, '/v2/info/stores', query='detail=1',
-                              headers=wsgi.IDENTITY))
+                              headers=wsgi.IDENTITY, **wsgi.CONFIRMED))
     event = captured.one('audit.image.request')
     assert event['priority'] == 'INFO'
     payload = event['payload']

@@ -145,7 +145,7 @@ def test_every_route_is_audited_through_the_filter(name, make_filter, captured, 
         current['route'] = route
         path, params = concrete(route.path, '-%d' % index)
         sr, _ = wsgi.run(mw, wsgi.environ(route.method, path, body=b'{}',
-                                            headers=wsgi.IDENTITY))
+                                            headers=wsgi.IDENTITY, **wsgi.CONFIRMED))
         assert sr.status == '200 OK'
         events = captured.all()
         assert [e['event_type'] for e in events] == [template.format(event=route.event)], \

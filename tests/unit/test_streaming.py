@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
+import types
 
 import pytest
 
@@ -484,3 +486,322 @@ def test_path_rewritten_by_app_does_not_change_request_path(make_filter, capture
     assert update['priority'] == 'WARN'
     assert update['payload'].startswith('PATCH %s/v2/images/%s failed: 404 Not Found'
                                         % (script_name, IMAGE))
+
+
+# -- the probe offers exactly the reading methods of its input (issue 8, item 1) ----------
+
+READING_METHODS = ('read', 'readline', 'readlines', '__iter__', '__next__')
+
+
+class IterableOnly:
+    """Glance's own tests' StreamSim: a body that can only be iterated."""
+
+    def __init__(self, chunks):
+        self.chunks = chunks
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+
+class ReadOnly:
+    def __init__(self, data):
+        self._buf = io.BytesIO(data)
+
+    def read(self, *args):
+        return self._buf.read(*args)
+
+
+def _generator(chunks):
+    yield from chunks
+
+
+class GlanceStyleReader:
+    """What Glance's CooperativeReader does with an upload body: read() when the
+    input has it, else iterate (glance/common/utils.py)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def chunks(self):
+        if hasattr(self.fd, 'read'):
+            while True:
+                data = self.fd.read(4)
+                if not data:
+                    return
+                yield data
+        else:
+            yield from self.fd.__iter__()
+
+
+@pytest.mark.parametrize('make_input', [
+    lambda chunks: IterableOnly(chunks),
+    lambda chunks: _generator(chunks),
+    lambda chunks: ReadOnly(b''.join(chunks)),
+    lambda chunks: io.BytesIO(b''.join(chunks)),
+    lambda chunks: RichInput(b''.join(chunks)),
+], ids=['iterable-only', 'generator', 'read-only', 'BytesIO', 'rich'])
+def test_input_probe_has_exactly_the_reading_methods_of_its_input(make_input):
+    chunks = [b'Z' * 7, b'Y' * 5]
+    body_input = make_input(chunks)
+    calls = []
+    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, [])
+    probe = InputProbe(body_input, exchange, lambda phase, ex: calls.append(phase))
+    offered = {name: hasattr(probe, name) for name in READING_METHODS}
+    assert offered == {name: hasattr(body_input, name) for name in READING_METHODS}
+    assert isinstance(probe, InputProbe)
+    assert b''.join(GlanceStyleReader(probe).chunks()) == b''.join(chunks)
+    assert calls == [STARTED]
+    assert exchange.bytes_received == 12
+
+
+def test_input_probe_of_an_iterator_can_be_advanced_with_next():
+    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, [])
+    calls = []
+    probe = InputProbe(_generator([b'ab', b'cde']), exchange, lambda p, ex: calls.append(p))
+    assert next(probe) == b'ab'
+    assert list(probe) == [b'cde']
+    with pytest.raises(StopIteration):
+        next(probe)
+    assert (calls, exchange.bytes_received) == ([STARTED], 5)
+
+
+def test_input_probe_classes_are_made_once_per_set_of_methods():
+    exchange = Exchange(_upload_route(), {'image_id': IMAGE}, [])
+    submit = lambda phase, ex: None                                   # noqa: E731
+    first = InputProbe(IterableOnly([]), exchange, submit)
+    second = InputProbe(IterableOnly([b'x']), exchange, submit)
+    other = InputProbe(io.BytesIO(b''), exchange, submit)
+    assert type(first) is type(second)
+    assert type(first) is not type(other)
+    assert not hasattr(first, 'read') and hasattr(other, 'read')
+
+
+@pytest.mark.parametrize('make_body', [
+    lambda data: IterableOnly([data]),              # Glance's test_image_size_cap
+    lambda data: _generator([data]),                # Glance's test_chunked_image_upload_*
+], ids=['iterable-only', 'generator'])
+def test_iterable_only_upload_through_filter(make_filter, captured, wsgi, make_body):
+    data = b'Z' * 129
+    seen = {}
+
+    def app(environ, start_response):
+        seen['has_read'] = hasattr(environ['wsgi.input'], 'read')
+        seen['data'] = b''.join(GlanceStyleReader(environ['wsgi.input']).chunks())
+        start_response('204 No Content', [])
+        return []
+
+    mw = make_filter(app, formats='cadf,glance')
+    sr, body = wsgi.run(mw, wsgi.environ('PUT', '/v2/images/%s/file' % IMAGE,
+                                         body=make_body(data),
+                                         headers={'Transfer-Encoding': 'chunked'}))
+    assert (sr.status, body) == ('204 No Content', b'')
+    assert seen == {'has_read': False, 'data': data}
+    assert captured.types() == ['image.update', 'image.prepare', 'image.upload',
+                                'image.activate', 'image.update', 'audit.image.upload']
+    [measurement] = captured.one('audit.image.upload')['payload']['measurements']
+    assert (measurement['metric']['name'], measurement['result']) == ('bytes_received', 129)
+
+
+# -- uWSGI: chunked uploads read with uwsgi.chunked_read() (issue 8, item 2) --------------
+
+class FakeUwsgi(types.ModuleType):
+    """The ``uwsgi`` module of uWSGI's embedded interpreter: ``chunked_read()`` hands
+    out the body of the chunked request the calling thread serves, one chunk a call,
+    then b''."""
+
+    def __init__(self):
+        super().__init__('uwsgi')
+        self.bodies = {}                      # thread id -> chunks still to read
+        self.handed_out = []
+
+        def chunked_read(timeout=None):
+            chunks = self.bodies.get(threading.get_ident())
+            chunk = chunks.pop(0) if chunks else b''
+            self.handed_out.append(chunk)
+            return chunk
+        self.chunked_read = chunked_read
+
+
+@pytest.fixture
+def fake_uwsgi(monkeypatch):
+    module = FakeUwsgi()
+    monkeypatch.setitem(sys.modules, 'uwsgi', module)
+    return module
+
+
+def glance_uwsgi_app(returned, barrier=None):
+    """An app that reads a chunked body as Glance does under uWSGI
+    (glance/common/wsgi.py _UWSGIChunkFile): uwsgi.chunked_read() until b''."""
+    def app(environ, start_response):
+        import uwsgi
+        got = []
+        while True:
+            data = uwsgi.chunked_read()
+            if not data:
+                break
+            got.append(data)
+            if barrier is not None and len(got) == 1:
+                barrier.wait(30)              # both uploads are half-way now
+        returned.append(got)
+        start_response('204 No Content', [])
+        return []
+    return app
+
+
+def _chunked_put(wsgi, path):
+    # wsgi.input is never read: reading it fails the test
+    return wsgi.environ('PUT', path, body=GuardedInput(b''),
+                        headers={'Transfer-Encoding': 'chunked'})
+
+
+@pytest.mark.parametrize('path, usage', [
+    ('/v2/images/%s/file' % IMAGE, ['image.update', 'image.prepare', 'image.upload',
+                                    'image.activate', 'image.update']),
+    ('/v2/images/%s/stage' % IMAGE, ['image.update', 'image.update']),
+])
+def test_uwsgi_chunked_upload_is_observed(make_filter, captured, wsgi, fake_uwsgi, path,
+                                          usage):
+    chunks = [b'a' * 1000, b'b' * 24, b'c']
+    fake_uwsgi.bodies[threading.get_ident()] = list(chunks)
+    returned = []
+    mw = make_filter(glance_uwsgi_app(returned), formats='cadf,glance')
+    environ = _chunked_put(wsgi, path)
+    sr, body = wsgi.run(mw, environ)
+    assert (sr.status, body) == ('204 No Content', b'')
+    # the very objects uwsgi handed out, unchanged
+    assert len(returned[0]) == 3 and all(a is b for a, b in zip(returned[0], chunks))
+    assert environ['wsgi.input']._input.reads == 0
+    types_ = captured.types()
+    assert types_ == usage + [types_[-1]] and types_[-1].startswith('audit.image.')
+    [measurement] = captured.all()[-1]['payload']['measurements']
+    assert (measurement['metric']['name'], measurement['result']) == ('bytes_received', 1025)
+
+
+def test_uwsgi_wrapper_is_installed_once_and_credits_nothing_else(make_filter, captured,
+                                                                  wsgi, fake_uwsgi):
+    returned = []
+    app = glance_uwsgi_app(returned)
+    make_filter(app, formats='cadf')
+    wrapper = fake_uwsgi.chunked_read
+    mw = make_filter(app, formats='cadf')           # a second filter: no second wrapper
+    assert fake_uwsgi.chunked_read is wrapper
+    me = threading.get_ident()
+    # outside any call: the data as it was
+    fake_uwsgi.bodies[me] = [b'loose']
+    assert fake_uwsgi.chunked_read() is fake_uwsgi.handed_out[-1] == b'loose'
+    # a chunked call of a route that is not an upload is not counted
+    fake_uwsgi.bodies[me] = [b'{"name": "x"}']
+    wsgi.run(mw, wsgi.environ('POST', '/v2/images', body=GuardedInput(b''),
+                              headers={'Transfer-Encoding': 'chunked'}))
+    # a Content-Length upload is counted from wsgi.input only (this app never reads it)
+    fake_uwsgi.bodies[me] = [b'not-a-chunked-request']
+    wsgi.run(mw, wsgi.environ('PUT', '/v2/images/%s/file' % IMAGE, body=b'12345'))
+    # the chunked upload after them counts its own bytes only
+    fake_uwsgi.bodies[me] = [b'xyz']
+    wsgi.run(mw, _chunked_put(wsgi, '/v2/images/%s/file' % IMAGE))
+    events = captured.all()
+    assert [e['event_type'] for e in events] == ['audit.image.create', 'audit.image.upload',
+                                                'audit.image.upload']
+    assert 'measurements' not in events[0]['payload']
+    assert 'measurements' not in events[1]['payload']               # no upload started
+    assert events[2]['payload']['measurements'][0]['result'] == 3
+
+
+def test_uwsgi_concurrent_chunked_uploads_count_their_own_bytes(make_filter, captured, wsgi,
+                                                                fake_uwsgi):
+    barrier = threading.Barrier(2)
+    returned = []
+    mw = make_filter(glance_uwsgi_app(returned, barrier), formats='cadf')
+    sizes = {'3f1b4a52-9c57-4d0e-8a3e-000000000001': 3000,
+             '3f1b4a52-9c57-4d0e-8a3e-000000000002': 700}
+    errors = []
+
+    def upload(image_id):
+        try:
+            size = sizes[image_id]
+            fake_uwsgi.bodies[threading.get_ident()] = [b'x' * (size - 100), b'y' * 100]
+            wsgi.run(mw, _chunked_put(wsgi, '/v2/images/%s/file' % image_id))
+        except BaseException as exc:          # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in sizes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    got = {e['payload']['target']['id']: e['payload']['measurements'][0]['result']
+           for e in captured.all()}
+    assert got == sizes
+
+
+# -- byte measurements only for image data (issue 8, item 3) -------------------------------
+
+ERROR_PAGE = (b'<html>\n <head>\n  <title>403 Forbidden</title>\n </head>\n <body>\n'
+              b'  <h1>403 Forbidden</h1>\n  You are not authorized to complete '
+              b'get_image_data action.<br /><br />\n\n\n\n </body>\n</html>')
+
+
+@pytest.mark.parametrize('status, body, measured', [
+    ('200 OK', b'image-data' * 10, 100),
+    ('206 Partial Content', b'image-data', 10),
+    ('204 No Content', b'', None),                     # Glance: the store has no data
+    ('403 Forbidden', ERROR_PAGE, None),
+    ('404 Not Found', b'404 Not Found\n\nNo image found with ID x\n\n   ', None),
+    ('500 Internal Server Error', b'{"message": "boom"}', None),
+])
+def test_download_measures_image_data_only(make_filter, captured, wsgi, status, body,
+                                           measured):
+    def app(environ, start_response):
+        def gen():
+            start_response(status, [('Content-Type', 'application/octet-stream'),
+                                    ('Content-Length', str(len(body)))])
+            if body:
+                yield body
+        return gen()
+
+    mw = make_filter(app, formats='cadf,glance')
+    sr, sent = wsgi.run(mw, wsgi.environ('GET', '/v2/images/%s/file' % IMAGE))
+    assert (sr.status, sent) == (status, body)
+    cadf = captured.one('audit.image.download')['payload']
+    if measured is None:
+        assert 'measurements' not in cadf
+    else:
+        assert cadf['measurements'] == [{'result': measured, 'metric': cadf_metric('bytes_sent')}]
+    send = captured.one('image.send')
+    if status[0] == '2':
+        assert (send['priority'], send['payload']['bytes_sent']) == ('INFO', len(body))
+    else:
+        # Glance sends no image.send for a failed download; ours is the failure
+        # text (no bytes_sent dict), whose explanation part other tests check
+        assert send['priority'] == ('WARN' if status[0] == '4' else 'ERROR')
+        assert isinstance(send['payload'], str)
+        assert send['payload'].startswith('GET /v2/images/%s/file failed: %s: '
+                                          % (IMAGE, status))
+
+
+@pytest.mark.parametrize('reads', [False, True])
+def test_upload_measures_bytes_only_once_the_upload_started(make_filter, captured, wsgi,
+                                                            reads):
+    def app(environ, start_response):
+        if reads:
+            environ['wsgi.input'].read()
+            start_response('413 Request Entity Too Large', [('Content-Type', 'text/plain')])
+            return [b'The incoming image is too large']
+        start_response('403 Forbidden', [('Content-Type', 'text/plain')])
+        return [b'You are not authorized to complete upload_image action.']
+
+    mw = make_filter(app, formats='cadf')
+    wsgi.run(mw, wsgi.environ('PUT', '/v2/images/%s/file' % IMAGE, body=b'x' * 300))
+    cadf = captured.one('audit.image.upload')['payload']
+    if reads:
+        assert cadf['measurements'] == [{'result': 300,
+                                         'metric': cadf_metric('bytes_received')}]
+    else:
+        assert 'measurements' not in cadf
+
+
+def cadf_metric(name):
+    from audit_notifier.events import cadf
+    return {'bytes_sent': cadf.BYTES_SENT_METRIC,
+            'bytes_received': cadf.BYTES_RECEIVED_METRIC}[name]

@@ -1,0 +1,160 @@
+"""Secrets kept out of events and the journal: credential URLs, secret-named values.
+
+A value is secret when its *name* matches an entry of ``redact_names``.  Names
+are compared as the application reads them, then normalised: percent-escapes
+and ``+`` decoded (``pass%77ord`` is ``password``), lower case, everything but
+letters and digits removed (``X-Amz-Signature`` is ``xamzsignature``).  Entries
+are shell-style patterns normalised the same way (``*access_key*`` is
+``*accesskey*``), so ``*token*`` matches every name that contains "token" and
+``key`` only the name ``key``.
+
+Applied to the query string (``name=***``, still a valid query), to error texts
+and other free text (also ``"name": "value"`` and ``'name': 'value'`` pairs), and
+to ``scheme://user:password@`` in URLs anywhere (``scheme://***@``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Iterable
+from urllib.parse import quote, unquote_plus
+
+from oslo_config import cfg
+
+from audit_notifier._config import config_error
+
+DEFAULT_NAMES = ['*token*', '*password*', '*passwd*', '*passphrase*', '*pwd*', 'pass',
+                 '*secret*', 'auth', 'authorization', 'key', '*accesskey*', '*privatekey*',
+                 '*apikey*', '*credential*', '*signature*', '*sig']
+
+redaction_opts = [
+    cfg.ListOpt('redact_names', default=DEFAULT_NAMES,
+                help='Names whose values never reach an event or the journal: query '
+                     'parameters, and name=value or "name": "value" pairs in error '
+                     'responses and the user agent (doc/source/security.rst). '
+                     'Shell-style patterns, compared with the name percent-decoded, in '
+                     'lower case and with everything but letters and digits removed '
+                     '("*accesskey*" matches x_access_key and AWSAccessKeyId, "key" only '
+                     'key). Setting this option replaces the whole list: start from the '
+                     'default.'),
+]
+
+MASK = '***'
+_NOT_ALNUM = re.compile(r'[\W_]+')
+_NOT_PATTERN = re.compile(r'[^\w*?\[\]!]|_')
+_CREDENTIAL_URL = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@')
+_CREDENTIAL_URL_BYTES = re.compile(rb'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@"]*:[^/\s@"]*@')
+_QUERY_SEPARATOR = re.compile('([&;])')
+# name=value in free text; the value ends at a space, a separator or a quote.
+_PAIR = re.compile(r'(?<![\w.%+\[\]-])([\w.%+\[\]-]+)=([^\s&,;\'"<>(){}\[\]]*)')
+# "name": "value", 'name': 'value', "name": value (JSON, Python reprs).
+_QUOTED_PAIR = re.compile(
+    r'''(["'])([^"'\s]{1,128})\1(\s*[:=]\s*)'''
+    r'''(?:(["'])((?:\\.|(?!\4)[^\\])*)\4|[^\s,;'"(){}\[\]]+)''')
+_CACHE_SIZE = 4096
+_CACHED_NAME = 64
+
+
+def strip_credential_urls(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://***@host``."""
+    return _CREDENTIAL_URL.sub(r'\1***@', text)
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """``user:password@`` of URLs in a response body removed (request path: the
+    journal keeps small bodies; bounded by their size)."""
+    if b'://' in data and b'@' in data:
+        data = _CREDENTIAL_URL_BYTES.sub(rb'\1***@', data)
+    return data
+
+
+class Redactor:
+    """Redaction by the names of one ``redact_names`` list."""
+
+    def __init__(self, names: Iterable[str]):
+        patterns = []
+        for name in names:
+            pattern = _NOT_PATTERN.sub('', name.lower())
+            if not pattern:
+                raise config_error('redact_names',
+                                   'entry %r has no letter, digit or wildcard' % name,
+                                   'remove it, or name what to redact, e.g. *token*')
+            patterns.append(pattern)
+        if not patterns:
+            raise config_error('redact_names', 'empty', 'list the names to redact (the '
+                               'default list covers tokens, passwords, keys and signatures)')
+        self._secret = re.compile('|'.join(fnmatch.translate(p) for p in patterns)).match
+        self._verdicts: dict[str, bool] = {}
+
+    def secret_name(self, name: str) -> bool:
+        """Is a value of this name (as sent: percent-encoded or not) secret?"""
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            plain = unquote_plus(name) if ('%' in name or '+' in name) else name
+            verdict = self._secret(_NOT_ALNUM.sub('', plain.lower())) is not None
+            # Real names are few and short; a flood of long distinct ones is not kept.
+            if len(name) <= _CACHED_NAME and len(self._verdicts) < _CACHE_SIZE:
+                self._verdicts[name] = verdict
+        return verdict
+
+    def query(self, query: str) -> str:
+        """A query string with every secret value (and credentials in URL values)
+        replaced by ``***``; names and all else as sent."""
+        if '=' not in query:
+            return query
+        parts = _QUERY_SEPARATOR.split(query)
+        for i in range(0, len(parts), 2):
+            name, equals, value = parts[i].partition('=')
+            if not equals:
+                continue
+            if self.secret_name(name):
+                parts[i] = name + '=' + MASK
+            elif '@' in value or '%40' in value:
+                parts[i] = name + '=' + _url_value(value)
+        return ''.join(parts)
+
+    def text(self, text: str) -> str:
+        """Free text (an error explanation, a log-like message) without secrets."""
+        if '://' in text:
+            text = strip_credential_urls(text)
+        if ':' in text or '=' in text:
+            text = _QUOTED_PAIR.sub(self._quoted_pair, text)
+        if '=' in text:
+            text = _PAIR.sub(self._pair, text)
+        return text
+
+    def _pair(self, m: re.Match) -> str:
+        return m.group(1) + '=' + MASK if self.secret_name(m.group(1)) else m.group(0)
+
+    def _quoted_pair(self, m: re.Match) -> str:
+        quote_char, value = m.group(4), m.group(5)
+        if self.secret_name(m.group(2)):
+            value = MASK
+        elif not quote_char:
+            return m.group(0)
+        elif ':' in value or '=' in value:      # a repr inside a JSON string
+            value = _QUOTED_PAIR.sub(self._quoted_pair, value)
+        quote_char = quote_char or ''
+        return '%s%s%s%s%s%s%s' % (m.group(1), m.group(2), m.group(1), m.group(3),
+                                    quote_char, value, quote_char)
+
+    def error_body(self, data: bytes) -> bytes:
+        """An error response body as the journal keeps it (request path; at most
+        exchange.MAX_BODY bytes): error pages quote the request's values back."""
+        text = data.decode('utf-8', 'surrogateescape')
+        return self.text(text).encode('utf-8', 'surrogateescape')
+
+
+def _url_value(value: str) -> str:
+    """A query value with the credentials of a URL in it removed (it may be
+    percent-encoded: ``next=https%3A%2F%2Fuser%3Apw%40host``)."""
+    stripped = strip_credential_urls(value)
+    if stripped != value or '%' not in value:
+        return stripped
+    decoded = unquote_plus(value)
+    stripped = strip_credential_urls(decoded)
+    return value if stripped == decoded else quote(stripped, safe='*')
+
+
+DEFAULT = Redactor(DEFAULT_NAMES)
