@@ -32,7 +32,7 @@ redaction_opts = [
     cfg.ListOpt('redact_names', default=DEFAULT_NAMES,
                 help='Names whose values never reach an event or the journal: query '
                      'parameters, and name=value or "name": "value" pairs in error '
-                     'responses and the user agent (doc/source/security.rst). '
+                     'responses and the user agent (doc/source/admin/security.rst). '
                      'Shell-style patterns, compared with the name percent-decoded, in '
                      'lower case and with everything but letters and digits removed '
                      '("*accesskey*" matches x_access_key and AWSAccessKeyId, "key" only '

@@ -25,8 +25,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, 'doc', 'source')
-PAGES = ('index', 'install', 'configuration', 'routemaps', 'events', 'magnum', 'api',
-         'delivery', 'cli', 'security', 'benchmarks', 'releasenotes')
+# The docs.openstack.org layout: install/, configuration/, admin/, reference/, contributor/
+PAGES = ('index', 'install/index', 'install/magnum', 'configuration/index',
+         'configuration/routemaps', 'admin/index', 'admin/delivery', 'admin/cli',
+         'admin/security', 'reference/index', 'reference/events', 'reference/api',
+         'reference/benchmarks', 'contributor/index', 'releasenotes')
 
 
 def _sphinx_available() -> None:
@@ -72,20 +75,20 @@ def test_docs_build_without_warnings(built):
 def test_every_option_is_on_the_configuration_page(built):
     from audit_notifier.opts import list_opts
     out = _ok(built)
-    with open(out / 'configuration.html', encoding='utf-8') as f:
+    with open(out / 'configuration' / 'index.html', encoding='utf-8') as f:
         page = f.read()
     [(group, opts)] = list_opts()
     assert opts
     # oslo_config.sphinxext gives every documented option the anchor <group>.<name>
     missing = [opt.dest for opt in opts if 'id="%s.%s"' % (group, opt.dest) not in page]
-    assert not missing, 'options missing from configuration.html: %s' % missing
+    assert not missing, 'options missing from configuration/index.html: %s' % missing
 
 
 def test_every_route_event_is_documented(built):
     from audit_notifier import routes
     from audit_notifier.events import glance as glance_events
     out = _ok(built)
-    text = _text(out / 'routemaps.html') + ' ' + _text(out / 'events.html')
+    text = _text(out / 'configuration' / 'routemaps.html') + ' ' + _text(out / 'reference' / 'events.html')
     missing = []
     for name in routes.shipped_maps():
         route_map = routes.load(name, usage_rules=glance_events.RULES)

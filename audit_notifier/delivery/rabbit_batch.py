@@ -23,7 +23,7 @@ batch failing on an idle, dropped connection is tried once more on a new one);
 fail fast (``CONNECT_TIMEOUT`` per host, ``IO_TIMEOUT`` per read or write, no
 pause between hosts); ``retry`` = N more attempts with oslo's pauses.  Every
 private name used is listed in :mod:`.oslo_private` and checked before this leaf
-is chosen; doc/source/delivery.rst has the details.
+is chosen; doc/source/admin/delivery.rst has the details.
 """
 
 

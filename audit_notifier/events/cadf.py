@@ -65,7 +65,7 @@ def initiator(facts) -> dict:
 
     Confirmed by auth_token: the user it names, with project, domain and roles.
     Otherwise ``id`` is ``unknown`` and whatever identity the request carried is
-    kept apart under ``claimed`` (a client can forge it: doc/source/security.rst).
+    kept apart under ``claimed`` (a client can forge it: doc/source/admin/security.rst).
     The host and the request ids are recorded in every case.
     """
     env = facts.exchange.request

@@ -6,7 +6,7 @@ Payloads follow Glance 33's ``glance/notifier.py`` field for field:
 the response body (create, PATCH, members) or an in-process look-up
 (:mod:`audit_notifier.lookup`).  ``locations``, ``direct_url`` and task ``input``
 never appear.  Deliberate differences from Glance are listed in
-doc/source/events.rst.
+doc/source/reference/events.rst.
 
 A route names its rule with ``usage: <rule>``; :data:`RULES` is the registry.
 """

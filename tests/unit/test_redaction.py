@@ -190,7 +190,7 @@ def test_an_error_body_quoting_a_secret_is_redacted_in_journal_and_event(
 
 def test_success_bodies_keep_their_values(wsgi):
     """A created image's record is the payload Glance sends too: only credential
-    URLs go, properties named like secrets stay (doc/source/security.rst)."""
+    URLs go, properties named like secrets stay (doc/source/admin/security.rst)."""
     body = b'{"id": "i1", "password": "kept", "u": "http://a:b@h/"}'
     exchange = Exchange(None, {}, [], 0.0)
     exchange.call, exchange.status, exchange.body = 1, '201 Created', [body]
@@ -210,7 +210,8 @@ def _journal_files(mw):
 def test_default_names_are_documented():
     import os
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    with open(os.path.join(root, 'doc', 'source', 'security.rst'), encoding='utf-8') as f:
+    path = os.path.join(root, 'doc', 'source', 'admin', 'security.rst')
+    with open(path, encoding='utf-8') as f:
         text = f.read()
     for name in DEFAULT_NAMES:
         assert '``%s``' % name in text, name
