@@ -78,9 +78,10 @@ def request_facts(environ: dict, redactor: Redactor = DEFAULT_REDACTOR) -> list:
     token_info = environ.get('keystone.token_info')
     app_cred = None
     if token_info is not None:
-        try:
-            app_cred = token_info['token']['application_credential']['id']
-        except (TypeError, KeyError):
+        try:        # .get: most tokens have no application credential (no raise)
+            credential = token_info['token'].get('application_credential')
+            app_cred = credential['id'] if credential else None
+        except (TypeError, KeyError, AttributeError):
             pass
     values.append(app_cred)
     values.append(identity.status(environ))
