@@ -25,16 +25,17 @@ import time
 from typing import Any
 
 from audit_notifier.assembly import Pipeline
-from audit_notifier.events import ERROR, INFO, Notification, cadf
+from audit_notifier.events import (ERROR, FAILURE, INFO, PENDING, SUCCESS, UNKNOWN,
+                                   Notification, cadf)
 from audit_notifier.events import glance as glance_events
 
 TASK_EVENTS = ('task.create', 'task.run', 'task.processing', 'task.success', 'task.failure',
                'task.delete')
 # CADF action and outcome of each task event.
-_TASK_CADF = {'task.create': ('create', 'success'), 'task.run': ('start', 'success'),
-              'task.processing': ('update', 'pending'), 'task.success': ('update', 'success'),
-              'task.failure': ('update', 'failure'), 'task.delete': ('delete', 'success')}
-OUTCOMES = ('pending', 'success', 'failure')
+_TASK_CADF = {'task.create': ('create', SUCCESS), 'task.run': ('start', SUCCESS),
+              'task.processing': ('update', PENDING), 'task.success': ('update', SUCCESS),
+              'task.failure': ('update', FAILURE), 'task.delete': ('delete', SUCCESS)}
+OUTCOMES = (PENDING, SUCCESS, FAILURE)
 CLUSTER_ACTIONS = ('create', 'update', 'delete')
 
 
@@ -59,7 +60,7 @@ class AuditNotifier:
                                       now))
         if 'cadf' in self._emitter.formats:
             action, outcome = _TASK_CADF[event_type]
-            target = {'typeURI': 'service/storage/image/task', 'id': payload['id'] or 'unknown'}
+            target = {'typeURI': 'service/storage/image/task', 'id': payload['id'] or UNKNOWN}
             if payload.get('type'):
                 target['name'] = payload['type']
             notes.append(self._cadf(event_type, action, outcome, target, context, now))
@@ -78,7 +79,7 @@ class AuditNotifier:
         if 'cadf' not in self._emitter.formats:
             return                     # Magnum's notifications exist only as CADF events
         uuid = _get(cluster, 'uuid') or _get(cluster, 'id')
-        target = {'typeURI': 'service/magnum/%s' % resource, 'id': uuid or 'unknown'}
+        target = {'typeURI': 'service/magnum/%s' % resource, 'id': uuid or UNKNOWN}
         if _get(cluster, 'name'):
             target['name'] = _get(cluster, 'name')
         note = self._cadf('magnum.%s.%s' % (resource, action), action, outcome, target,
@@ -95,7 +96,7 @@ class AuditNotifier:
         if self._emitter.resource_info:
             payload['resource_info'] = target['id']
         return Notification('cadf', self._emitter.cadf_event_type.format(event=event),
-                            ERROR if outcome == 'failure' else INFO, payload, target['id'], when)
+                            ERROR if outcome == FAILURE else INFO, payload, target['id'], when)
 
     def flush(self, timeout: float = 10.0) -> bool:
         return self.delivery.flush(timeout)

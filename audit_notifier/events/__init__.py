@@ -1,6 +1,7 @@
 """Event builders: from the facts of an exchange to notification payloads.
 
-``cadf`` builds CADF event dicts directly (pycadf objects cost ~200 us per event);
+``cadf`` builds CADF event dicts directly, with pycadf's vocabulary but not its
+objects (they cost ~200 us per event: doc/source/reference/events.rst);
 ``glance`` builds Glance's own usage notifications.  Both run in the sender thread,
 never on the request path.
 """
@@ -11,10 +12,20 @@ import datetime
 import re
 from typing import Any, NamedTuple
 
+from pycadf import cadftaxonomy
+
 INFO = 'INFO'
 WARN = 'WARN'
 ERROR = 'ERROR'
 INVALID_STATUS = 'invalid status line'   # reasonCode when the app's status has no code
+# CADF outcomes: pycadf's vocabulary (cadftaxonomy.OUTCOME_TAXONOMY)
+SUCCESS = cadftaxonomy.OUTCOME_SUCCESS
+FAILURE = cadftaxonomy.OUTCOME_FAILURE
+PENDING = cadftaxonomy.OUTCOME_PENDING
+UNKNOWN = cadftaxonomy.UNKNOWN
+# reasonType of a CADF reason (free text in CADF; keystonemiddleware.audit uses HTTP)
+REASON_HTTP = 'HTTP'
+REASON_EXCEPTION = 'exception'      # reasonCode: the exception's class name
 
 
 class Notification(NamedTuple):
@@ -28,9 +39,9 @@ class Notification(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    outcome: str        # CADF outcome: success, failure, pending
+    outcome: str        # CADF outcome: SUCCESS, FAILURE, PENDING or UNKNOWN
     priority: str
-    reason_type: str
+    reason_type: str    # REASON_HTTP or REASON_EXCEPTION
     reason_code: str
 
 
@@ -43,21 +54,21 @@ def outcome_of(exchange) -> Outcome:
     line without a code (the app's bug) is outcome unknown at ERROR.
     """
     if exchange.raised is not None:
-        return Outcome('failure', ERROR, 'exception', exchange.raised)
+        return Outcome(FAILURE, ERROR, REASON_EXCEPTION, exchange.raised)
     code = exchange.status_code
     if code is None:
         if exchange.status_invalid:     # the app's bug: what the client got is unknown
-            return Outcome('unknown', ERROR, 'HTTP', INVALID_STATUS)
-        return Outcome('failure', ERROR, 'HTTP', 'none')
+            return Outcome(UNKNOWN, ERROR, REASON_HTTP, INVALID_STATUS)
+        return Outcome(FAILURE, ERROR, REASON_HTTP, 'none')
     if code >= 500:
-        return Outcome('failure', ERROR, 'HTTP', str(code))
+        return Outcome(FAILURE, ERROR, REASON_HTTP, str(code))
     if code >= 400:
-        return Outcome('failure', WARN, 'HTTP', str(code))
+        return Outcome(FAILURE, WARN, REASON_HTTP, str(code))
     if exchange.route.observe == 'download' and not transfer_complete(exchange):
-        return Outcome('failure', ERROR, 'HTTP', str(code))
+        return Outcome(FAILURE, ERROR, REASON_HTTP, str(code))
     if code == 202 or exchange.route.asynchronous:
-        return Outcome('pending', INFO, 'HTTP', str(code))
-    return Outcome('success', INFO, 'HTTP', str(code))
+        return Outcome(PENDING, INFO, REASON_HTTP, str(code))
+    return Outcome(SUCCESS, INFO, REASON_HTTP, str(code))
 
 
 def expected_bytes(exchange, fallback_size: int | None = None) -> int | None:

@@ -24,12 +24,19 @@ from __future__ import annotations
 import re
 import uuid
 
+from pycadf import cadftaxonomy
+from pycadf import cadftype
+
 from audit_notifier import identity, sanitize
 from audit_notifier.events import ERROR, WARN, Notification, Outcome, cadf_time, outcome_of
 from audit_notifier.exchange import APP_CREDENTIAL_KEY, IDENTITY_KEY
 
-EVENT_TYPE_URI = 'http://schemas.dmtf.org/cloud/audit/1.0/event'
-USER_TYPE_URI = 'service/security/account/user'
+# pycadf.event.TYPE_URI_EVENT, built as pycadf builds it: importing pycadf.event would
+# register pycadf's [audit] options in the host service's global oslo.config CONF.
+EVENT_TYPE_URI = cadftype.CADF_VERSION_1_0_0 + 'event'
+EVENT_TYPE = cadftype.EVENTTYPE_ACTIVITY
+USER_TYPE_URI = cadftaxonomy.ACCOUNT_USER       # service/security/account/user
+UNKNOWN = cadftaxonomy.UNKNOWN                  # the id of a caller nobody confirmed
 _METRIC_NS = uuid.UUID('7b4ae1d8-6c1d-4a53-9a44-6a2b3c1c0f00')
 BYTES_SENT_METRIC = {'metricId': str(uuid.uuid5(_METRIC_NS, 'bytes_sent')),
                      'unit': 'B', 'name': 'bytes_sent'}
@@ -71,9 +78,9 @@ def initiator(facts) -> dict:
     env = facts.exchange.request
     status = env.get(IDENTITY_KEY, identity.ABSENT)
     claims = _identity_claims(env)
-    user = {'typeURI': USER_TYPE_URI, 'id': 'unknown'}
+    user = {'typeURI': USER_TYPE_URI, 'id': UNKNOWN}
     if status == identity.CONFIRMED:
-        user['id'] = claims.get('user_id', 'unknown')   # user_id too: Magnum's attribute
+        user['id'] = claims.get('user_id', UNKNOWN)     # user_id too: Magnum's attribute
         user.update(claims)
     elif claims:
         user['claimed'] = claims
@@ -139,7 +146,7 @@ def event(*, action: str, outcome: str, initiator: dict, target: dict, observer:
     """A CADF event dict (the shape pycadf's Event.as_dict() gives)."""
     payload = {
         'typeURI': EVENT_TYPE_URI,
-        'eventType': 'activity',
+        'eventType': EVENT_TYPE,
         'id': str(uuid.uuid4()),
         'eventTime': cadf_time(when),
         'action': action,
@@ -201,7 +208,7 @@ def initiator_from_context(context) -> dict:
                 return value
         return None
     user_id = get('user_id', 'user') if context is not None else None
-    user = {'typeURI': USER_TYPE_URI, 'id': user_id or 'unknown'}
+    user = {'typeURI': USER_TYPE_URI, 'id': user_id or UNKNOWN}
     if user_id:
         user['user_id'] = user_id
     if context is None:

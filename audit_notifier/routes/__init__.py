@@ -43,6 +43,7 @@ import os
 import re
 from typing import Any, Mapping
 
+from pycadf import cadftaxonomy
 import yaml
 
 from audit_notifier._config import ConfigError
@@ -52,13 +53,6 @@ METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'}
 KINDS = frozenset({'write', 'read', 'list'})
 OBSERVE = frozenset({'upload', 'download'})
 SOURCES = frozenset({'path', 'response', 'record', 'header', 'literal'})
-# pycadf's action taxonomy; pycadf accepts an action that starts with one of these.
-CADF_ACTIONS = ('backup', 'capture', 'create', 'configure', 'read', 'update', 'delete',
-                'monitor', 'start', 'stop', 'deploy', 'undeploy', 'enable', 'disable',
-                'send', 'receive', 'authenticate', 'revoke', 'renew', 'restore',
-                'evaluate', 'allow', 'deny', 'notify', 'unknown')
-# pycadf's resource taxonomy roots (prefix match, as pycadf does).
-CADF_TYPE_ROOTS = ('storage', 'compute', 'network', 'data', 'service', 'unknown')
 _PARAM = re.compile(r'^\{([A-Za-z_][A-Za-z0-9_]*)\}$')
 _EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
 _SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event',
@@ -379,9 +373,13 @@ def check_event_template(template: Any, where: str) -> None:
 
 
 def _check_type_uri(value: Any, path: str, where: str) -> None:
-    if not isinstance(value, str) or not value.startswith(CADF_TYPE_ROOTS):
+    # pycadf's own rule (a prefix of its RESOURCE_TAXONOMY), so every event passes
+    # pycadf's Resource validator.
+    if not isinstance(value, str) or not cadftaxonomy.is_valid_resource(value):
+        roots = sorted({uri.split('/')[0] for uri in cadftaxonomy.RESOURCE_TAXONOMY})
         raise _map_error(path, where, 'typeURI %r is not in the CADF resource taxonomy' % (value,),
-                         'start it with one of %s' % ', '.join(CADF_TYPE_ROOTS))
+                         "start it with one of pycadf's resource types (%s), e.g. "
+                         'service/storage/image' % ', '.join(roots))
 
 
 def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]) -> Route:
@@ -422,10 +420,11 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
     if not _EVENT.match(raw['event']):
         raise _map_error(path, where + '.event', 'not a dotted lower-case event name (%r)'
                          % raw['event'], 'write for example image.create')
-    if not raw['action'].startswith(CADF_ACTIONS):
+    if not cadftaxonomy.is_valid_action(raw['action']):     # pycadf's rule: a prefix
         raise _map_error(path, where + '.action', 'action %r is not in the CADF taxonomy'
-                         % raw['action'], 'use create, read, read/list, update, update/<x>, '
-                         'delete ...')
+                         % raw['action'], "start it with one of pycadf's actions (%s), "
+                         'e.g. update/deactivate'
+                         % ', '.join(sorted(cadftaxonomy.ACTION_TAXONOMY)))
     kind = raw.get('kind', _default_kind(method, raw['action']))
     if kind not in KINDS:
         raise _map_error(path, where + '.kind', 'unknown kind %r' % kind,

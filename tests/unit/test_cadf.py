@@ -11,8 +11,12 @@ import time
 import uuid
 import warnings
 
+from pycadf import cadftaxonomy
+from pycadf import cadftype
+from pycadf import event as cadf_event
 import pytest
 
+from audit_notifier import events
 from audit_notifier.events import cadf_time, envelope_time, iso_time
 from audit_notifier.events import cadf as cadf_events
 
@@ -154,6 +158,18 @@ def test_anonymous_caller_is_unknown(make_filter, captured, wsgi, cadf_valid):
     # no response id on a failure: the target falls back to the Location header or the
     # observer; it is always a valid resource
     cadf_valid(payload)
+
+
+def test_vocabulary_is_pycadfs():
+    """Outcomes, typeURIs and the event type are pycadf's (cadftaxonomy, cadftype);
+    the event typeURI is built as pycadf.event builds it, without importing it."""
+    assert {events.SUCCESS, events.FAILURE, events.PENDING, events.UNKNOWN} == \
+        cadftaxonomy.OUTCOME_TAXONOMY
+    assert cadf_events.EVENT_TYPE_URI == cadf_event.TYPE_URI_EVENT
+    assert cadf_events.EVENT_TYPE == cadftype.EVENTTYPE_ACTIVITY == 'activity'
+    assert cadf_events.USER_TYPE_URI == cadftaxonomy.ACCOUNT_USER == \
+        'service/security/account/user'
+    assert cadf_events.UNKNOWN == cadftaxonomy.UNKNOWN == 'unknown'
 
 
 # -- time formats -------------------------------------------------------------------------------
