@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """From configuration to a running pipeline: settings, route map, emitter, delivery.
 
 Shared by the WSGI filter and the out-of-band notifier API, so both read the same
@@ -16,12 +28,12 @@ import oslo_messaging.opts
 from oslo_config import cfg
 
 from audit_notifier import _config, routes
+from audit_notifier.classify import Classifier
 from audit_notifier.delivery import record
 from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, check_transport_url,
                                              resolve_drivers, transport_url_in_effect)
 from audit_notifier.delivery.handoff import Delivery
 from audit_notifier.delivery.leaves import OsloLeaf
-from audit_notifier.classify import Classifier
 from audit_notifier.emitter import Emitter, EventFilter
 from audit_notifier.events import glance as glance_events
 from audit_notifier.lookup import SubRequester

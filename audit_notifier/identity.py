@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """How far the caller's identity headers can be believed.
 
 keystonemiddleware's ``auth_token`` removes every identity header a client sent
@@ -23,7 +35,7 @@ CONFIRMED = 'confirmed'
 INVALID = 'invalid'
 ABSENT = 'absent'
 
-TOKEN_AUTH_KEY = 'keystone.token_auth'
+TOKEN_AUTH_KEY = 'keystone.token_auth'      # an environ key, not a secret  # nosec B105
 # Magnum's auth_token subclass passes its public routes (/, /v1) on unchecked and
 # says so with this key: auth_token is in front, even without keystone.token_auth.
 _PUBLIC_ROUTE_KEY = 'is_public_api'

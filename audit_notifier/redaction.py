@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Secrets kept out of events and the journal: credential URLs, secret-named values.
 
 A value is secret when its *name* matches an entry of ``redact_names``.  Names
@@ -137,7 +149,7 @@ class Redactor:
             value = _QUOTED_PAIR.sub(self._quoted_pair, value)
         quote_char = quote_char or ''
         return '%s%s%s%s%s%s%s' % (m.group(1), m.group(2), m.group(1), m.group(3),
-                                    quote_char, value, quote_char)
+                                   quote_char, value, quote_char)
 
     def error_body(self, data: bytes) -> bytes:
         """An error response body as the journal keeps it (request path; at most

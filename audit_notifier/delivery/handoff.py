@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The request path's hand-off to delivery, and the sender's life in each process.
 
 :meth:`Delivery.submit` runs on the request path: it turns a phase of an API call
@@ -153,7 +165,7 @@ class Delivery:
         if self._pid != _process.pid:
             try:
                 self._start()
-            except Exception:       # the caller logged the call's error; count it anyway
+            except Exception:  # the caller logged the call's error; count it  # nosec B110
                 pass
         self.stats.add('filter_errors')
 

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The optional fast leaf: batches to RabbitMQ in AMQP transactions.
 
 With ``rabbit_batch_publish = true`` and ``messaging``/``messagingv2`` over
@@ -29,6 +41,7 @@ is chosen; doc/source/admin/delivery.rst has the details.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -123,7 +136,7 @@ class RabbitBatchSender:
             if hosts:
                 urls = [Conn._transform_transport_url(None, url, host) for host in hosts]
             else:
-                urls = [Conn._transform_transport_url(       # nosec: oslo's defaults
+                urls = [Conn._transform_transport_url(  # oslo's defaults  # nosec B106
                     None, url, TransportHost(''), default_username='guest',
                     default_password='guest', default_hostname='localhost')]
             ssl_params = False
@@ -341,10 +354,8 @@ class RabbitBatchSender:
         self._declared = set()
         self._exchange_declared = False
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):    # it is being dropped anyway
                 conn.collect()
-            except Exception:
-                pass
 
     def close(self) -> None:
         with self._lock:
@@ -355,10 +366,8 @@ class RabbitBatchSender:
                 try:
                     conn.release()
                 except Exception:
-                    try:
+                    with contextlib.suppress(Exception):    # closing: nothing left to do
                         conn.collect()
-                    except Exception:
-                        pass
 
 
 class _FrameBuffer:

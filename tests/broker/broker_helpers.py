@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Helpers for the tests against a REAL RabbitMQ (tests/broker/).
 
 * :func:`private_conf`: a private ``oslo_config.cfg.ConfigOpts`` (never the global
@@ -32,6 +44,7 @@ from oslo_config import cfg
 #: every priority oslo.messaging knows; the listener subscribes to all of them so a
 #: notification sent with an unexpected priority is still seen (and fails a test).
 PRIORITIES = ('audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample')
+
 
 def private_conf(control_exchange: str) -> cfg.ConfigOpts:
     """A private ConfigOpts with oslo.messaging's [DEFAULT] options registered."""

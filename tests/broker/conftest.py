@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Fixtures for the tests against a REAL RabbitMQ on 127.0.0.1:5672 (guest/guest).
 
 ``rabbitmq`` (session): the broker must answer an AMQP connection.  When it does
@@ -26,8 +38,8 @@ import uuid
 import pytest
 
 from tests.support.rabbit import (HOST, PORT, USER, amqp_url,
-                                   connect_error as _connect_error, peer_missing,
-                                   transport_url)
+                                  connect_error as _connect_error, peer_missing,
+                                  transport_url)
 START_TIMEOUT = 60.0
 VHOST_PREFIX = 'audit-notifier-test-'
 STALE_VHOST_AGE = 2 * 3600
@@ -37,9 +49,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'broker: needs a real RabbitMQ on 127.0.0.1:5672 (fails, never skips, '
                    'when CI=true)')
-
-
-
 
 
 def _run(*cmd, timeout=30.0) -> subprocess.CompletedProcess:

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Batched publishing (AMQP transactions) against a REAL RabbitMQ.
 
 * wire compatibility: the same envelopes sent by oslo.messaging's own
@@ -204,7 +216,7 @@ def test_declarations_and_messages_match_oslo_under_rabbit_options(broker, varia
     conf = bh.private_conf(exchange)
     transport = _oslo_transport(conf, broker.transport_url, VARIANTS[variant])
     publisher = _fast_leaf(conf, ['messagingv2'], [topic, topic + '_b'],
-                                      broker.transport_url, 0)
+                           broker.transport_url, 0)
     envelope = _envelopes(1, variant)[0]
     envelope['priority'] = 'INFO'
     queues = ['%s.info' % topic, '%s_b.info' % topic]
@@ -281,7 +293,7 @@ def _image_app(environ, start_response):
 
 
 def test_burst_of_20000_through_one_sender_loses_nothing_and_keeps_order(broker, tmp_path,
-                                                                      monkeypatch):
+                                                                         monkeypatch):
     exchange = broker.name('an_batch_burst')
     topic = broker.name('an_batch_burst')
     batch_sizes = collections.Counter()
@@ -424,7 +436,7 @@ def test_several_hosts_the_live_one_is_used(broker):
     vhost = '' if broker.vhost == '/' else broker.vhost
     url = 'rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:5672/%s' % vhost
     publisher = _fast_leaf(bh.private_conf(exchange), ['messagingv2'], [topic],
-                                      url, 0)
+                           url, 0)
     tap = RawTap(broker.amqp_url, exchange, [topic])
     admin = bh.AmqpAdmin(broker.amqp_url)
     envelopes = _envelopes(3, 'hosts')
@@ -482,4 +494,3 @@ def test_other_transports_keep_the_per_message_oslo_path():
             [e['message_id'] for e in envelopes]
     finally:
         publisher.close()
-

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The REAL Glance 33 API with the audit filter (driver messagingv2, formats
 cadf,glance) publishing to a REAL RabbitMQ.
 
@@ -194,7 +206,7 @@ def test_glance_format_matches_glances_own(run):
                    {f: theirs['payload'].get(f) for f in fields}, mine['event_type']
     a = [i['message']['payload'] for i in _tapped(run, 'glance', run['image_a'])]
     assert [p.get('status') for p in a] == ['queued', 'saving', 'saving', 'active', 'active',
-                                           'active', None, 'active', 'deleted']
+                                            'active', None, 'active', 'deleted']
     assert a[3]['size'] == UPLOAD_SIZE and a[3]['checksum'] == run['upload_md5']
     assert a[7]['name'] == 'broker-a2' and a[8]['deleted'] is True
 

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The audit filter around a small WSGI app, publishing to a REAL RabbitMQ.
 
 driver messagingv2, formats cadf,glance, cadf_topics audit, glance_topics
@@ -201,6 +213,7 @@ def test_listener_receives_exactly_what_the_filter_sent(scenario):
         assert r['timestamp'] == sent['timestamp']
         assert r['payload'] == sent['payload']
         assert r['ctxt'] in ({}, {'client_timeout': None})
+
     # per image and priority queue the listener delivers in the filter's send order
     def order(items):
         return {(k, p): [m for m, prio in v if prio == p]
@@ -218,7 +231,7 @@ def test_payloads_equal_the_test_drivers(scenario):
     call: event type, priority and payload (CADF id and eventTime aside)."""
     def normalized(messages):
         return _per_key(messages, lambda m: _normalized(m['event_type'], m['priority'],
-                                                         m['payload']))
+                                                        m['payload']))
     reference = normalized(scenario['reference'])
     assert sum(len(v) for v in reference.values()) == N_EXPECTED
     assert normalized([i['message'] for i in scenario['tapped']]) == reference

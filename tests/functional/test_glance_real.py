@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Issue 2 acceptance: audit_notifier after authtoken in the REAL Glance 33 app.
 
 One session-scoped Glance (tests/functional/conftest.py); the whole life cycle
@@ -140,6 +152,7 @@ EXPECTED = {
     'delete_image3': (204, [('image.delete', INFO)], [('image.delete', INFO)],
                       Cadf('audit.image.delete', INFO, 'delete', 'success', IMG, 'image')),
 }
+
 
 @pytest.fixture(scope='module')
 def lc(audit_lifecycle):
@@ -699,8 +712,7 @@ def test_examples_file_is_current(lc):
     assert committed == text, (
         '%s is stale: regenerate it with %s=1 python -m pytest -q '
         'tests/functional/test_glance_real.py -k examples' % (examples.EXAMPLES_FILE,
-                                                               examples.WRITE_ENV))
-
+                                                              examples.WRITE_ENV))
 
 
 def test_store_failure_is_a_5xx_error_like_glances(lc, monkeypatch):

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Issue 3: Glance tasks against the REAL Glance 33 app.
 
 * The API calls (``POST /v2/tasks``, ``POST /v2/images/{id}/import``) go through the
@@ -211,7 +223,7 @@ def test_legacy_tasks_api(glance_env, pipeline, executor_notifier, image_source)
     assert [m['event_type'] for m in own] == ['task.create', 'task.processing',
                                               'task.success', 'task.run']
     ours_api = [m for m in _mine(PUBLISHER) if m['event_type'] in ('task.create',
-                                                                  'audit.task.create')]
+                                                                   'audit.task.create')]
     assert [(m['event_type'], m['priority']) for m in ours_api] == [
         ('task.create', 'INFO'), ('audit.task.create', 'INFO')]
     usage, audit = ours_api[0]['payload'], ours_api[1]['payload']

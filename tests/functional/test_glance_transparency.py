@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Issue 8, transparency: Glance's own functional tests that upload a body which can only
 be iterated, run against the REAL Glance 33 in-process, without and with the filter.
 
@@ -129,7 +141,7 @@ CASES = {
 
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_glance_own_iterable_upload_tests_pass_through_the_filter(glance_env, pipeline,
-                                                                   name):
+                                                                  name):
     case = CASES[name]
     status = case['status']
     assert glance_env.audit_filter is None          # the session app: no filter

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Outcome and priority rules: status codes, exceptions, broken and partial downloads."""
 
 from __future__ import annotations
@@ -219,7 +231,7 @@ def test_download_404_is_warn(make_filter, captured, wsgi):
 
 
 def test_download_closed_before_the_app_started_is_a_zero_byte_send(make_filter, captured,
-                                                                     wsgi):
+                                                                    wsgi):
     """The client left before the first chunk (the app had not called start_response):
     still a broken download of 0 bytes, not a call without a response."""
     mw = make_filter(download_app([b'a' * 1000] * 4, lazy=True), formats='cadf,glance')

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """PEP 3333 streaming through the filter: nothing buffered, close() forwarded once,
 exceptions unchanged, file_wrapper kept, uploads probed without reading the body."""
 
@@ -701,7 +713,7 @@ def test_uwsgi_wrapper_is_installed_once_and_credits_nothing_else(make_filter, c
     wsgi.run(mw, _chunked_put(wsgi, '/v2/images/%s/file' % IMAGE))
     events = captured.all()
     assert [e['event_type'] for e in events] == ['audit.image.create', 'audit.image.upload',
-                                                'audit.image.upload']
+                                                 'audit.image.upload']
     assert 'measurements' not in events[0]['payload']
     assert 'measurements' not in events[1]['payload']               # no upload started
     assert events[2]['payload']['measurements'][0]['result'] == 3
