@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Typed settings from the service's conf file, overridable by paste-ini keys.
 
 Operators configure the filter in the service's own conf file (``[audit_notifier]``
@@ -20,6 +32,7 @@ import configparser
 import glob
 import math
 import os
+import re
 from typing import Any, Iterable, Mapping
 
 from oslo_config import cfg, types
@@ -40,19 +53,59 @@ def config_error(option: str, problem: str, fix: str) -> ConfigError:
 
 
 def conf_from_paste(local_conf: Mapping[str, Any]) -> cfg.ConfigOpts:
-    """The ConfigOpts to read: the service's global CONF unless paste names another."""
+    """The ConfigOpts to read: the service's global CONF unless paste names another.
+
+    As oslo.middleware's ``ConfigurableMiddleware`` chooses it: ``oslo_config_config``
+    (a ConfigOpts, from Python) as given; with ``oslo_config_project``, a ConfigOpts
+    of its own, parsed without command-line arguments from ``oslo_config_file`` if
+    given, else from the files oslo.config finds for that project and
+    ``oslo_config_program`` (``~/.<project>/``, ``~/``, ``/etc/<project>/``, ``/etc/``:
+    ``<project>.conf``, ``<program>.conf`` and their ``.conf.d`` directories).
+    ``oslo_config_program`` or ``oslo_config_file`` without a project is an error
+    here (oslo.middleware would silently read the service's CONF instead).
+    """
     given = local_conf.get('oslo_config_config')
     if given is not None:
         return given
     project = local_conf.get('oslo_config_project')
-    if project:
-        conf = cfg.ConfigOpts()
-        files = local_conf.get('oslo_config_file')
-        conf([], project=project,
-             default_config_files=[files] if files else None,
+    program = local_conf.get('oslo_config_program') or None
+    config_file = local_conf.get('oslo_config_file') or None
+    if not project:
+        for key, value in (('oslo_config_program', program),
+                           ('oslo_config_file', config_file)):
+            if value:
+                raise config_error(key, 'set without oslo_config_project, so it would be '
+                                   'ignored', 'add oslo_config_project = <project> (e.g. '
+                                   'glance) next to it, or remove it')
+        return cfg.CONF
+    conf = cfg.ConfigOpts()
+    try:
+        conf([], project=project, prog=program,
+             default_config_files=[config_file] if config_file else None,
              validate_default_values=True)
-        return conf
-    return cfg.CONF
+    except cfg.Error as exc:
+        raise _conf_files_error(exc, 'oslo_config_file' if config_file
+                                else 'oslo_config_project')
+    return conf
+
+
+def _conf_files_error(exc: Exception, option: str) -> ConfigError:
+    """A one-line error for conf files oslo.config could not use; never their text
+    (a line oslo.config quotes may hold a password)."""
+    if isinstance(exc, cfg.ConfigFilesNotFoundError):
+        return config_error(option, 'no such conf file: %s' % ', '.join(exc.config_files),
+                            'fix the path, or remove oslo_config_file to use the files '
+                            'found for oslo_config_project')
+    if isinstance(exc, cfg.ConfigFilesPermissionDeniedError):
+        return config_error(option, 'cannot read %s' % ', '.join(exc.config_files),
+                            'let the service user read it')
+    if isinstance(exc, cfg.ConfigFileParseError):
+        line = re.search(r':(\d+),', str(exc.msg))
+        return config_error(option, 'cannot parse %s%s' % (
+            exc.config_file, ' (line %s)' % line.group(1) if line else ''),
+            'fix its syntax')
+    return config_error(option, 'cannot load its conf files (%s)' % type(exc).__name__,
+                        'check them with oslo-config-validator')
 
 
 class Settings:
@@ -217,8 +270,9 @@ def _raw_conf_value(conf: cfg.ConfigOpts, group: str, opt: cfg.Opt) -> tuple:
     in oslo.config; only to word an error.
     """
     paths = list(conf.config_file or ())
-    if conf.config_dir:
-        paths += sorted(glob.glob(os.path.join(conf.config_dir, '*.conf')))
+    dirs = conf.config_dir or ()
+    for directory in [dirs] if isinstance(dirs, str) else dirs:    # a list since 9.x
+        paths += sorted(glob.glob(os.path.join(directory, '*.conf')))
     names = [(group, opt.dest)] + [(old.group or group, old.name)
                                    for old in opt.deprecated_opts if old.name]
     found: tuple = (None, None)

@@ -1,10 +1,24 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """``audit-notifier demo``: the audit filter at work on a local sample image API.
 
-Loads ``demo-paste.ini`` (``demoauth audit sampleapp``), serves it on 127.0.0.1 on
-an ephemeral port (wsgiref, one thread per request), makes a scripted series of
-real HTTP calls (create, upload, download, update, a forbidden delete, delete, a
-read of the deleted image) and prints, after each call, the notifications it
-produced.  They are caught where oslo.messaging's ``log`` driver writes them (the
+Builds the pipeline in code (:class:`~audit_notifier.demo.sample_app.DemoAuth`, the
+audit filter, :class:`~audit_notifier.demo.sample_app.SampleImageAPI`: the fake
+auth and its fixed tokens are never a paste factory a service could load), serves
+it on 127.0.0.1 on an ephemeral port (wsgiref, one thread per request), makes a
+scripted series of real HTTP calls (create, upload, download, update, a forbidden
+delete, delete, a read of the deleted image) and prints, after each call, the
+notifications it produced.  They are caught where oslo.messaging's ``log`` driver writes them (the
 logger ``oslo.messaging.notification``); after each call the runner waits until
 the server has closed the response (the moment the filter finishes a download)
 and the filter's sender has sent everything, so every notification is shown under
@@ -13,7 +27,6 @@ the call that caused it.
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import http.client
 import json
@@ -23,72 +36,70 @@ import random
 import shutil
 import socketserver
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from audit_notifier.demo import sample_app
+from audit_notifier.render import describe, is_cadf
 
-PASTE_NAME = 'demo-paste.ini'
 NOTIFICATION_LOGGER = 'oslo.messaging.notification'
-CADF_EVENT_URI = 'http://schemas.dmtf.org/cloud/audit/1.0/event'
 UPLOAD_SIZE = 3 * 1024 * 1024
 _PRIORITY_ORDER = {'DEBUG': 0, 'INFO': 1, 'AUDIT': 2, 'WARN': 3, 'ERROR': 4, 'CRITICAL': 5,
                    'SAMPLE': 6}
 WAIT = 30.0            # seconds: a safety net against hangs, not a measurement
-_HERE = os.path.dirname(os.path.abspath(__file__))
+# The audit filter's keys (as in a [filter:audit] paste section) the demo runs with;
+# --set KEY=VALUE changes or adds others.
+FILTER_KEYS = {'formats': 'cadf,glance', 'publisher_id': 'image.demo'}
+# Keys the demo owns: notifications must reach the log driver it reads, the journal
+# is a fresh temporary directory (never a service's), and the configuration is an
+# empty one of its own (a service's conf file never leaks in).
+_OWN_KEYS = frozenset({'driver', 'journal_dir', 'spool_dir', 'oslo_config_config',
+                       'oslo_config_project', 'oslo_config_program', 'oslo_config_file'})
 
 
 class DemoError(Exception):
     """The demo cannot go on; the message is one line for the user."""
 
 
-# -- finding the paste file ---------------------------------------------------------------
+# -- the pipeline ---------------------------------------------------------------------
 
-def paste_candidates() -> list[str]:
-    """Where demo-paste.ini is looked for, in order.
-
-    1. the repository checkout: ``<package dir>/../etc/audit_notifier/``;
-    2. where pbr installs ``[files] data_files``: ``<sys.prefix>/etc/audit_notifier/``,
-       and the data directories of the default and user install schemes (``pip
-       install --user`` puts it under ~/.local);
-    3. the copy shipped inside the package (kept identical by a unit test).
-    """
-    package_root = os.path.dirname(os.path.dirname(_HERE))
-    places = [os.path.join(package_root, 'etc', 'audit_notifier'),
-              os.path.join(sys.prefix, 'etc', 'audit_notifier')]
-    for scheme in (None, '%s_user' % os.name):
-        try:
-            data = sysconfig.get_path('data', scheme) if scheme else \
-                sysconfig.get_path('data')
-        except KeyError:
-            continue
-        places.append(os.path.join(data, 'etc', 'audit_notifier'))
-    places.append(_HERE)
-    seen, paths = set(), []
-    for place in places:
-        path = os.path.join(os.path.abspath(place), PASTE_NAME)
-        if path not in seen:
-            seen.add(path)
-            paths.append(path)
-    return paths
+def filter_keys(settings: list[str] | tuple = ()) -> dict[str, str]:
+    """The audit filter's keys: :data:`FILTER_KEYS` changed by ``KEY=VALUE`` items."""
+    keys = dict(FILTER_KEYS)
+    for item in settings:
+        key, sep, value = item.partition('=')
+        key = key.strip()
+        if not sep or not key:
+            raise DemoError('--set %s: write KEY=VALUE, e.g. --set formats=cadf' % item)
+        if key in _OWN_KEYS:
+            raise DemoError('--set %s: the demo sets %s itself (log driver, temporary '
+                            'journal, empty configuration)' % (item, key))
+        keys[key] = value.strip()
+    return keys
 
 
-def find_paste(explicit: str | None = None) -> tuple[str, str]:
-    """(absolute path, pipeline name) of the paste file to load."""
-    if explicit:
-        path, _, name = explicit.partition('#')
-        path = os.path.abspath(os.path.expanduser(path))
-        if not os.path.isfile(path):
-            raise DemoError('no paste file at %s' % path)
-        return path, name or 'main'
-    for path in paste_candidates():
-        if os.path.isfile(path):
-            return path, 'main'
-    raise DemoError('cannot find %s (looked in %s); give one with --paste PATH'
-                    % (PASTE_NAME, ', '.join(os.path.dirname(p) for p in paste_candidates())))
+def build(keys: dict[str, str], journal_dir: str):
+    """(WSGI app, audit filter): DemoAuth -> audit filter -> sample image API."""
+    from oslo_config import cfg
+
+    from audit_notifier._config import ConfigError
+    from audit_notifier.middleware import filter_factory
+    conf = cfg.ConfigOpts()
+    conf([], default_config_files=[], default_config_dirs=[])
+    # The filter also logs a ConfigError (a service's log is where operators look);
+    # here the one error line says it, not Python's last-resort handler as well.
+    quiet = logging.NullHandler()
+    logging.getLogger('audit_notifier').addHandler(quiet)
+    try:
+        audit = filter_factory({}, **keys, driver='log', journal_dir=journal_dir,
+                               oslo_config_config=conf)(sample_app.SampleImageAPI())
+    except ConfigError as exc:
+        raise DemoError(_one_line(exc))
+    finally:
+        logging.getLogger('audit_notifier').removeHandler(quiet)
+    return sample_app.DemoAuth(audit), audit
 
 
 # -- catching notifications ---------------------------------------------------------------
@@ -209,7 +220,7 @@ def _token(user: str) -> str:
 
 def demo_data() -> bytes:
     """The uploaded image: UPLOAD_SIZE bytes, the same in every run."""
-    return random.Random(20140417).randbytes(UPLOAD_SIZE)
+    return random.Random(20140417).randbytes(UPLOAD_SIZE)   # test data, not a secret  # nosec B311
 
 
 def script(data: bytes) -> list[Call]:
@@ -262,80 +273,23 @@ def _request(port: int, call: Call, path: str):
 
 # -- printing ---------------------------------------------------------------------------
 
-def describe(envelope: dict) -> str:
-    """One compact line for a person: priority, event_type and the key fields."""
-    payload = envelope.get('payload')
-    head = '%-5s %-20s' % (envelope.get('priority'), envelope.get('event_type'))
-    if isinstance(payload, str):
-        text = ' '.join(payload.split())
-        return '%s "%s"' % (head, text if len(text) <= 200 else text[:197] + '...')
-    if not isinstance(payload, dict):
-        return '%s %r' % (head, payload)
-    if payload.get('typeURI') == CADF_EVENT_URI:
-        target = payload.get('target') or {}
-        reason = payload.get('reason') or {}
-        initiator = payload.get('initiator') or {}
-        fields = ['action=%s' % payload.get('action'),
-                  'outcome=%s/%s' % (payload.get('outcome'), reason.get('reasonCode')),
-                  'target=%s' % target.get('id'),
-                  'by=%s' % (initiator.get('name') or initiator.get('id'))]
-        for measurement in payload.get('measurements') or []:
-            metric = measurement.get('metric') or {}
-            fields.append('%s=%s' % (metric.get('name'), measurement.get('result')))
-        return '%s %s' % (head, ' '.join(fields))
-    if 'bytes_sent' in payload:
-        return '%s image_id=%s bytes_sent=%s' % (head, payload.get('image_id'),
-                                                 payload.get('bytes_sent'))
-    if 'member_id' in payload:
-        return '%s image_id=%s member_id=%s status=%s' % (
-            head, payload.get('image_id'), payload.get('member_id'), payload.get('status'))
-    fields = ['id=%s' % payload.get('id'), 'name=%s' % payload.get('name'),
-              'status=%s' % payload.get('status'), 'size=%s' % payload.get('size')]
-    if payload.get('deleted'):
-        fields.append('deleted_at=%s' % payload.get('deleted_at'))
-    return '%s %s' % (head, ' '.join(fields))
-
-
-def _is_cadf(envelope: dict) -> bool:
-    payload = envelope.get('payload')
-    return isinstance(payload, dict) and payload.get('typeURI') == CADF_EVENT_URI
-
-
 def _one_line(exc: BaseException) -> str:
     text = ' '.join(str(exc).split())
     return text or type(exc).__name__
 
 
-def _pipeline_names(path: str, name: str) -> str | None:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path)
-        return ' '.join(parser.get('pipeline:%s' % name, 'pipeline').split())
-    except (configparser.Error, OSError):
-        return None
-
-
-def _find_audit(app):
-    from audit_notifier.middleware import AuditMiddleware
-    node, seen = app, set()
-    while node is not None and id(node) not in seen:
-        if isinstance(node, AuditMiddleware):
-            return node
-        seen.add(id(node))
-        node = (getattr(node, '_app', None) or getattr(node, 'app', None) or
-                getattr(node, 'application', None))
-    return None
-
-
 # -- the demo ----------------------------------------------------------------------------
 
-def run(json_mode: bool = False, paste: str | None = None) -> int:
-    """Run the demo; 0 on success, 1 (after one line on stderr) on failure."""
+def run(json_mode: bool = False, settings: list[str] | tuple = ()) -> int:
+    """Run the demo; 0 on success, 1 (after one line on stderr) on failure.
+
+    ``settings`` are ``KEY=VALUE`` items for the audit filter (``--set``).
+    """
     out = sys.stdout
     capture = NotificationCapture()
     capture.install()
     try:
-        _run(json_mode, paste, out, capture)
+        _run(json_mode, settings, out, capture)
     except DemoError as exc:
         print('audit-notifier demo: error: %s' % exc, file=sys.stderr)
         return 1
@@ -355,28 +309,14 @@ def run(json_mode: bool = False, paste: str | None = None) -> int:
     return 0
 
 
-def _run(json_mode: bool, paste: str | None, out, capture: NotificationCapture) -> None:
+def _run(json_mode: bool, settings, out, capture: NotificationCapture) -> None:
     started = time.monotonic()
-    path, name = find_paste(paste)
+    keys = filter_keys(settings)
     journal_dir = tempfile.mkdtemp(prefix='audit-notifier-demo-')
     audit = None
     try:
-        try:
-            from paste.deploy import loadapp
-            app = loadapp('config:%s' % path, name=name,
-                          global_conf={'demo_journal_dir': journal_dir})
-        except Exception as exc:
-            raise DemoError('cannot load pipeline %r from %s: %s'
-                            % (name, path, _one_line(exc)))
-        audit = _find_audit(app)
-        if audit is None:
-            raise DemoError('pipeline %r in %s has no audit_notifier filter' % (name, path))
-        used = audit.delivery.directory
-        if used is not None and os.path.realpath(used) != os.path.realpath(journal_dir):
-            raise DemoError('the audit filter in %s journals to %s; add "journal_dir = '
-                            '%%(demo_journal_dir)s" to its section so the demo keeps away '
-                            'from the journal of a service' % (path, used))
-        _serve_and_call(json_mode, path, name, app, audit, out, capture, started)
+        app, audit = build(keys, journal_dir)
+        _serve_and_call(json_mode, keys, app, audit, out, capture, started)
     finally:
         if audit is not None:
             _close(audit)
@@ -387,7 +327,7 @@ def _close(audit) -> None:
     audit.delivery.close()
 
 
-def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) -> None:
+def _serve_and_call(json_mode, keys, app, audit, out, capture, started) -> None:
     tracker = RequestTracker(app)
     try:
         server = _Server(('127.0.0.1', 0), _QuietHandler)
@@ -404,18 +344,12 @@ def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) ->
             print(text, file=out, flush=True)
 
     try:
-        settings = audit.settings
         say('audit-notifier demo: an image API behind the audit filter at '
             'http://127.0.0.1:%d' % port)
-        say('  pipeline %s (%s)' % (_pipeline_names(path, name) or name, path))
-        drivers = []
-        for publisher in audit.delivery.leaf_factory().values():
-            for driver in getattr(publisher, 'drivers', None) or []:
-                if driver not in drivers:
-                    drivers.append(driver)
-        say('  audit filter: formats=%s driver=%s publisher_id=%s' % (
-            ','.join(settings.formats), ','.join(drivers) or '?',
-            audit.emitter.publisher_id))
+        say('  pipeline: demo auth (stands in for auth_token) -> audit filter -> sample '
+            'image API')
+        say('  audit filter: %s driver=log' % ' '.join('%s=%s' % item
+                                                       for item in keys.items()))
         say()
         data = demo_data()
         expected_md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
@@ -430,7 +364,7 @@ def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) ->
                 response, body, received, md5 = _request(port, call, path_now)
             except (OSError, http.client.HTTPException) as exc:
                 raise DemoError('call %d %s %s failed: %s' % (number, call.method, path_now,
-                                                             _one_line(exc)))
+                                                              _one_line(exc)))
             if response.status != call.expect:
                 raise DemoError('call %d %s %s answered %d %s, expected %d' % (
                     number, call.method, path_now, response.status, response.reason,
@@ -461,14 +395,11 @@ def _serve_and_call(json_mode, path, name, app, audit, out, capture, started) ->
                     say('     ' + describe(envelope))
             if not got:
                 say('     (no notification)')
-        if not envelopes:
-            raise DemoError('no notification reached the log driver: set driver = log in '
-                            'the audit filter section of %s' % path)
         by_priority: dict[str, int] = {}
         for envelope in envelopes:
             by_priority[envelope.get('priority')] = by_priority.get(envelope.get('priority'),
                                                                     0) + 1
-        cadf = sum(1 for e in envelopes if _is_cadf(e))
+        cadf = sum(1 for e in envelopes if is_cadf(e))
         counters = audit.delivery.counters
         say()
         say('%d calls, %d notifications (%s): %d Glance-format, %d CADF; send errors %d, '

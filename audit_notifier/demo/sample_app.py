@@ -1,8 +1,21 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """A small in-memory image API that answers like Glance v2, and a demo auth filter.
 
-Used by ``audit-notifier demo`` (``etc/audit_notifier/demo-paste.ini``) so the
-audit filter can be watched end to end without OpenStack: no database, no store,
-no Keystone.  What it copies from Glance 33 (``glance/api/v2/images.py``,
+Used by ``audit-notifier demo`` (:mod:`audit_notifier.demo.runner` wraps it in
+the filter in code) so the audit filter can be watched end to end without
+OpenStack: no database, no store, no Keystone, nothing but the standard library
+(plain WSGI, no WebOb).  What it copies from Glance 33 (``glance/api/v2/images.py``,
 ``image_data.py``, ``policy.py``) is what the audit filter looks at:
 
 * routes and statuses: ``GET``/``POST /v2/images`` (200 / 201 + ``Location``),
@@ -13,7 +26,7 @@ no Keystone.  What it copies from Glance 33 (``glance/api/v2/images.py``,
 * the image view, with Glance's keys in Glance's order, and ``x-openstack-request-id``;
 * PATCH only with ``application/openstack-images-v2.1-json-patch`` (or v2.0's),
   415 otherwise; read-only and reserved attributes refused with 403;
-* errors as webob renders them for Glance: ``{"message", "code", "title"}`` JSON;
+* errors as WebOb words them for Glance: ``{"message", "code", "title"}`` JSON;
 * the upload reads ``wsgi.input`` in chunks (never the whole body at once) and moves
   the image queued -> saving -> active, with ``size``, ``virtual_size`` (raw),
   ``checksum`` (md5), ``os_hash_algo`` sha512 and ``os_hash_value``; a failed
@@ -31,7 +44,9 @@ Not there: members, stage/import, tasks, locations, Range requests, quotas.
 identity headers sent by the client, maps a demo token to the headers auth_token
 sets (``X-Identity-Status``, ``X-User-Id``, ``X-Project-Id``, ``X-Roles`` ...),
 puts ``keystone.token_info`` and ``keystone.token_auth`` in the environ and, like
-auth_token, leaves ``X-Auth-Token`` in place; an unknown token gets auth_token's 401.
+auth_token, leaves ``X-Auth-Token`` in place; a call without a known token goes on
+marked ``Invalid`` (Glance's ``delay_auth_decision = true``) and gets Glance's 401.
+Neither is a paste factory: nothing here can be named in a service's pipeline.
 """
 
 from __future__ import annotations
@@ -39,13 +54,11 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import http
 import json
 import re
 import threading
 import uuid
-
-import webob
-import webob.exc
 
 CHUNK_SIZE = 64 * 1024
 PATCH_TYPES = {'application/openstack-images-v2.0-json-patch': 4,
@@ -168,19 +181,98 @@ class Caller:
         return self.is_admin or (image.owner == self.project_id and self.can_write())
 
 
+def _status_line(status: int) -> str:
+    return '%d %s' % (status, http.HTTPStatus(status).phrase)
+
+
+class Request:
+    """The parts of a request the handlers read (webob.Request's names for them)."""
+
+    def __init__(self, environ: dict):
+        self.environ = environ
+
+    @property
+    def content_type(self) -> str:
+        return self.environ.get('CONTENT_TYPE', '').split(';')[0].strip()
+
+    @property
+    def content_length(self) -> int | None:
+        try:
+            return int(self.environ.get('CONTENT_LENGTH') or '')
+        except ValueError:
+            return None
+
+    def read_body(self) -> bytes:
+        return self.environ['wsgi.input'].read(self.content_length or 0)
+
+
+class Response:
+    """A complete answer: status, headers and a body already in memory."""
+
+    def __init__(self, status: int, body: bytes = b'', headers: list | None = None):
+        self.status = status
+        self.body = body
+        self.headers = list(headers or ())
+
+    def __call__(self, environ, start_response):
+        start_response(_status_line(self.status), self.headers)
+        return [] if environ.get('REQUEST_METHOD') == 'HEAD' else [self.body]
+
+
+# webob's explanation of the errors raised without one
+_EXPLANATIONS = {
+    401: 'This server could not verify that you are authorized to access the document '
+         'you requested. Either you supplied the wrong credentials (e.g., bad password), '
+         'or your browser does not understand how to supply the credentials required.',
+    404: 'The resource could not be found.',
+    411: 'Content-Length header required.',
+}
+
+
 class HTTPError(Exception):
-    def __init__(self, exc: webob.exc.HTTPException):
-        super().__init__(exc.status)
-        self.exc = exc
+    """An error answer, worded as webob words Glance's errors for a JSON client."""
+
+    def __init__(self, status: int, explanation: str | None = None, detail: str = '',
+                 headers: list | None = None):
+        super().__init__(_status_line(status))
+        self.status = status
+        self.explanation = explanation or _EXPLANATIONS.get(status, '')
+        self.detail = detail
+        self.headers = list(headers or ())
+
+    def response(self, environ: dict) -> Response:
+        if self.status == 405:
+            message = 'The method %s is not allowed for this resource. <br /><br />\n%s' % (
+                environ.get('REQUEST_METHOD'), self.detail)
+        elif self.status == 415:
+            message = ('The request media type %s is not supported by this server.\n'
+                       '<br /><br />\n%s' % (Request(environ).content_type or None,
+                                             self.detail))
+        else:
+            message = '%s<br /><br />\n%s\n\n' % (self.explanation, self.detail)
+        body = json.dumps({'message': message, 'code': _status_line(self.status),
+                           'title': http.HTTPStatus(self.status).phrase}).encode()
+        return Response(self.status, body, self.headers + [
+            ('Content-Length', str(len(body))), ('Content-Type', 'application/json')])
 
 
 def _forbidden(rule: str) -> HTTPError:
-    return HTTPError(webob.exc.HTTPForbidden(
-        explanation='You are not authorized to complete %s action.' % rule))
+    return HTTPError(403, 'You are not authorized to complete %s action.' % rule)
 
 
 def _bad_request(msg: str) -> HTTPError:
-    return HTTPError(webob.exc.HTTPBadRequest(explanation=msg))
+    return HTTPError(400, msg)
+
+
+def _host_url(environ: dict) -> str:
+    """scheme://host[:port] of the request, without the default port (as webob)."""
+    scheme = environ['wsgi.url_scheme']
+    host = environ.get('HTTP_HOST') or '%s:%s' % (environ['SERVER_NAME'],
+                                                  environ['SERVER_PORT'])
+    default = {'http': ':80', 'https': ':443'}.get(scheme)
+    if default and host.endswith(default):
+        host = host[:-len(default)]
+    return '%s://%s' % (scheme, host)
 
 
 class ImageData:
@@ -192,16 +284,16 @@ class ImageData:
 
     def __init__(self, data: bytes, checksum: str, chunk_size: int):
         self.data = data
-        self.headers = {'Content-Type': 'application/octet-stream',
-                        'Content-MD5': checksum,
-                        'Content-Length': str(len(data))}
+        self.headers = [('Content-Type', 'application/octet-stream'),
+                        ('Content-MD5', checksum),
+                        ('Content-Length', str(len(data)))]
         self.chunk_size = chunk_size
 
     def __call__(self, environ, start_response):
         return self._send(start_response)
 
     def _send(self, start_response):
-        start_response('200 OK', list(self.headers.items()))
+        start_response('200 OK', self.headers)
         view = memoryview(self.data)
         for offset in range(0, len(self.data), self.chunk_size):
             yield bytes(view[offset:offset + self.chunk_size])
@@ -221,25 +313,26 @@ class SampleImageAPI:
         try:
             return self._dispatch(environ, start_response, request_id)
         except HTTPError as err:
-            return self._error(err.exc, environ, start_response, request_id)
+            response = err.response(environ)
+            response.headers.append(('x-openstack-request-id', request_id))
+            return response(environ, start_response)
 
     def _dispatch(self, environ, start_response, request_id):
         caller = Caller(environ)
         if not caller.confirmed:
             # Glance's context middleware, after auth_token with delay_auth_decision.
-            raise HTTPError(webob.exc.HTTPUnauthorized())
+            raise HTTPError(401)
         method = environ.get('REQUEST_METHOD', 'GET')
         parts = [p for p in environ.get('PATH_INFO', '').split('/') if p]
         if parts[:2] != ['v2', 'images']:
-            raise HTTPError(webob.exc.HTTPNotFound())
+            raise HTTPError(404)
         allowed, args = self._route(parts[2:])
         if allowed is None:
-            raise HTTPError(webob.exc.HTTPNotFound())
+            raise HTTPError(404)
         if method not in allowed:
-            raise HTTPError(webob.exc.HTTPMethodNotAllowed(
-                headers=[('Allow', ', '.join(allowed))]))
-        response = allowed[method](webob.Request(environ), caller, *args)
-        response.headers['x-openstack-request-id'] = request_id
+            raise HTTPError(405, headers=[('Allow', ', '.join(allowed))])
+        response = allowed[method](Request(environ), caller, *args)
+        response.headers.append(('x-openstack-request-id', request_id))
         return response(environ, start_response)
 
     def _route(self, rest):
@@ -258,46 +351,36 @@ class SampleImageAPI:
             return {'PUT': self.add_tag, 'DELETE': self.delete_tag}, (rest[0], rest[2])
         return None, ()
 
-    def _error(self, exc, environ, start_response, request_id):
-        # webob renders the error for the Accept header; Glance's clients ask for JSON.
-        env = dict(environ)
-        env['HTTP_ACCEPT'] = 'application/json'
-        exc.headers['x-openstack-request-id'] = request_id
-        return exc(env, start_response)
-
     # -- helpers -------------------------------------------------------------------------
     def _get(self, caller: Caller, image_id: str, rule: str = 'get_image') -> Image:
         """ImageAPIPolicy: invisible -> 404, visible but not the caller's -> 403."""
         image = self.images.get(image_id)
         if image is None or not caller.can_see(image):
-            raise HTTPError(webob.exc.HTTPNotFound(
-                explanation='No image found with ID %s' % image_id))
+            raise HTTPError(404, 'No image found with ID %s' % image_id)
         if rule != 'get_image' and not caller.owns(image):
             raise _forbidden(rule)
         return image
 
     @staticmethod
-    def _json_body(request: webob.Request):
+    def _json_body(request: Request):
         if not request.content_length:
             raise _bad_request('Body expected in request.')
         try:
-            return json.loads(request.body)
+            return json.loads(request.read_body())
         except ValueError:
             raise _bad_request('Malformed JSON in request body.')
 
     @staticmethod
-    def _json_response(data, status: int = 200) -> webob.Response:
-        response = webob.Response()
-        response.status_int = status
-        response.unicode_body = json.dumps(data, ensure_ascii=False)
-        response.content_type = 'application/json'
-        return response
+    def _json_response(data, status: int = 200) -> Response:
+        body = json.dumps(data, ensure_ascii=False).encode('utf-8')
+        return Response(status, body, [('Content-Length', str(len(body))),
+                                       ('Content-Type', 'application/json')])
 
     @staticmethod
-    def _no_content() -> webob.Response:
-        response = webob.Response()
-        response.status_int = 204
-        return response
+    def _no_content() -> Response:
+        # webob's headers for an empty answer, which Glance's 204s carry
+        return Response(204, b'', [('Content-Type', 'text/html; charset=UTF-8'),
+                                   ('Content-Length', '0')])
 
     @staticmethod
     def _check_value(key: str, value) -> None:
@@ -326,11 +409,9 @@ class SampleImageAPI:
     @staticmethod
     def _check_key(key: str, readonly=_READONLY) -> None:
         if key in readonly:
-            raise HTTPError(webob.exc.HTTPForbidden(
-                explanation="Attribute '%s' is read-only." % key))
+            raise HTTPError(403, "Attribute '%s' is read-only." % key)
         if key in _RESERVED or key.startswith(_RESERVED_NS):
-            raise HTTPError(webob.exc.HTTPForbidden(
-                explanation="Attribute '%s' is reserved." % key))
+            raise HTTPError(403, "Attribute '%s' is reserved." % key)
 
     @staticmethod
     def _check_visibility(caller: Caller, visibility) -> None:
@@ -341,7 +422,7 @@ class SampleImageAPI:
     def index(self, request, caller):
         with self._lock:
             images = [img.view() for img in sorted(self.images.values(),
-                                                    key=lambda i: i.created_at, reverse=True)
+                                                   key=lambda i: i.created_at, reverse=True)
                       if caller.can_see(img)]
         return self._json_response({'images': images, 'first': '/v2/images',
                                     'schema': '/v2/schemas/images'})
@@ -370,9 +451,8 @@ class SampleImageAPI:
         owner = body.get('owner') if caller.is_admin and body.get('owner') else \
             caller.project_id
         if body.get('owner') and body['owner'] != caller.project_id and not caller.is_admin:
-            raise HTTPError(webob.exc.HTTPForbidden(
-                explanation='You are not permitted to create images owned by %r.'
-                % body['owner']))
+            raise HTTPError(403, 'You are not permitted to create images owned by %r.'
+                            % body['owner'])
         self._check_visibility(caller, body.get('visibility'))
         image = Image(image_id, owner)
         for key, value in body.items():
@@ -386,12 +466,12 @@ class SampleImageAPI:
                 image.extra_properties[key] = value
         with self._lock:
             if image_id in self.images:
-                raise HTTPError(webob.exc.HTTPConflict(
-                    explanation='An image with identifier %s already exists' % image_id))
+                raise HTTPError(409, 'An image with identifier %s already exists' % image_id)
             self.images[image_id] = image
             view = image.view()
         response = self._json_response(view, 201)
-        response.location = '/v2/images/%s' % image_id
+        response.headers.append(('Location', '%s/v2/images/%s' % (
+            _host_url(request.environ), image_id)))
         return response
 
     # -- /v2/images/{id} -----------------------------------------------------------------
@@ -403,9 +483,8 @@ class SampleImageAPI:
         content_type = request.content_type
         if content_type not in PATCH_TYPES:
             allowed = ', '.join(sorted(PATCH_TYPES))
-            raise HTTPError(webob.exc.HTTPUnsupportedMediaType(
-                headers={'Accept-Patch': allowed},
-                detail='Image PATCH expects Content-Type one of: %s' % allowed))
+            raise HTTPError(415, detail='Image PATCH expects Content-Type one of: %s'
+                            % allowed, headers=[('Accept-Patch', allowed)])
         body = self._json_body(request)
         if not isinstance(body, list):
             raise _bad_request('Request body must be a JSON array of operation objects.')
@@ -417,20 +496,17 @@ class SampleImageAPI:
             for op, key, value in changes:
                 if key in _BASE:
                     if op == 'remove':
-                        raise HTTPError(webob.exc.HTTPForbidden(
-                            explanation='Cannot remove %s attribute.' % key))
+                        raise HTTPError(403, 'Cannot remove %s attribute.' % key)
                     if key == 'visibility':
                         self._check_visibility(caller, value)
                     attrs[key] = value
                 elif op == 'remove':
                     if key not in staged:
-                        raise HTTPError(webob.exc.HTTPConflict(
-                            explanation='Property %s does not exist.' % key))
+                        raise HTTPError(409, 'Property %s does not exist.' % key)
                     del staged[key]
                 else:
                     if op == 'replace' and key not in staged:
-                        raise HTTPError(webob.exc.HTTPConflict(
-                            explanation='Property %s does not exist.' % key))
+                        raise HTTPError(409, 'Property %s does not exist.' % key)
                     staged[key] = value
             for key, value in attrs.items():
                 if key == 'tags':
@@ -476,30 +552,28 @@ class SampleImageAPI:
         with self._lock:
             image = self._get(caller, image_id, 'delete_image')
             if image.protected:
-                raise HTTPError(webob.exc.HTTPForbidden(
-                    explanation='Image %s is protected and cannot be deleted.' % image_id))
+                raise HTTPError(403, 'Image %s is protected and cannot be deleted.'
+                                % image_id)
             del self.images[image_id]
         return self._no_content()
 
     # -- /v2/images/{id}/file ------------------------------------------------------------
     def upload(self, request, caller, image_id):
-        content_type = request.headers.get('Content-Type', '').split(';')[0].strip()
+        content_type = request.content_type
         if content_type != 'application/octet-stream':
-            raise HTTPError(webob.exc.HTTPUnsupportedMediaType(
-                detail='Invalid content type %s' % (content_type or 'None')))
+            raise HTTPError(415, detail='Invalid content type %s' % (content_type or 'None'))
         expected = request.content_length
         environ = request.environ
         if expected is None and not environ.get('wsgi.input_terminated'):
-            raise HTTPError(webob.exc.HTTPLengthRequired())
+            raise HTTPError(411)
         with self._lock:
             image = self._get(caller, image_id, 'upload_image')
             if image.container_format is None or image.disk_format is None:
                 raise _bad_request('Properties disk_format, container_format must be set '
                                    'prior to saving data.')
             if image.status != 'queued':
-                raise HTTPError(webob.exc.HTTPConflict(
-                    explanation='Image status transition from %s to saving is not allowed'
-                    % image.status))
+                raise HTTPError(409, 'Image status transition from %s to saving is not '
+                                'allowed' % image.status)
             image.status = 'saving'
             image.touch()
         md5, sha512 = hashlib.md5(usedforsecurity=False), hashlib.sha512()
@@ -526,9 +600,8 @@ class SampleImageAPI:
             raise
         with self._lock:
             if self.images.get(image_id) is not image:
-                raise HTTPError(webob.exc.HTTPGone(
-                    explanation='Image %s could not be found after upload. The image may '
-                                'have been deleted during the upload.' % image_id))
+                raise HTTPError(410, 'Image %s could not be found after upload. The image '
+                                'may have been deleted during the upload.' % image_id)
             image.data = b''.join(chunks)
             image.size = received
             image.virtual_size = received if image.disk_format == 'raw' else None
@@ -543,13 +616,11 @@ class SampleImageAPI:
         with self._lock:
             image = self._get(caller, image_id, 'get_image')
             if image.status == 'deactivated' and not caller.is_admin:
-                raise HTTPError(webob.exc.HTTPForbidden(
-                    explanation='The requested image has been deactivated. Image data '
-                                'download is forbidden.'))
+                raise HTTPError(403, 'The requested image has been deactivated. Image '
+                                'data download is forbidden.')
             data, checksum = image.data, image.checksum
         if data is None:
-            raise HTTPError(webob.exc.HTTPNoContent(
-                explanation='Image %s has no data.' % image_id))
+            return Response(204)            # Glance's "Image <id> has no data."
         return ImageData(data, checksum, self.chunk_size)
 
     # -- tags and actions ----------------------------------------------------------------
@@ -565,8 +636,7 @@ class SampleImageAPI:
         with self._lock:
             image = self._get(caller, image_id, 'modify_image')
             if tag not in image.tags:
-                raise HTTPError(webob.exc.HTTPNotFound(
-                    explanation='Tag %s not found.' % tag))
+                raise HTTPError(404, 'Tag %s not found.' % tag)
             image.tags.remove(tag)
             image.touch()
         return self._no_content()
@@ -621,25 +691,23 @@ class DemoTokenAuth:
 
 
 class DemoAuth:
-    """keystonemiddleware.auth_token's effect on a request, for the demo tokens."""
+    """keystonemiddleware.auth_token's effect on a request, for the demo tokens, as
+    Glance configures it (``delay_auth_decision = true``): a call without a known
+    token goes on marked ``X-Identity-Status: Invalid``, and the image API answers
+    401 as Glance's context middleware does.  Built in code by the demo only: no
+    paste factory or entry point offers it to a service's pipeline."""
 
-    def __init__(self, app, tokens: dict | None = None, delay_auth_decision: bool = False,
-                 www_authenticate_uri: str = 'http://127.0.0.1:5000'):
+    def __init__(self, app):
         self.app = app
-        self.tokens = DEMO_TOKENS if tokens is None else tokens
-        self.delay_auth_decision = delay_auth_decision
-        self.www_authenticate_uri = www_authenticate_uri
 
     def __call__(self, environ, start_response):
         for key in _AUTH_ENVIRON_KEYS:           # a client may not fake its identity
             environ.pop(key, None)
         environ.pop('keystone.token_info', None)
         token = environ.get('HTTP_X_AUTH_TOKEN') or environ.get('HTTP_X_STORAGE_TOKEN')
-        identity = self.tokens.get(token) if token else None
+        identity = DEMO_TOKENS.get(token) if token else None
         environ['keystone.token_auth'] = DemoTokenAuth(identity)
         if identity is None:
-            if not self.delay_auth_decision:
-                return self._reject(environ, start_response)
             environ['HTTP_X_IDENTITY_STATUS'] = 'Invalid'
             return self.app(environ, start_response)
         headers = {
@@ -684,33 +752,3 @@ class DemoAuth:
                 '%Y-%m-%dT%H:%M:%S.000000Z'),
             'audit_ids': [uuid.uuid4().hex[:22]],
         }}
-
-    def _reject(self, environ, start_response):
-        body = {'error': {'code': 401, 'title': 'Unauthorized',
-                          'message': 'The request you have made requires authentication.'}}
-        response = webob.exc.HTTPUnauthorized(
-            body=json.dumps(body), charset='UTF-8', content_type='application/json',
-            headers=[('WWW-Authenticate', 'Keystone uri="%s"' % self.www_authenticate_uri)])
-        return response(environ, start_response)
-
-
-def _bool(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ('1', 'true', 'yes', 'on')
-
-
-def app_factory(global_conf, **local_conf):
-    """paste.app_factory for ``[app:sampleapp]``; ``chunk_size`` (bytes) optional."""
-    return SampleImageAPI(chunk_size=int(local_conf.get('chunk_size', CHUNK_SIZE)))
-
-
-def auth_filter_factory(global_conf, **local_conf):
-    """paste.filter_factory for ``[filter:demoauth]``: ``delay_auth_decision``,
-    ``www_authenticate_uri``, as keystonemiddleware's auth_token reads them."""
-    delay = _bool(local_conf.get('delay_auth_decision', False))
-    uri = local_conf.get('www_authenticate_uri', 'http://127.0.0.1:5000')
-
-    def auth_filter(app):
-        return DemoAuth(app, delay_auth_decision=delay, www_authenticate_uri=uri)
-    return auth_filter

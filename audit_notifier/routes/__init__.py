@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Route maps: which API calls are audited, as what, on which resource.
 
 A route map is declarative data (YAML) shipped in this package (``glance.yaml``,
@@ -39,8 +51,11 @@ several may be given as a list and the first one that yields a value wins.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
+import threading
+import types
 from typing import Any, Mapping
 
 from pycadf import cadftaxonomy
@@ -105,16 +120,16 @@ class Service:
 
 
 class RouteMap:
-    """A validated, compiled route map."""
+    """A validated, compiled route map; immutable, so filters share it (see load)."""
 
     def __init__(self, service: Service, routes: list[Route], sources: list[str],
                  origins: Mapping[tuple[str, str], tuple[str, int]]):
         """``routes`` are unique (load() checks); ``origins`` gives each route's
         ``(file, index)`` by key, for errors."""
         self.service = service
-        self.routes = routes
-        self.sources = sources
-        self.by_key = {route.key: route for route in routes}
+        self.routes = tuple(routes)
+        self.sources = tuple(sources)
+        self.by_key = types.MappingProxyType({route.key: route for route in routes})
         # Trie node: {segment: node, None: (param name, node), 0: {method: route}}
         self._trie: dict = {}
         param_owner: dict[int, Route] = {}      # id(param node) -> the route that made it
@@ -203,6 +218,12 @@ def shipped_maps() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(SHIPPED_DIR) if f.endswith('.yaml'))
 
 
+# (paths, usage rules) -> (digest of each file, RouteMap): one entry per combination
+# of files, replaced when one of them changes, so edits never make the cache grow.
+_LOADED: dict[tuple, tuple[tuple, RouteMap]] = {}
+_LOADED_LOCK = threading.Lock()
+
+
 def load(base: str, overrides: list[str] | tuple = (),
          usage_rules: Mapping[str, Any] | None = None) -> RouteMap:
     """Load, validate and compile a base map plus operator override files.
@@ -213,20 +234,39 @@ def load(base: str, overrides: list[str] | tuple = (),
     duplicate is an error.  ``usage_rules`` are the usage-format rules a route may
     name (each with a ``wants_body`` flag); the event builders own them, the map
     only names them.
+
+    Parsed once per process: every filter of a service (and every app a test suite
+    builds) gets the same immutable RouteMap while its files read the same; they
+    are read again each time (microseconds) and compared by content, so an edited
+    override file is parsed anew even when its size and timestamp did not change.
     """
     usage_rules = usage_rules or {}
-    base_path = resolve_map_path(base)
-    doc = _read(base_path)
+    paths = (resolve_map_path(base),) + tuple(resolve_map_path(extra) for extra in overrides)
+    texts = [_read_text(path) for path in paths]
+    digests = tuple(hashlib.sha256(text.encode('utf-8')).digest() for text in texts)
+    key = (paths, tuple(os.path.abspath(path) for path in paths),
+           tuple(sorted((name, bool(rule.wants_body)) for name, rule in usage_rules.items())))
+    with _LOADED_LOCK:
+        cached = _LOADED.get(key)
+        if cached is not None and cached[0] == digests:
+            return cached[1]
+        route_map = _compile(paths, texts, usage_rules)
+        _LOADED[key] = (digests, route_map)
+        return route_map
+
+
+def _compile(paths: tuple, texts: list[str], usage_rules: Mapping[str, Any]) -> RouteMap:
+    """The RouteMap of these files (base first), read as ``texts``."""
+    base_path = paths[0]
+    doc = _read(base_path, texts[0])
     service_doc = dict(_require_mapping(doc.get('service'), base_path, 'service'))
     _check_service_keys(service_doc, base_path)
     # identity -> (route, file, index); a later file's route replaces an earlier one
     merged = {_identity(route): (route, base_path, index)
               for index, route in _file_routes(doc, base_path, usage_rules,
-                                                   override=False)}
-    sources = [base_path]
-    for extra in overrides:
-        extra_path = resolve_map_path(extra)
-        extra_doc = _read(extra_path)
+                                               override=False)}
+    for extra_path, extra_text in zip(paths[1:], texts[1:]):
+        extra_doc = _read(extra_path, extra_text)
         extra_service = _require_mapping(extra_doc.get('service', {}), extra_path, 'service')
         _check_service_keys(extra_service, extra_path)
         service_doc.update(extra_service)
@@ -236,10 +276,9 @@ def load(base: str, overrides: list[str] | tuple = (),
                 # moved to the end, so a parameter-name clash names the override
                 merged.pop(_identity(route), None)
                 merged[_identity(route)] = (route, extra_path, index)
-        sources.append(extra_path)
     service = _parse_service(service_doc, base_path)
     final = list(merged.values())
-    return RouteMap(service, [route for route, _, _ in final], sources,
+    return RouteMap(service, [route for route, _, _ in final], list(paths),
                     {route.key: (path, index) for route, path, index in final})
 
 
@@ -292,10 +331,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _read(path: str) -> Mapping:
+def _read_text(path: str) -> str:
     try:
         with open(path, encoding='utf-8') as f:
-            doc = yaml.load(f, Loader=_UniqueKeyLoader)
+            return f.read()
+    except OSError as exc:
+        raise ConfigError('audit_notifier: cannot read route map %s (%s); check the path '
+                          'and permissions' % (path, exc.strerror))
+
+
+def _read(path: str, text: str) -> Mapping:
+    try:
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)   # a yaml.SafeLoader  # nosec B506
     except _DuplicateKey as dup:
         raise _map_error(path, 'line %d' % dup.line, 'duplicate key %r (first at line %d)'
                          % (dup.key, dup.first_line),
@@ -303,9 +350,6 @@ def _read(path: str) -> Mapping:
     except yaml.YAMLError as exc:
         raise ConfigError('audit_notifier: route map %s is not valid YAML (%s); fix the '
                           'syntax' % (path, ' '.join(str(exc).split())))
-    except OSError as exc:
-        raise ConfigError('audit_notifier: cannot read route map %s (%s); check the path '
-                          'and permissions' % (path, exc.strerror))
     if not isinstance(doc, dict):
         raise _map_error(path, 'document', 'not a mapping', 'start with service: and routes:')
     unknown = set(doc) - {'service', 'routes'}

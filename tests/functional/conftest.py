@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Fixtures for functional tests against the REAL Glance API (in-process).
 
 ``glance_env`` is SESSION-scoped on purpose: Glance's configuration is the
@@ -76,7 +88,7 @@ def audit_pipelines(glance_env):
     def make(name, **audit_filter):
         # the journal and stats files stay inside the session's Glance directory
         audit_filter.setdefault('journal_dir', os.path.join(glance_env.base_dir,
-                                                          'audit-journal-' + name))
+                                                            'audit-journal-' + name))
         pid = audit_filter['publisher_id']
         if pid not in made:
             made[pid] = glance_app.AuditPipeline(glance_env, audit_filter, name=name)

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Run the REAL Glance 33 API in-process (no sockets) for functional tests.
 
 This is a reusable helper module, not a test file.  It loads the upstream
@@ -96,7 +108,6 @@ _ACTIVE_ENV = None  # the one GlanceEnv started in this process
 # --------------------------------------------------------------------------
 
 
-
 def glance_own_notifications():
     """Envelopes emitted by Glance itself (publisher_id ``image.localhost``)."""
     return [m for m in all_notifications()
@@ -115,14 +126,9 @@ def wait_for_notification(predicate, timeout=10.0, interval=0.02, source=None):
     return _wait_for_notification(predicate, timeout, interval, source or glance_own_notifications)
 
 
-
-
-
-
 # --------------------------------------------------------------------------
 # responses
 # --------------------------------------------------------------------------
-
 
 
 class StreamingResponse(object):
@@ -253,7 +259,6 @@ class PatternStream(io.RawIOBase):
 # --------------------------------------------------------------------------
 # the environment
 # --------------------------------------------------------------------------
-
 
 
 def _paste_ini(audit_filter, flavor=PASTE_FLAVOR):
@@ -706,4 +711,3 @@ class AuditPipeline(object):
 
     def interrupted_download(self, image_id, **kw):
         return self.env.interrupted_download(image_id, app=self.app, **kw)
-

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """A FAITHFUL REPRODUCTION of Magnum 3.0.0's (2016) ``/v1/bays`` and
 ``/v1/baymodels`` API -- NOT the real Magnum.
 
@@ -292,14 +304,14 @@ class Bays2016App:
             if method == 'GET':
                 return _json_response(200, {'baymodels': [
                     self._baymodel_view(m) for m in self._visible(req, self.baymodels,
-                                                                 public=True)]})
+                                                                  public=True)]})
             if method == 'POST':
                 return self._baymodel_create(req)
         elif len(rest) == 1 and rest[0] == 'detail':
             if method == 'GET':
                 return _json_response(200, {'baymodels': [
                     self._baymodel_view(m) for m in self._visible(req, self.baymodels,
-                                                                 public=True)]})
+                                                                  public=True)]})
         elif len(rest) == 1:
             if method == 'GET':
                 return _json_response(200, self._baymodel_view(self._baymodel(req, rest[0])))

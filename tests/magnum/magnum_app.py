@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Run the REAL Magnum 23 API in-process (no sockets) for functional tests.
 
 This is a reusable helper module, not a test file.  It loads Magnum's pecan
@@ -152,7 +164,6 @@ _ACTIVE_ENV = None  # the one MagnumEnv started in this process
 # --------------------------------------------------------------------------
 
 
-
 def magnum_own_notifications():
     """Envelopes emitted by Magnum itself (publisher ``container-infra.*``)."""
     return [m for m in all_notifications()
@@ -173,14 +184,9 @@ def wait_for_notification(predicate, timeout=10.0, interval=0.02, source=None):
     return _wait_for_notification(predicate, timeout, interval, source or magnum_own_notifications)
 
 
-
-
-
-
 # --------------------------------------------------------------------------
 # responses
 # --------------------------------------------------------------------------
-
 
 
 def call_wsgi(app, environ):
@@ -251,7 +257,7 @@ class FakeGlance(object):
     def _json(start_response, status, obj):
         body = jsonlib.dumps(obj).encode()
         start_response(status, [('Content-Type', 'application/json'),
-                                 ('Content-Length', str(len(body)))])
+                                ('Content-Length', str(len(body)))])
         return [body]
 
     def __call__(self, environ, start_response):
@@ -357,7 +363,6 @@ def _requests_adapter_class():
 # --------------------------------------------------------------------------
 # config files
 # --------------------------------------------------------------------------
-
 
 
 def _paste_ini(audit_filter):
@@ -904,4 +909,3 @@ class MagnumEnv(object):
 def get_env():
     """The MagnumEnv started in this process, or None."""
     return _ACTIVE_ENV
-

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """audit_notifier's out-of-band API driven by the REAL Magnum 23 conductor.
 
 Magnum learns that a cluster operation finished (or failed) in its conductor:
@@ -96,9 +108,9 @@ def test_conductor_outcomes_mirrored_one_for_one(magnum_env, magnum_template, ho
         assert hooked.flush(10)
         new = magnum_app.all_notifications()[before:]
         ours = [m for m in new if m['publisher_id'] == HOOK_PUBLISHER]
-        magnum = [m for m in new if m['publisher_id'] == MAGNUM_PUBLISHER]
-        assert len(ours) + len(magnum) == len(new)
-        steps.append((label, ours, magnum))
+        theirs = [m for m in new if m['publisher_id'] == MAGNUM_PUBLISHER]
+        assert len(ours) + len(theirs) == len(new)
+        steps.append((label, ours, theirs))
         return result
 
     r = step('create', lambda: env.create_cluster(magnum_template['uuid'], name='hook-cl',
@@ -129,7 +141,7 @@ def test_conductor_outcomes_mirrored_one_for_one(magnum_env, magnum_template, ho
 
     # Magnum's own sequence, as the harness capture shows it
     own = [(label, n['event_type'], n['priority'], n['payload']['outcome'],
-            n['payload']['target']['id']) for label, _, magnum in steps for n in magnum]
+            n['payload']['target']['id']) for label, _, theirs in steps for n in theirs]
     assert own == [
         ('create', 'magnum.cluster.create', 'INFO', 'pending', uuid),
         ('periodic (create)', 'magnum.cluster.create', 'INFO', 'success', uuid),
@@ -144,13 +156,13 @@ def test_conductor_outcomes_mirrored_one_for_one(magnum_env, magnum_template, ho
         ('periodic (delete)', 'magnum.cluster.delete', 'INFO', 'success', uuid),
     ]
     # ours: one for one, step by step, in the same order
-    for label, ours, magnum in steps:
-        assert [view(n) for n in ours] == [view(n) for n in magnum], label
+    for label, ours, theirs in steps:
+        assert [view(n) for n in ours] == [view(n) for n in theirs], label
     assert len(hooked.calls) == 11
 
     # our events: valid CADF, initiator from the request context
-    for label, ours, magnum in steps:
-        for note, theirs in zip(ours, magnum):
+    for label, ours, magnum_notes in steps:
+        for note, theirs in zip(ours, magnum_notes):
             payload = note['payload']
             cadf_check.assert_valid(payload)
             init = payload['initiator']

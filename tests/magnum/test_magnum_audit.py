@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """audit_notifier (route_map = magnum) in front of the REAL Magnum 23 API.
 
 One scripted life cycle (module fixture ``scenario``) runs through an extra
@@ -92,11 +104,11 @@ def find_audit_middleware(app):
 
 
 class Step:
-    def __init__(self, label, response, ours, magnum):
+    def __init__(self, label, response, ours, theirs):
         self.label = label
         self.response = response
         self.ours = ours
-        self.magnum = magnum
+        self.magnum = theirs
 
     @property
     def status(self):
@@ -104,7 +116,7 @@ class Step:
 
     def __repr__(self):
         return '<Step %s %s ours=%s magnum=%s>' % (self.label, self.status,
-                                                  brief(self.ours), brief(self.magnum))
+                                                   brief(self.ours), brief(self.magnum))
 
 
 class Driver:
@@ -125,9 +137,9 @@ class Driver:
         self._settle()
         new = magnum_app.all_notifications()[before:]
         ours = [m for m in new if m['publisher_id'] == OUR_PUBLISHER]
-        magnum = [m for m in new if m['publisher_id'] == MAGNUM_PUBLISHER]
-        assert len(ours) + len(magnum) == len(new), new
-        step = Step(label, response, ours, magnum)
+        theirs = [m for m in new if m['publisher_id'] == MAGNUM_PUBLISHER]
+        assert len(ours) + len(theirs) == len(new), new
+        step = Step(label, response, ours, theirs)
         assert label not in self.steps
         self.steps[label] = step
         self.order.append(step)
@@ -308,7 +320,7 @@ def test_cluster_events(scenario):
                   'periodic sync (patch)', 'periodic sync (delete)'):
         assert s[label].ours == [], label
     # every step of the scenario is covered above or in the template test
-    covered = set(expected) | {l for l in s if l.startswith(('ct ', 'periodic'))}
+    covered = set(expected) | {label for label in s if label.startswith(('ct ', 'periodic'))}
     assert covered == set(s)
 
 
@@ -438,9 +450,9 @@ def flatten(d, prefix=''):
     return out
 
 
-def field_differences(ours, magnum):
+def field_differences(ours, theirs):
     """{field: presence} of every envelope/payload field whose values differ."""
-    a, b = flatten(ours), flatten(magnum)
+    a, b = flatten(ours), flatten(theirs)
     out = {}
     for field in set(a) | set(b):
         if field not in b:
@@ -470,12 +482,12 @@ def test_same_fields_as_magnum_own(scenario):
         a, b = flatten(step.ours[0]), flatten(step.magnum[0])
         assert {f: a[f] for f in same} == {f: b[f] for f in same}, label
         assert a['payload.target.id'] == scenario.cluster
-    actions = {l: (flatten(scenario.steps[l].ours[0])['payload.action'],
-                   flatten(scenario.steps[l].magnum[0])['payload.action'])
-               for l in COMPARED_STEPS}
-    outcomes = {l: (scenario.steps[l].ours[0]['payload']['outcome'],
-                    scenario.steps[l].magnum[0]['payload']['outcome'])
-                for l in COMPARED_STEPS}
+    actions = {label: (flatten(scenario.steps[label].ours[0])['payload.action'],
+                       flatten(scenario.steps[label].magnum[0])['payload.action'])
+               for label in COMPARED_STEPS}
+    outcomes = {label: (scenario.steps[label].ours[0]['payload']['outcome'],
+                        scenario.steps[label].magnum[0]['payload']['outcome'])
+                for label in COMPARED_STEPS}
     assert actions == {'cluster create': ('create', 'create'),
                        'cluster resize': ('update/resize', 'update'),
                        'cluster patch node_count': ('update', 'update'),
@@ -525,9 +537,9 @@ def test_event_differences_are_exactly_the_documented_ones(scenario):
         assert e.get('reason'), e
     observed = {}
     for step in scenario.order:
-        ours, magnum = brief(step.ours), brief(step.magnum)
-        if ours != magnum:
-            observed[step.label] = (ours, magnum)
+        ours, theirs = brief(step.ours), brief(step.magnum)
+        if ours != theirs:
+            observed[step.label] = (ours, theirs)
     assert observed == documented
     # and where they agree, they agree one for one
     agreeing = [s.label for s in scenario.order if s.label not in observed]

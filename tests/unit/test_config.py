@@ -1,8 +1,22 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Settings: paste strings parsed per type, conf fallbacks, drivers, one-line errors."""
 
 from __future__ import annotations
 
 import logging
+import os
+import textwrap
 from importlib.metadata import entry_points
 
 import pytest
@@ -461,3 +475,127 @@ def test_bad_transport_url_from_conf_fallback(tmp_path, make_filter):
     assert message == ("audit_notifier: option [oslo_messaging_notifications] transport_url: "
                        "no oslo.messaging transport for 'bogus'; use one of %s"
                        % ', '.join(transports))
+
+
+# -- oslo_config_project / _program / _file, as oslo.middleware reads them ----------------
+
+PROJECT, PROGRAM = 'anproject', 'anproject-api'
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A home directory of its own: oslo.config looks in ~/.<project>/ and ~/ first."""
+    monkeypatch.setenv('HOME', str(tmp_path))
+    assert not any(os.path.exists(os.path.join('/etc', d)) for d in (PROJECT, PROGRAM))
+    return tmp_path
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+
+
+def test_project_and_program_conf_files_are_found(home):
+    _write(home / ('.' + PROJECT) / (PROJECT + '.conf'), '''
+        [audit_notifier]
+        formats = cadf
+        queue_size = 11
+        ''')
+    # the program's file is read after the project's: its values win
+    _write(home / ('.' + PROJECT) / (PROGRAM + '.conf'), '''
+        [audit_notifier]
+        formats = glance
+        ''')
+    conf = _config.conf_from_paste({'oslo_config_project': PROJECT,
+                                    'oslo_config_program': PROGRAM})
+    assert conf is not cfg.CONF
+    assert conf.config_file == [str(home / ('.' + PROJECT) / (PROJECT + '.conf')),
+                                str(home / ('.' + PROJECT) / (PROGRAM + '.conf'))]
+    s = settings(conf=conf)
+    assert (s.formats, s.queue_size) == (['glance'], 11)
+
+
+def test_program_conf_d_directory_is_read(home):
+    _write(home / ('.' + PROJECT) / (PROGRAM + '.conf.d') / '50-audit.conf', '''
+        [audit_notifier]
+        audit_reads = false
+        ''')
+    conf = _config.conf_from_paste({'oslo_config_project': PROJECT,
+                                    'oslo_config_program': PROGRAM})
+    assert conf.config_dir == [str(home / ('.' + PROJECT) / (PROGRAM + '.conf.d'))]
+    assert settings(conf=conf).audit_reads is False
+
+
+def test_invalid_value_in_a_conf_d_file_is_one_line(home):
+    """oslo.config gives config_dir as a list: the error still names the file."""
+    conf_d = home / ('.' + PROJECT) / (PROGRAM + '.conf.d')
+    _write(conf_d / '50-audit.conf', '''
+        [audit_notifier]
+        queue_size = ten
+        ''')
+    conf = _config.conf_from_paste({'oslo_config_project': PROJECT,
+                                    'oslo_config_program': PROGRAM})
+    assert one_line_error(settings, conf=conf) == (
+        "audit_notifier: option queue_size: invalid value 'ten' in [audit_notifier] of "
+        "%s (invalid literal for int() with base 10: 'ten'); expected an integer of at "
+        "least 1" % (conf_d / '50-audit.conf'))
+
+
+def test_explicit_conf_file_replaces_the_found_ones(home):
+    _write(home / ('.' + PROJECT) / (PROJECT + '.conf'), '''
+        [audit_notifier]
+        formats = glance
+        queue_size = 11
+        ''')
+    explicit = home / 'elsewhere' / 'audit.conf'
+    _write(explicit, '''
+        [audit_notifier]
+        formats = cadf,glance
+        ''')
+    conf = _config.conf_from_paste({'oslo_config_project': PROJECT,
+                                    'oslo_config_file': str(explicit)})
+    assert conf.config_file == [str(explicit)]
+    s = settings(conf=conf)
+    assert (s.formats, s.queue_size) == (['cadf', 'glance'], 10000)
+
+
+def test_the_filter_reads_the_program_conf_from_paste_keys(home, tmp_path):
+    _write(home / ('.' + PROJECT) / (PROGRAM + '.conf'), '''
+        [audit_notifier]
+        publisher_id = image.from-program-conf
+        audit_lists = false
+        ''')
+    mw = middleware.filter_factory(
+        {}, oslo_config_project=PROJECT, oslo_config_program=PROGRAM, driver='test',
+        journal_dir=str(tmp_path / 'journal'), stats_interval='0')(app)
+    try:
+        assert mw.emitter.publisher_id == 'image.from-program-conf'
+        assert mw.settings.audit_lists is False
+        assert mw.settings.conf is not cfg.CONF
+    finally:
+        mw.delivery.close()
+
+
+@pytest.mark.parametrize('key', ['oslo_config_program', 'oslo_config_file'])
+def test_program_or_file_without_a_project_is_an_error(key):
+    message = one_line_error(_config.conf_from_paste, {key: 'glance-api'})
+    assert message == (
+        'audit_notifier: option %s: set without oslo_config_project, so it would be '
+        'ignored; add oslo_config_project = <project> (e.g. glance) next to it, or '
+        'remove it' % key)
+
+
+def test_missing_or_broken_conf_file_is_one_line(home):
+    missing = str(home / 'nope.conf')
+    assert one_line_error(_config.conf_from_paste, {
+        'oslo_config_project': PROJECT, 'oslo_config_file': missing}) == (
+        'audit_notifier: option oslo_config_file: no such conf file: %s; fix the path, '
+        'or remove oslo_config_file to use the files found for oslo_config_project'
+        % missing)
+    broken = home / 'broken.conf'
+    broken.write_text('[oslo_messaging_notifications]\ntransport_url = rabbit://g:%s@h/\n'
+                      '[audit_notifier\n' % SECRET)
+    assert one_line_error(_config.conf_from_paste, {
+        'oslo_config_project': PROJECT, 'oslo_config_file': str(broken)}) == (
+        'audit_notifier: option oslo_config_file: cannot parse %s (line 3); fix its syntax'
+        % broken)

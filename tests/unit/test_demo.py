@@ -1,15 +1,31 @@
-"""``audit-notifier demo``, its sample image API and the shipped paste files."""
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``audit-notifier demo``, its sample image API, its separation from the filter,
+and the shipped Glance paste file."""
 
 from __future__ import annotations
 
+import ast
 import configparser
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import webtest
@@ -145,72 +161,148 @@ def test_demo_as_a_command(tmp_path, cadf_valid):
     _assert_no_token(proc.stdout, proc.stderr)
 
 
-def test_missing_paste_is_one_clear_line(capsys, tmp_path):
-    assert cli.main(['demo', '--paste', str(tmp_path / 'nope.ini')]) == 1
+def _run_demo_command(tmp_path, *args, prelude=''):
+    """``audit-notifier demo ARGS`` in a fresh interpreter, from another directory;
+    ``prelude`` runs first (e.g. to make an import fail)."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env.pop('PYTHONWARNINGS', None)
+    code = prelude + '\nimport sys\nfrom audit_notifier import cli\n' \
+        'sys.exit(cli.main(sys.argv[1:]))\n'
+    return subprocess.run([sys.executable, '-c', code, 'demo', *args], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_set_changes_the_filter_options(capsys):
+    assert cli.main(['demo', '--json', '--set', 'formats=cadf',
+                     '--set', 'publisher_id=image.mine']) == 0
+    envelopes = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e['event_type'] for e in envelopes] == \
+        [t for t, _ in EXPECTED if t.startswith('audit.')]
+    assert {e['publisher_id'] for e in envelopes} == {'image.mine'}
+
+
+@pytest.mark.parametrize('item, message', [
+    ('driver=messagingv2', '--set driver=messagingv2: the demo sets driver itself'),
+    ('journal_dir=/var/lib/glance/audit-journal',
+     '--set journal_dir=/var/lib/glance/audit-journal: the demo sets journal_dir itself'),
+    ('oslo_config_project=glance',
+     '--set oslo_config_project=glance: the demo sets oslo_config_project itself'),
+    ('formats', '--set formats: write KEY=VALUE'),
+    ('=cadf', '--set =cadf: write KEY=VALUE'),
+])
+def test_set_refuses_what_the_demo_owns(capsys, item, message):
+    assert cli.main(['demo', '--set', item]) == 1
     out, err = capsys.readouterr()
     assert out == ''
     assert err.count('\n') == 1
-    assert err.startswith('audit-notifier demo: error: no paste file at ')
+    assert err.startswith('audit-notifier demo: error: ' + message)
 
 
-def test_paste_without_the_filter_is_refused(capsys, tmp_path):
-    paste = tmp_path / 'noaudit.ini'
-    paste.write_text('[pipeline:main]\npipeline = demoauth sampleapp\n'
-                     '[filter:demoauth]\npaste.filter_factory = '
-                     'audit_notifier.demo.sample_app:auth_filter_factory\n'
-                     '[app:sampleapp]\npaste.app_factory = '
-                     'audit_notifier.demo.sample_app:app_factory\n')
-    assert cli.main(['demo', '--paste', str(paste)]) == 1
-    out, err = capsys.readouterr()
-    assert err.count('\n') == 1 and 'has no audit_notifier filter' in err
+def test_filter_config_errors_are_one_line(tmp_path):
+    """A bad option is one line on stderr, once (the filter's own ERROR log line is
+    not printed as well by Python's last-resort handler)."""
+    proc = _run_demo_command(tmp_path, '--set', 'formats=cadf,xml')
+    assert proc.returncode == 1
+    assert proc.stdout == ''
+    assert proc.stderr == (
+        "audit-notifier demo: error: audit_notifier: option formats: invalid value "
+        "'cadf,xml' in the paste ini (Valid values are [cadf, glance], but found 'xml'); "
+        "expected a comma-separated list of cadf, glance\n")
 
 
-def test_filter_config_errors_are_one_line(capsys, tmp_path):
-    with open(os.path.join(ETC, 'demo-paste.ini')) as f:
-        text = f.read()
-    paste = tmp_path / 'bad.ini'
-    paste.write_text(text.replace('formats = cadf,glance', 'formats = cadf,xml'))
-    assert cli.main(['demo', '--paste', str(paste)]) == 1
-    out, err = capsys.readouterr()
-    assert out == ''
-    assert err.count('\n') == 1
-    assert err.startswith('audit-notifier demo: error: cannot load pipeline')
-    assert 'formats' in err
+# -- nothing of the demo in a service's pipeline -----------------------------------
+
+def test_demo_needs_no_webob(tmp_path, cadf_valid):
+    """pip install . && audit-notifier demo works where WebOb is not installed: the
+    filter does not need it, so it is not a requirement (import webob fails here)."""
+    proc = _run_demo_command(tmp_path, '--json', prelude="import sys\n"
+                                                         "sys.modules['webob'] = None")
+    assert proc.returncode == 0, proc.stderr
+    _check_envelopes([json.loads(line) for line in proc.stdout.splitlines()], cadf_valid)
+    assert proc.stderr == ''
+
+
+def test_filter_imports_neither_the_demo_nor_webob(tmp_path):
+    """A service loading the filter (and sending through it) imports nothing of the
+    demo, and no WebOb."""
+    code = textwrap.dedent('''
+        import json, sys, tempfile
+        from audit_notifier.middleware import filter_factory
+
+        def app(environ, start_response):
+            start_response('201 Created', [('Content-Type', 'application/json')])
+            return [b'{"id": "5d3a0c4e-7c61-4d43-9a52-2f0b1b6a9d01"}']
+
+        mw = filter_factory({}, driver='log', journal_dir=tempfile.mkdtemp())(app)
+        environ = {'REQUEST_METHOD': 'POST', 'PATH_INFO': '/v2/images',
+                   'SCRIPT_NAME': '', 'SERVER_NAME': 'x', 'SERVER_PORT': '80',
+                   'wsgi.url_scheme': 'http', 'HTTP_X_IDENTITY_STATUS': 'Confirmed',
+                   'HTTP_X_USER_ID': 'u', 'HTTP_X_PROJECT_ID': 'p'}
+        body = b''.join(mw(environ, lambda status, headers, exc_info=None: None))
+        assert mw.delivery.flush(30), 'not sent'
+        mw.delivery.close()
+        print(json.dumps(sorted(m for m in sys.modules
+                                if m.split('.')[0] == 'webob' or
+                                m.startswith('audit_notifier.demo'))))
+    ''')
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    proc = subprocess.run([sys.executable, '-c', code], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+def _imports_of(path):
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+            yield from ('%s.%s' % (node.module, alias.name) for alias in node.names)
+
+
+def test_only_the_cli_imports_the_demo():
+    package = os.path.join(ROOT, 'audit_notifier')
+    importers = set()
+    for folder, _, files in os.walk(package):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith('.py') or path.startswith(os.path.join(package, 'demo')):
+                continue
+            if any(m == 'audit_notifier.demo' or m.startswith('audit_notifier.demo.')
+                   for m in _imports_of(path)):
+                importers.add(os.path.relpath(path, ROOT))
+    assert importers == {os.path.join('audit_notifier', 'cli.py')}
+
+
+def test_no_paste_factory_or_entry_point_offers_the_demo():
+    # no paste factory in the demo package
+    for module in (sample_app, runner):
+        assert [n for n in dir(module) if n.endswith('_factory')] == [], module
+    # no entry point, of any group, names it (setup.cfg and what is installed)
+    parser = configparser.RawConfigParser()
+    parser.read(os.path.join(ROOT, 'setup.cfg'))
+    declared = ' '.join(parser.get('entry_points', group)
+                        for group in parser.options('entry_points'))
+    assert 'audit_notifier.demo' not in declared and 'audit_notifier.cli:main' in declared
+    installed = [ep for dist in importlib.metadata.distributions()
+                 for ep in dist.entry_points if ep.value.startswith('audit_notifier.demo')]
+    assert installed == []
+    # no shipped example (etc/ is installed as <prefix>/etc/audit_notifier) uses it
+    for name in os.listdir(ETC):
+        with open(os.path.join(ETC, name)) as f:
+            text = f.read()
+        assert 'audit_notifier.demo' not in text and 'demo-paste' not in text, name
+    assert not os.path.exists(os.path.join(ROOT, 'audit_notifier', 'demo',
+                                           'demo-paste.ini'))
 
 
 def test_no_subcommand_prints_usage(capsys):
     assert cli.main([]) == 2
     assert 'demo' in capsys.readouterr().err
-
-
-# -- where the paste file is found ---------------------------------------------------
-
-def test_packaged_paste_copy_is_identical():
-    with open(os.path.join(ETC, 'demo-paste.ini'), 'rb') as f:
-        etc_copy = f.read()
-    with open(os.path.join(ROOT, 'audit_notifier', 'demo', 'demo-paste.ini'), 'rb') as f:
-        package_copy = f.read()
-    assert package_copy == etc_copy
-
-
-def test_paste_search_order():
-    paths = runner.paste_candidates()
-    assert paths[0] == os.path.join(ETC, 'demo-paste.ini')
-    assert os.path.join(sys.prefix, 'etc', 'audit_notifier', 'demo-paste.ini') in paths
-    assert paths[-1] == os.path.join(ROOT, 'audit_notifier', 'demo', 'demo-paste.ini')
-    assert runner.find_paste() == (paths[0], 'main')
-    assert runner.find_paste(paths[-1] + '#other') == (paths[-1], 'other')
-
-
-def test_demo_paste_keys():
-    parser = configparser.RawConfigParser()
-    parser.read(os.path.join(ETC, 'demo-paste.ini'))
-    assert parser.get('pipeline:main', 'pipeline').split() == ['demoauth', 'audit',
-                                                               'sampleapp']
-    audit = dict(parser.items('filter:audit'))
-    assert audit['paste.filter_factory'] == 'audit_notifier.middleware:filter_factory'
-    assert (audit['formats'], audit['driver'], audit['publisher_id']) == \
-        ('cadf,glance', 'log', 'image.demo')
 
 
 # -- glance-api-paste.ini --------------------------------------------------------------
@@ -515,7 +607,7 @@ class Echo:
 
 def test_auth_sets_identity_like_auth_token():
     echo = Echo()
-    app = sample_app.auth_filter_factory({})(echo)
+    app = sample_app.DemoAuth(echo)
     # a client trying to pass itself off as admin of another project
     environ = _environ('GET', '/v2/images', HTTP_X_ROLES='admin', HTTP_X_PROJECT_ID='evil',
                        HTTP_X_TENANT_ID='evil', HTTP_X_IDENTITY_STATUS='Confirmed',
@@ -537,24 +629,22 @@ def test_auth_sets_identity_like_auth_token():
     assert ALICE_TOKEN not in json.dumps(env['keystone.token_info'])
 
 
-def test_auth_rejects_unknown_tokens():
+def test_unknown_tokens_go_on_invalid_and_get_401():
+    """As auth_token with Glance's delay_auth_decision = true, then Glance's 401."""
     echo = Echo()
-    app = sample_app.auth_filter_factory({}, www_authenticate_uri='http://ks:5000')(echo)
-    sr = StartResponse()
-    body = b''.join(app(_environ('GET', '/v2/images', token='bogus'), sr))
-    status, headers = sr.calls[0]
-    assert status == '401 Unauthorized'
-    assert dict(headers)['WWW-Authenticate'] == 'Keystone uri="http://ks:5000"'
-    assert json.loads(body) == {'error': {
-        'code': 401, 'title': 'Unauthorized',
-        'message': 'The request you have made requires authentication.'}}
-    assert not hasattr(echo, 'environ')
-    # delay_auth_decision: passed on, marked Invalid; the image API answers 401
-    delayed = sample_app.auth_filter_factory({}, delay_auth_decision='true')(echo)
-    list(delayed(_environ('GET', '/v2/images', token='bogus',
-                          HTTP_X_USER_ID='faked'), StartResponse()))
-    assert echo.environ['HTTP_X_IDENTITY_STATUS'] == 'Invalid'
-    assert 'HTTP_X_USER_ID' not in echo.environ
-    api = webtest.TestApp(sample_app.auth_filter_factory({}, delay_auth_decision='true')(
-        sample_app.SampleImageAPI()), lint=False)
-    api.get('/v2/images', headers=_h('bogus'), status=401)
+    app = sample_app.DemoAuth(echo)
+    for token in ('bogus', None):
+        environ = _environ('GET', '/v2/images', token=token, HTTP_X_USER_ID='faked',
+                           HTTP_X_ROLES='admin')
+        list(app(environ, StartResponse()))
+        assert echo.environ['HTTP_X_IDENTITY_STATUS'] == 'Invalid'
+        assert 'HTTP_X_USER_ID' not in echo.environ and 'HTTP_X_ROLES' not in echo.environ
+        assert echo.environ['keystone.token_auth'].has_user_token is False
+        assert 'keystone.token_info' not in echo.environ
+    api = webtest.TestApp(sample_app.DemoAuth(sample_app.SampleImageAPI()), lint=False)
+    r = api.get('/v2/images', headers=_h('bogus'), status=401)
+    assert r.json == {'code': '401 Unauthorized', 'title': 'Unauthorized', 'message': (
+        'This server could not verify that you are authorized to access the document you '
+        'requested. Either you supplied the wrong credentials (e.g., bad password), or '
+        'your browser does not understand how to supply the credentials required.'
+        '<br /><br />\n\n\n')}

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Route maps: every shipped route classifies and is audited; the loader's errors."""
 
 from __future__ import annotations
@@ -61,7 +73,7 @@ def test_glance_map_is_shipped():
 def test_every_route_matches_its_concrete_path(name):
     rm = load(name)
     assert rm.routes, name
-    assert rm.sources == [routes.resolve_map_path(name)]
+    assert rm.sources == (routes.resolve_map_path(name),)
     for route in rm.routes:
         path, params = concrete(route.path)
         hit = rm.match(route.method, path)
@@ -145,7 +157,7 @@ def test_every_route_is_audited_through_the_filter(name, make_filter, captured, 
         current['route'] = route
         path, params = concrete(route.path, '-%d' % index)
         sr, _ = wsgi.run(mw, wsgi.environ(route.method, path, body=b'{}',
-                                            headers=wsgi.IDENTITY, **wsgi.CONFIRMED))
+                                          headers=wsgi.IDENTITY, **wsgi.CONFIRMED))
         assert sr.status == '200 OK'
         events = captured.all()
         assert [e['event_type'] for e in events] == [template.format(event=route.event)], \
@@ -206,7 +218,7 @@ def test_unknown_paths_do_not_match(method, path):
 
 
 def test_unknown_path_through_filter_is_passed_through_untouched(make_filter, captured, wsgi,
-                                                                  caplog):
+                                                                 caplog):
     caplog.set_level(logging.DEBUG)
     body = [b'x']
 
@@ -228,7 +240,7 @@ def test_unknown_paths_leave_no_state(audit_unmatched):
     classifier = Classifier(rm, True, True, audit_unmatched, True, True)
     trie_before = trie_fingerprint(rm._trie)
     wanted_before = dict(classifier._wanted)
-    routes_before = list(rm.routes)
+    routes_before = tuple(rm.routes)
     classifier.classify({'REQUEST_METHOD': 'GET', 'PATH_INFO': '/warm-up'})
     unmatched_before = dict(classifier._unmatched)
     for i in range(50000):
@@ -528,7 +540,7 @@ def test_override_files_add_and_replace_routes(tmp_path):
         '''), 'override.yaml')
     rm = load('glance', [override])
     assert len(rm.routes) == len(base.routes) + 1
-    assert rm.sources == [routes.resolve_map_path('glance'), override]
+    assert rm.sources == (routes.resolve_map_path('glance'), override)
     assert rm.service.cadf_event_type == 'cadf.{event}'
     assert rm.service.name == 'glance'
     route, params = rm.match('GET', '/v2/images/abc')
