@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The ``audit-notifier`` command (console_scripts entry point ``audit_notifier.cli:main``).
 
 Each subcommand registers itself with an ``_add_<name>`` function listed in
@@ -35,15 +47,18 @@ def _add_demo(subparsers) -> None:
     parser.add_argument('--json', action='store_true',
                         help='print only the notifications, one oslo.messaging envelope '
                              '(JSON) per line')
-    parser.add_argument('--paste', metavar='PATH[#NAME]',
-                        help='paste file to load instead of the shipped demo-paste.ini '
-                             '(pipeline NAME, default main)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        dest='settings',
+                        help='an option of the audit filter, as a key of its paste '
+                             'section (default formats=cadf,glance '
+                             'publisher_id=image.demo); may be repeated, e.g. --set '
+                             'formats=cadf --set audit_reads=false')
     parser.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     from audit_notifier.demo import runner
-    return runner.run(json_mode=args.json, paste=args.paste)
+    return runner.run(json_mode=args.json, settings=args.settings)
 
 
 # -- stats and replay: operator tools on a journal directory --------------------------------
@@ -79,6 +94,13 @@ def _add_stats(subparsers) -> None:
                     'unsent one, whether the bus is down) and the dead letters waiting.')
     _journal_arguments(parser)
     parser.add_argument('--json', action='store_true', help='one JSON object per process')
+    parser.add_argument('--prometheus', action='store_true',
+                        help='Prometheus text format, for node_exporter\'s textfile '
+                             'collector')
+    parser.add_argument('--output', metavar='FILE',
+                        help='with --prometheus: write FILE (e.g. <textfile '
+                             'directory>/audit_notifier.prom) atomically instead of '
+                             'printing')
     parser.set_defaults(func=_run_stats)
 
 
@@ -89,6 +111,11 @@ def _run_stats(args) -> int:
     directory = _pipeline(args).delivery.directory
     rows = tools.read_stats(directory)
     dead = deadletter.count(directory)
+    if args.prometheus:
+        return _stats_prometheus(rows, dead, directory, args.output)
+    if args.output:
+        print('audit-notifier stats: error: --output needs --prometheus', file=sys.stderr)
+        return 2
     if args.json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
@@ -106,6 +133,23 @@ def _run_stats(args) -> int:
     print('dead letters waiting in %s: %d%s' % (
         directory, dead, ' (audit-notifier replay --dead-letters re-sends them)' if dead
         else ''))
+    return 0
+
+
+def _stats_prometheus(rows: list, dead: int, directory: str, output: str | None) -> int:
+    import time
+
+    from audit_notifier.delivery import prometheus
+    text = prometheus.render(rows, dead, directory, time.time())
+    if not output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        prometheus.write_atomically(output, text)
+    except OSError as exc:
+        print('audit-notifier stats: error: cannot write %s: %s' % (output, exc.strerror or
+                                                                    exc), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -130,6 +174,17 @@ def _add_replay(subparsers) -> None:
     parser.set_defaults(func=_run_replay)
 
 
+def _replay_pipeline(args):
+    """The pipeline replay sends with, publishing where the service itself does."""
+    from audit_notifier.delivery.private_queue import service_exchange
+    pipeline = _pipeline(args, driver=args.driver, transport_url=args.transport_url)
+    # This process never ran the service's oslo_messaging.set_transport_defaults:
+    # without this, a conf file that does not set control_exchange means 'openstack'.
+    pipeline.conf.set_default(
+        'control_exchange', service_exchange(pipeline.conf, pipeline.route_map.service.name))
+    return pipeline
+
+
 def _run_replay(args) -> int:
     import logging
 
@@ -137,7 +192,7 @@ def _run_replay(args) -> int:
     # What the sender logs (and the log driver's notifications) go to stderr.
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='%(levelname)s %(name)s %(message)s')
-    pipeline = _pipeline(args, driver=args.driver, transport_url=args.transport_url)
+    pipeline = _replay_pipeline(args)
     directory = pipeline.delivery.directory
     if args.dead_letters:
         result = tools.replay_dead_letters(pipeline)
@@ -152,7 +207,140 @@ def _run_replay(args) -> int:
     return 1 if result.left else 0
 
 
-SUBCOMMANDS = [_add_demo, _add_stats, _add_replay]
+# -- tail: live notifications from the bus -----------------------------------------------
+
+def _add_tail(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'tail', help='show the notifications on the message bus as they are published',
+        description='Show, as they are published, the notifications on the exchange and '
+                    'topics the filter configured in the conf file publishes to '
+                    '(RabbitMQ). A private queue (exclusive, auto-delete) gets a copy of '
+                    'each one: nothing is taken from Ceilometer or any other consumer, and '
+                    'the queue is gone when tail stops.')
+    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
+                        help='the service\'s conf file (e.g. /etc/glance/glance-api.conf): '
+                             'transport_url, topics, control_exchange; may be repeated')
+    parser.add_argument('--format', choices=('cadf', 'glance'), dest='fmt',
+                        help='only CADF or only Glance-format notifications (and only the '
+                             'topics of that format)')
+    parser.add_argument('--user', metavar='USER',
+                        help='only those by this user: CADF initiator id or name, or a '
+                             'Glance payload\'s user_id / receiver_user_id')
+    parser.add_argument('--resource', metavar='ID',
+                        help='only those about this resource: CADF target id, or a Glance '
+                             'payload\'s id / image_id')
+    parser.add_argument('--json', action='store_true',
+                        help='one oslo.messaging envelope (JSON) per line')
+    parser.add_argument('--count', type=_positive_int, metavar='N',
+                        help='stop after N notifications')
+    parser.add_argument('--timeout', type=_positive_float, metavar='SECONDS',
+                        help='stop after this many seconds (exit 1 if --count was not '
+                             'reached)')
+    parser.add_argument('--exchange', help='exchange to read (default: control_exchange of '
+                                           'the conf file, else the service\'s: glance, '
+                                           'magnum)')
+    parser.add_argument('--topic', action='append', dest='topics', metavar='TOPIC',
+                        help='topic to read instead of the filter\'s; may be repeated')
+    parser.set_defaults(func=_run_tail)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be 1 or more')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be more than 0')
+    return value
+
+
+def _run_tail(args) -> int:
+    from audit_notifier import tail
+    selection = tail.Selection(fmt=args.fmt, user=args.user, resource=args.resource)
+    return tail.run(args.config_file, selection, json_mode=args.json, count=args.count,
+                    timeout=args.timeout, exchange=args.exchange, topics=args.topics)
+
+
+# -- check and routes: is the filter set up right? ----------------------------------------
+
+def _add_check(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'check', help='preflight: will the audit filter work in this service as configured?',
+        description='Read the service\'s conf files and paste file as the service does and '
+                    'say, one line each (OK, WARN, ERROR), whether the audit filter is in '
+                    'its pipelines right after authtoken, whether its options and route map '
+                    'load, whether the service user can write journal_dir, whether the '
+                    'message bus answers (credentials are never printed) and which drivers '
+                    'and topics each format uses. Nothing is created or sent. Exit status 1 '
+                    'on any ERROR.')
+    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
+                        help='the service\'s conf file (e.g. /etc/glance/glance-api.conf); '
+                             'may be repeated')
+    parser.add_argument('--paste', metavar='PATH',
+                        help='its paste file (default: [paste_deploy] config_file or [api] '
+                             'api_paste_config of the conf, else <conf>-paste.ini or '
+                             'api-paste.ini next to the last conf file)')
+    parser.add_argument('--pipeline', metavar='NAME',
+                        help='check only what this app, pipeline or composite of the paste '
+                             'file leads to (default: every pipeline of the file)')
+    parser.add_argument('--user', metavar='USER',
+                        help='the user the service runs as, for journal_dir (default: the '
+                             'current user; only root can check as another user)')
+    parser.add_argument('--timeout', type=_positive_float, default=5.0, metavar='SECONDS',
+                        help='longest wait for each message broker (default 5)')
+    parser.set_defaults(func=_run_check)
+
+
+def _run_check(args) -> int:
+    from audit_notifier import preflight
+    return preflight.run(args.config_file, paste=args.paste, pipeline=args.pipeline,
+                         user=args.user, timeout=args.timeout)
+
+
+def _add_routes(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'routes', help='the route map in effect, or which route a request hits',
+        description='Print the route map the filter uses with this configuration as a '
+                    'table: method, path, kind, CADF action, event, target type, where the '
+                    'target id comes from, the record fetched before the call, the usage '
+                    '(Glance-format) rule, byte counting, and the formats that send '
+                    'something for it. With --match, explain one request instead: the '
+                    'route it hits and the parameters it binds, whether it is audited and '
+                    'what each format sends, as the filter\'s own classifier decides.')
+    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
+                        help='the service\'s conf file with its [audit_notifier] section; '
+                             'may be repeated')
+    parser.add_argument('--route-map', metavar='glance|magnum|PATH',
+                        help='route map instead of route_map of the conf file')
+    parser.add_argument('--route-map-override', action='append', default=[],
+                        metavar='FILE', help='override file instead of route_map_overrides '
+                                             'of the conf file; may be repeated')
+    parser.add_argument('--match', type=_request, metavar='"METHOD PATH"',
+                        help='explain this request, e.g. "PATCH /v2/images/<id>"')
+    parser.add_argument('--json', action='store_true', help='one JSON document')
+    parser.set_defaults(func=_run_routes)
+
+
+def _request(text: str) -> tuple[str, str]:
+    from audit_notifier import route_table
+    try:
+        return route_table.parse_request(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+
+
+def _run_routes(args) -> int:
+    from audit_notifier import route_table
+    return route_table.run(args.config_file, route_map=args.route_map,
+                           overrides=args.route_map_override, match=args.match,
+                           as_json=args.json)
+
+
+SUBCOMMANDS = [_add_demo, _add_stats, _add_replay, _add_tail, _add_check, _add_routes]
 
 
 def build_parser() -> argparse.ArgumentParser:

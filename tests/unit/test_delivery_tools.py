@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """audit-notifier stats and replay as an operator runs them (subprocesses on real
 files, the log driver for a bus), and the counters' rate-limited log lines."""
 
@@ -8,6 +20,8 @@ import logging
 import os
 import subprocess
 import sys
+
+import pytest
 
 from audit_notifier.delivery import deadletter
 from audit_notifier.delivery import stats as stats_mod
@@ -67,3 +81,41 @@ def test_each_condition_has_its_own_rate_limit(caplog):
     with caplog.at_level(logging.ERROR, logger='audit_notifier'):
         stats.limited(logging.ERROR, 'journal-disk', 'disk problem')
     assert caplog.records[-1].getMessage() == 'disk problem (and 2 more in the last 60 s)'
+
+
+def test_stats_prometheus_shows_a_running_filters_counters(make_filter, wsgi, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+    leaf = FakeLeaf(bad=lambda e: e['payload']['initiator']['request_id'] == 'req-1')
+    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
+    for i in range(3):
+        call(mw, wsgi, IMAGES[i], 'req-%d' % i)
+    assert mw.delivery.flush(30)
+    mw.delivery._sender.report()               # what the sender writes every 5 s
+    out = cli('stats', '--journal-dir', str(tmp_path), '--prometheus')
+    assert (out.returncode, out.stderr) == (0, '')
+    values = {(s.name, s.labels.get('process')): s.value
+              for f in text_string_to_metric_families(out.stdout) for s in f.samples}
+    owner = mw.delivery._journal.owner
+    assert {name: values[(name, owner)] for name in (
+        'audit_notifier_journaled_total', 'audit_notifier_sent_total',
+        'audit_notifier_dead_letters_total', 'audit_notifier_unsent',
+        'audit_notifier_bus_down', 'audit_notifier_alive')} == {
+        'audit_notifier_journaled_total': 3, 'audit_notifier_sent_total': 2,
+        'audit_notifier_dead_letters_total': 1, 'audit_notifier_unsent': 0,
+        'audit_notifier_bus_down': 0, 'audit_notifier_alive': 1}
+    assert values[('audit_notifier_dead_letters_waiting', None)] == 1
+
+
+@pytest.mark.parametrize('extra, exchange', [
+    ('', 'glance'),                                   # what Glance itself defaults to
+    ('route_map = magnum\n', 'magnum'),
+    ('[DEFAULT]\ncontrol_exchange = images\n', 'images'),     # set in the file: honoured
+])
+def test_replay_publishes_to_the_services_exchange(tmp_path, extra, exchange):
+    from audit_notifier import cli
+    conf = tmp_path / 'service.conf'
+    conf.write_text('[audit_notifier]\ndriver = log\njournal_dir = %s\n%s'
+                    % (tmp_path / 'journal', extra))
+    args = cli.build_parser().parse_args(['replay', '--config-file', str(conf)])
+    pipeline = cli._replay_pipeline(args)
+    assert pipeline.conf.control_exchange == exchange
