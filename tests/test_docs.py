@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The documentation builds without a single warning and covers what it must.
 
 Builds ``doc/source`` exactly as documented (``python -m sphinx -W -b html
@@ -26,10 +38,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, 'doc', 'source')
 # The docs.openstack.org layout: install/, configuration/, admin/, reference/, contributor/
-PAGES = ('index', 'install/index', 'install/magnum', 'configuration/index',
-         'configuration/routemaps', 'admin/index', 'admin/delivery', 'admin/cli',
-         'admin/security', 'reference/index', 'reference/events', 'reference/api',
-         'reference/benchmarks', 'contributor/index', 'releasenotes')
+PAGES = ('index', 'install/index', 'install/consumers', 'install/magnum',
+         'configuration/index', 'configuration/routemaps', 'admin/index',
+         'admin/delivery', 'admin/cli', 'admin/security', 'admin/bus-down',
+         'admin/disk-full', 'admin/dead-letters', 'admin/misplaced-filter',
+         'admin/journal-permissions', 'reference/index', 'reference/events',
+         'reference/api', 'reference/benchmarks', 'contributor/index', 'releasenotes')
 
 
 def _sphinx_available() -> None:
@@ -88,7 +102,8 @@ def test_every_route_event_is_documented(built):
     from audit_notifier import routes
     from audit_notifier.events import glance as glance_events
     out = _ok(built)
-    text = _text(out / 'configuration' / 'routemaps.html') + ' ' + _text(out / 'reference' / 'events.html')
+    text = (_text(out / 'configuration' / 'routemaps.html') + ' '
+            + _text(out / 'reference' / 'events.html'))
     missing = []
     for name in routes.shipped_maps():
         route_map = routes.load(name, usage_rules=glance_events.RULES)
