@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Dead letters: records and notifications that failed for a reason other than the bus.
 
 A record the builder cannot use (corrupt, from an unknown route, or a builder bug)
@@ -64,10 +76,14 @@ class DeadLetters:
                 finally:
                     os.close(fd)
         except OSError as exc:
+            problem = exc.strerror or str(exc)
+        else:
+            problem = None
+        if problem is not None:     # logged outside the handler: oslo.log would repeat it
             self.stats.add('journal_errors')
             self.stats.limited(logging.ERROR, 'dead-letter-write',
                                'audit_notifier: cannot write the dead letter of %s to %s (%s); '
-                               'error was: %s', what, self.path, exc.strerror, error)
+                               'error was: %s', what, self.path, problem, error)
             return
         self.stats.limited(logging.ERROR, 'dead-letter-' + stage,
                            'audit_notifier: %s moved to the dead letters in %s (%s failed: '

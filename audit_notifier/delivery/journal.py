@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The per-process journal: every audited call's facts, appended before it answers.
 
 Request threads append records (:mod:`.record` frames) to the tail segment with
@@ -107,10 +119,13 @@ def try_lock(path: str) -> int | None:
 def remove(path: str) -> None:
     try:
         os.unlink(path)
+        return
     except FileNotFoundError:
-        pass
+        return
     except OSError as exc:
-        LOG.error('audit_notifier: cannot remove %s (%s)', path, exc.strerror)
+        problem = exc.strerror or str(exc)
+    # Logged outside the handler: oslo.log appends the active exception to an ERROR line.
+    LOG.error('audit_notifier: cannot remove %s (%s)', path, problem)
 
 
 def read_checkpoint(path: str) -> tuple[int, int]:
@@ -152,14 +167,17 @@ class Journal:
         self._lock_fd = None
         self._ckpt_fd = None
         if directory is not None:
+            problem = None
             try:
                 self._lock_fd = try_lock(self._path('lock'))
                 self._ckpt_fd = os.open(self._path('ckpt'), os.O_WRONLY | os.O_CREAT,
                                         FILE_MODE)
             except OSError as exc:
+                problem = exc.strerror or str(exc)
+            if problem is not None:
                 # Appends will fail too and go to memory: delivery goes on, logged.
                 self._disk_failed('cannot create the journal lock or checkpoint in %s (%s)'
-                                  % (directory, exc.strerror or exc))
+                                  % (directory, problem))
 
     def _path(self, suffix: str) -> str:
         return os.path.join(self.directory, '%s.%s' % (self.owner, suffix))
@@ -208,10 +226,13 @@ class Journal:
         end = tail.size + len(data)
         tail.mm[tail.size:end] = data
         if self.fsync:
+            problem = None
             try:
                 tail.mm.flush()
             except OSError as exc:
-                self._disk_failed('cannot flush %s (%s)' % (tail.path, exc.strerror or exc))
+                problem = exc.strerror or str(exc)
+            if problem is not None:
+                self._disk_failed('cannot flush %s (%s)' % (tail.path, problem))
         tail.size = end
         tail.records += 1
         self._disk_bytes += len(data)
@@ -224,21 +245,26 @@ class Journal:
         self._seq += 1
         segment = Segment(self._seq, self._path('%08d.journal' % self._seq))
         fd = None
+        problem = None
         try:
             fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
             capacity = max(self.segment_bytes, need)
             os.posix_fallocate(fd, 0, capacity)
             segment.mm = mmap.mmap(fd, capacity)
         except (OSError, ValueError) as exc:
+            problem = getattr(exc, 'strerror', None) or str(exc)
+        finally:
+            if fd is not None:
+                os.close(fd)                      # the map keeps the file
+        if problem is not None:
+            # Logged outside the handler: oslo.log appends the active exception to
+            # WARNING and ERROR lines, which would say the same thing twice.
             segment.close()
             if fd is not None:
                 remove(segment.path)
             self._disk_failed('cannot create a journal segment in %s (%s)'
-                              % (self.directory, getattr(exc, 'strerror', None) or exc))
+                              % (self.directory, problem))
             return None
-        finally:
-            if fd is not None:
-                os.close(fd)                      # the map keeps the file
         self._close_writer()
         segment.writable = True
         self._segments.append(segment)
@@ -512,14 +538,17 @@ class Orphan:
             if seq < self.checkpoint[0]:
                 continue
             done_before = self.checkpoint[1] if seq == self.checkpoint[0] else 0
+            problem = None
             try:
                 with open(path, 'rb') as f:
                     data = f.read()
             except OSError as exc:
+                problem = exc.strerror or str(exc)
+            if problem is not None:     # outside the handler: oslo.log would repeat it
                 stats.add('journal_errors')
                 LOG.error('audit_notifier: cannot read the journal segment %s left by an '
                           'earlier process (%s); it is kept: fix its permissions and run '
-                          'audit-notifier replay', path, exc.strerror)
+                          'audit-notifier replay', path, problem)
                 self.unreadable = True
                 return
             for start, stop, rec in record_mod.decode_frames(data):

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Spool files of the release before the journal: sent once, then removed.
 
 That release kept what the bus could not take as JSON lines ``{"fmt": ...,
@@ -62,8 +74,12 @@ def _send_file(path: str, sender) -> bool:
         with open(path, 'rb') as f:
             lines = f.read().split(b'\n')
     except OSError as exc:
+        problem = exc.strerror or str(exc)
+    else:
+        problem = None
+    if problem is not None:     # logged outside the handler: oslo.log would repeat it
         sender.stats.add('journal_errors')
-        LOG.error('audit_notifier: cannot read %s (%s); it is kept', path, exc.strerror)
+        LOG.error('audit_notifier: cannot read %s (%s); it is kept', path, problem)
         return False
     built = []
     for number, line in enumerate(lines[:-1], 1):     # after the last newline: torn

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The sender: journal records in, notifications on the bus, positions committed.
 
 One thread per :class:`~audit_notifier.delivery.handoff.Delivery`, one ordered
@@ -185,51 +197,67 @@ class Sender:
                     return False
         return True
 
+    # The outage wait, the one-by-one retry and the dead letter run after the except
+    # block, not in it: oslo.log appends the exception being handled to every WARNING
+    # and ERROR line, which would repeat what these lines already say.
     def _publish_run(self, fmt: str, envelopes: list) -> bool:
         while True:
+            outage = None
             try:
                 self.leaves[fmt].publish_many(envelopes)
             except BusUnavailable as exc:
-                if not self._bus_down(exc):
-                    return False
-                continue
+                outage = exc
             except Exception:
                 self.stats.add('send_errors')
                 self.stats.limited(logging.ERROR, 'send-bug',
                                    'audit_notifier: publishing %d %s notification(s) failed '
                                    'with an error that is not a bus outage; sending them one '
                                    'by one', len(envelopes), fmt, exc_info=True)
+            else:
+                self._bus_up()
+                self.stats.add('sent', len(envelopes))
+                return True
+            if outage is None:
                 return self._publish_one_by_one(fmt, envelopes)
-            self._bus_up()
-            self.stats.add('sent', len(envelopes))
-            return True
+            if not self._bus_down(outage):
+                return False
 
     def _publish_one_by_one(self, fmt: str, envelopes: list) -> bool:
         for envelope in envelopes:
-            failures = 0
-            while True:
-                try:
-                    self.leaves[fmt].publish_many([envelope])
-                except BusUnavailable as exc:
-                    if not self._bus_down(exc):
-                        return False
-                    continue
-                except Exception as exc:
-                    failures += 1
-                    self.stats.add('send_errors')
-                    if failures < self.dead_letter_after:
-                        continue
+            if not self._publish_alone(fmt, envelope):
+                return False
+        return True
+
+    def _publish_alone(self, fmt: str, envelope: dict) -> bool:
+        """Send one notification, waiting out outages; after ``dead_letter_after``
+        other errors it goes to the dead letters. False when stopping."""
+        failures = 0
+        while True:
+            outage = error = None
+            try:
+                self.leaves[fmt].publish_many([envelope])
+            except BusUnavailable as exc:
+                outage = exc
+            except Exception as exc:
+                error = exc
+                failures += 1
+                self.stats.add('send_errors')
+                if failures >= self.dead_letter_after:
                     self.stats.limited(logging.ERROR, 'send-dead-letter',
                                        'audit_notifier: %s notification %s failed %d times',
                                        envelope.get('event_type'),
                                        envelope.get('message_id'), failures, exc_info=True)
-                    self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
-                                          fmt=fmt, envelope=envelope)
-                    break
+            else:
                 self._bus_up()
                 self.stats.add('sent')
-                break
-        return True
+                return True
+            if outage is not None:
+                if not self._bus_down(outage):
+                    return False
+            elif failures >= self.dead_letter_after:
+                self.dead_letters.add('send', '%s: %s' % (type(error).__name__, error),
+                                      fmt=fmt, envelope=envelope)
+                return True
 
     def _bus_down(self, exc: BaseException) -> bool:
         """Note the outage and wait before the next try; False when stopping."""

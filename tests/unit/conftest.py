@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Shared fixtures of the unit tests: a fresh ConfigOpts per test, filters with the
 ``test`` notification driver, WSGI environ building, and captured notifications.
 
@@ -8,6 +20,7 @@ its own ``ConfigOpts`` through the paste key ``oslo_config_config``.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 
@@ -243,3 +256,24 @@ def cadf_valid():
         assert ev.is_valid() is True
         return ev
     return check
+
+
+@pytest.fixture
+def oslo_log_lines():
+    """The lines the ``audit_notifier`` logger writes, formatted by oslo.log's
+    ContextFormatter as a service's log file has them (it appends the exception
+    being handled to WARNING and ERROR lines), at the moment each is logged."""
+    from oslo_log import formatters
+    from oslo_log import log as oslo_log
+    log_conf = cfg.ConfigOpts()
+    oslo_log.register_options(log_conf)
+    log_conf([])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatters.ContextFormatter(config=log_conf))
+    logger = logging.getLogger('audit_notifier')
+    logger.addHandler(handler)
+    try:
+        yield lambda: stream.getvalue().splitlines()
+    finally:
+        logger.removeHandler(handler)

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The journal and its record frames, without a broker: append, read, commit, torn and
 corrupt frames, caps and overflow policies, disk failures, orphans."""
 
@@ -160,7 +172,8 @@ def test_memory_cap_and_policy(policy, expected):
 
 # -- disk failures ---------------------------------------------------------------------------
 
-def test_enospc_falls_back_to_memory_and_returns_to_disk(tmp_path, monkeypatch, caplog):
+def test_enospc_falls_back_to_memory_and_returns_to_disk(tmp_path, monkeypatch, caplog,
+                                                         oslo_log_lines):
     """A full disk shows when a segment is allocated (never as a SIGBUS on a write
     into its map): the records go to memory, in order, until the disk has room."""
     stats = Stats()
@@ -179,6 +192,9 @@ def test_enospc_falls_back_to_memory_and_returns_to_disk(tmp_path, monkeypatch, 
             assert journal.append(rec(i, 1000))
     assert stats.counters['journal_errors'] >= 1
     assert 'No space left on device' in caplog.text and 'kept in memory' in caplog.text
+    # in the service's log the cause is said once (oslo.log appends an active exception)
+    line, = [x for x in oslo_log_lines() if 'cannot create a journal segment' in x]
+    assert line.count('No space left on device') == 1, line
     in_memory = journal.unsent_on_disk_and_in_memory()[1]
     assert 0 < in_memory < 100
     full['on'] = False

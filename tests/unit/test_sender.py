@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The sender without a broker: a fake leaf that fails on demand stands for the bus.
 
 Order after an outage, bus outages told apart from bugs, dead letters (build and
@@ -35,6 +47,8 @@ class FakeLeaf:
     """publish_many that records, or fails: ``down`` (BusUnavailable) a number of
     times, or with a TypeError for envelopes ``bad`` picks."""
 
+    DOWN_TEXT = 'connection refused (fake)'
+
     def __init__(self, down: int = 0, bad=None, gate: threading.Event | None = None):
         self.sent: list = []
         self.calls = 0
@@ -50,7 +64,7 @@ class FakeLeaf:
             self.calls += 1
             if self.down > 0:
                 self.down -= 1
-                raise leaves_mod.BusUnavailable('connection refused (fake)')
+                raise leaves_mod.BusUnavailable(self.DOWN_TEXT)
             if self.bad is not None and any(self.bad(e) for e in envelopes):
                 raise TypeError('cannot serialise this envelope (fake bug)')
             self.sent.extend(envelopes)
@@ -89,7 +103,8 @@ def fast_retries(monkeypatch):
     monkeypatch.setattr(sender_mod, 'RETRY_MAX', 0.05)
 
 
-def test_order_is_kept_through_an_outage_and_it_is_reported_once(make_filter, wsgi, caplog):
+def test_order_is_kept_through_an_outage_and_it_is_reported_once(make_filter, wsgi, caplog,
+                                                                 oslo_log_lines):
     leaf = FakeLeaf(down=5)
     mw = fake_filter(make_filter, leaf)
     with caplog.at_level(logging.WARNING, logger='audit_notifier'):
@@ -104,6 +119,9 @@ def test_order_is_kept_through_an_outage_and_it_is_reported_once(make_filter, ws
     lines = [r.getMessage() for r in caplog.records]
     assert sum('message bus is unreachable' in m for m in lines) == 1
     assert sum('message bus is back after' in m for m in lines) == 1
+    # as the service's log shows it: the cause once, not repeated by oslo.log
+    down, = [x for x in oslo_log_lines() if 'message bus is unreachable' in x]
+    assert down.count(FakeLeaf.DOWN_TEXT) == 1, down
     assert mw.delivery.snapshot()['unsent'] == 0
 
 
