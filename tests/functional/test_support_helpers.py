@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The shared test helpers themselves (tests/support): they must reject what
 pycadf / Ceilometer reject, or the Glance tests that rely on them prove nothing.
 No Glance needed."""
@@ -108,5 +120,7 @@ def test_ceilometer_event_traits():
     assert traits['size'] == 5 and traits['created_at'].isoformat() == '2026-11-23T14:22:28'
     assert 'deleted_at' not in traits
     assert ceilometer.event(_envelope('image.member.create', {'image_id': 'x'})) is None
+    assert ceilometer.event(_envelope('image.send', SEND, priority='WARN')) is None
+    assert ceilometer.event(_envelope('image.send', SEND, priority='ERROR')) is not None
     with pytest.raises(ValueError):     # Ceilometer cannot convert it either
         ceilometer.event(_envelope('image.upload', dict(image, size='big')))

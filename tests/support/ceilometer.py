@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Ceilometer's view of a notification: meters (samples) and event traits.
 
 This applies Ceilometer's own definitions for Glance, copied verbatim from
@@ -13,7 +25,9 @@ extended parser which accepts the same expressions), following the logic of
   with ``|``); the first match whose value is not None wins;
 * samples are built only from notifications Ceilometer's ``SampleEndpoint``
   receives: priorities INFO and SAMPLE (an ERROR image.send yields no sample);
-* events come from every priority; a trait whose value is missing (None) is
+* events are built only from notifications its ``EventEndpoint``
+  receives: priorities INFO and ERROR (a WARN event never reaches the event
+  pipeline); a trait whose value is missing (None) is
   left out; ``int`` and ``datetime`` traits are converted the way
   ``models.Trait.convert_value`` does and a value that cannot be converted
   raises (Ceilometer would drop the event with an error).
@@ -118,6 +132,7 @@ EVENTS_YAML = """
 _DEFAULT_TRAITS = {'service': {'type': 'text', 'fields': 'publisher_id'}}
 
 SAMPLE_PRIORITIES = ('INFO', 'SAMPLE')
+EVENT_PRIORITIES = ('INFO', 'ERROR')
 SAMPLE_ATTRIBUTES = ('volume', 'resource_id', 'user_id', 'project_id')
 
 
@@ -194,8 +209,11 @@ def _convert(trait_type, value):
 
 
 def event(envelope: dict) -> dict | None:
-    """The Ceilometer event (type and traits) for ``envelope``, or None when no
-    event definition matches (Ceilometer drops it unless a catch-all exists)."""
+    """The Ceilometer event (type and traits) for ``envelope``, or None when its
+    priority is not one the event pipeline reads or no event definition matches
+    (Ceilometer drops it unless a catch-all exists)."""
+    if envelope.get('priority', '').upper() not in EVENT_PRIORITIES:
+        return None
     for definition in reversed(EVENT_DEFINITIONS):     # last definition wins
         if not _matches(envelope['event_type'], definition['event_type']):
             continue
