@@ -43,33 +43,12 @@ import broker_helpers as bh   # noqa: E402
 import glance_app             # noqa: E402
 
 
-def _find_audit_middleware(app):
-    finder = getattr(glance_app, 'find_audit_middleware', None)
-    if finder is not None:
-        return finder(app)
-    from audit_notifier.middleware import AuditMiddleware
-    todo, seen = [app], set()
-    while todo:
-        node = todo.pop(0)
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, AuditMiddleware):
-            return node
-        todo.extend(a for _, a in getattr(node, 'applications', ()) or ())
-        for attr in ('_app', 'app', 'application'):
-            nxt = getattr(node, attr, None)
-            if callable(nxt):
-                todo.append(nxt)
-    raise LookupError('no AuditMiddleware in the pipeline')
-
-
 def run(base_dir, spec):
     from oslo_config import cfg
 
     env = glance_app.GlanceEnv().start(base_dir, conf_overrides=spec.get('conf_overrides'))
     app = env.load_app(audit_filter=spec['audit_filter'], name='broker')
-    mw = _find_audit_middleware(app)
+    mw = glance_app.find_audit_middleware(app)
     envelopes = bh.record_envelopes(mw.delivery)
     glance_app.reset_notifications()
     steps = []

@@ -75,13 +75,13 @@ import webob.headers
 try:
     from tests.support.peer import (Response, all_notifications, reset_notifications,
                                     wait_for_notification as _wait_for_notification)
-    from tests.support.peer import ini_escape as _ini_escape
+    from tests.support.peer import find_node, ini_escape as _ini_escape
 except ImportError:          # run as a script: put the repository root on the path
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))))
     from tests.support.peer import (Response, all_notifications, reset_notifications,
                                     wait_for_notification as _wait_for_notification)
-    from tests.support.peer import ini_escape as _ini_escape
+    from tests.support.peer import find_node, ini_escape as _ini_escape
 
 
 GLANCE_PUBLISHER_ID = 'image.localhost'
@@ -657,26 +657,11 @@ def get_env():
 # the audit filter inside a loaded pipeline
 # --------------------------------------------------------------------------
 
-def find_audit_middleware(app, max_nodes=500):
+def find_audit_middleware(app):
     """The ``audit_notifier.middleware.AuditMiddleware`` instance inside a
-    pipeline built by :meth:`GlanceEnv.load_app` (breadth-first through the
-    paste URL maps and each filter's next-app attribute).  Raises LookupError.
-    """
+    pipeline built by :meth:`GlanceEnv.load_app`.  Raises LookupError."""
     from audit_notifier.middleware import AuditMiddleware
-    queue, seen = [app], set()
-    while queue and len(seen) < max_nodes:
-        node = queue.pop(0)
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, AuditMiddleware):
-            return node
-        queue.extend(a for _, a in getattr(node, 'applications', ()) or ())
-        for attr in ('_app', 'app', 'application'):
-            nxt = getattr(node, attr, None)
-            if nxt is not None and callable(nxt):
-                queue.append(nxt)
-    raise LookupError('no AuditMiddleware in the pipeline %r' % (app,))
+    return find_node(app, AuditMiddleware)
 
 
 class AuditPipeline(object):

@@ -23,27 +23,11 @@ import os
 
 from audit_notifier.middleware import AuditMiddleware
 from audit_notifier.opts import ALL_OPTS
+from tests.support.peer import find_node
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, 'etc', 'audit_notifier', 'glance-api-paste.ini')
 PUBLISHER = 'image.paste-example'
-
-
-def find(app, wanted):
-    """The first node of class ``wanted`` in a pipeline (URL maps and each filter's
-    next app, breadth first)."""
-    queue, seen = [app], set()
-    while queue:
-        node = queue.pop(0)
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, wanted):
-            return node
-        queue.extend(a for _, a in getattr(node, 'applications', ()) or ())
-        queue.extend(getattr(node, attr) for attr in ('_app', 'app', 'application')
-                     if callable(getattr(node, attr, None)))
-    raise LookupError('no %s in %r' % (wanted.__name__, app))
 
 
 @contextlib.contextmanager
@@ -58,7 +42,7 @@ def shipped_pipeline(glance_env, journal_dir):
         stack.enter_context(glance_env.override('publisher_id', PUBLISHER,
                                                 'audit_notifier'))
         app = glance_config.load_paste_app('glance-api', conf_file=SHIPPED)
-        audit = find(app, AuditMiddleware)
+        audit = find_node(app, AuditMiddleware)
         try:
             yield app, audit
         finally:
@@ -70,7 +54,7 @@ def test_shipped_glance_paste_puts_the_filter_after_authtoken(glance_env, tmp_pa
     from keystonemiddleware.auth_token import AuthProtocol
 
     with shipped_pipeline(glance_env, str(tmp_path / 'journal')) as (app, audit):
-        assert find(app, AuthProtocol)._app is audit
+        assert find_node(app, AuthProtocol)._app is audit
         assert type(audit._app) is ContextMiddleware
         assert audit.route_map.service.name == 'glance'
         assert audit.delivery.directory == str(tmp_path / 'journal')

@@ -24,6 +24,7 @@ import os
 
 from audit_notifier.middleware import AuditMiddleware
 from audit_notifier.opts import ALL_OPTS
+from tests.support.peer import find_node
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, 'etc', 'audit_notifier', 'magnum-api-paste.ini')
@@ -38,23 +39,6 @@ def _ini(path):
     return parser
 
 
-def find(app, wanted):
-    """The first node of class ``wanted`` in a pipeline (URL maps and each filter's
-    next app, breadth first)."""
-    queue, seen = [app], set()
-    while queue:
-        node = queue.pop(0)
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, wanted):
-            return node
-        queue.extend(a for _, a in getattr(node, 'applications', ()) or ())
-        queue.extend(getattr(node, attr) for attr in ('_app', 'app', 'application')
-                     if callable(getattr(node, attr, None)))
-    raise LookupError('no %s in %r' % (wanted.__name__, app))
-
-
 @contextlib.contextmanager
 def shipped_pipeline(magnum_env, journal_dir):
     from oslo_config import cfg
@@ -66,7 +50,7 @@ def shipped_pipeline(magnum_env, journal_dir):
         stack.enter_context(magnum_env.override('publisher_id', PUBLISHER,
                                                 'audit_notifier'))
         app = deploy.loadapp('config:' + SHIPPED, name='main')
-        audit = find(app, AuditMiddleware)
+        audit = find_node(app, AuditMiddleware)
         try:
             yield app, audit
         finally:
@@ -101,10 +85,10 @@ def test_shipped_magnum_paste_puts_the_filter_after_authtoken(magnum_env, tmp_pa
     from pecan.middleware.recursive import RecursiveMiddleware
 
     with shipped_pipeline(magnum_env, str(tmp_path / 'journal')) as (app, audit):
-        assert find(app, AuthTokenMiddleware)._app is audit
+        assert find_node(app, AuthTokenMiddleware)._app is audit
         # then Magnum's api_v1: pecan.make_app's outer layer, Magnum's error wrapper
         assert type(audit._app) is RecursiveMiddleware
-        find(audit._app, ParsableErrorMiddleware)
+        find_node(audit._app, ParsableErrorMiddleware)
         assert audit.route_map.service.name == 'magnum'
         assert audit.delivery.directory == str(tmp_path / 'journal')
 

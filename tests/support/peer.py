@@ -12,7 +12,8 @@
 
 """What the real-peer harnesses (tests/functional/glance_app.py,
 tests/magnum/magnum_app.py) share: the oslo.messaging ``test`` driver's record of
-notifications, and a fully consumed WSGI response.
+notifications, a fully consumed WSGI response, and finding a filter in a loaded
+paste pipeline.
 
 oslo.messaging is imported lazily: importing it before Magnum would lock Magnum
 into oslo.service's eventlet backend.
@@ -58,6 +59,23 @@ def wait_for_notification(predicate, timeout=10.0, interval=0.02, source=all_not
             raise TimeoutError('no matching notification after %.1fs; got %s'
                                % (timeout, [m.get('event_type') for m in source()]))
         time.sleep(interval)
+
+
+def find_node(app, wanted: type, max_nodes: int = 500):
+    """The first node of class ``wanted`` in a loaded paste pipeline, breadth first
+    through the URL maps and each filter's next app. Raises LookupError."""
+    queue, seen = [app], set()
+    while queue and len(seen) < max_nodes:
+        node = queue.pop(0)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, wanted):
+            return node
+        queue.extend(a for _, a in getattr(node, 'applications', ()) or ())
+        queue.extend(getattr(node, attr) for attr in ('_app', 'app', 'application')
+                     if callable(getattr(node, attr, None)))
+    raise LookupError('no %s in the pipeline %r' % (wanted.__name__, app))
 
 
 def ini_escape(value) -> str:

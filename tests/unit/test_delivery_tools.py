@@ -50,13 +50,21 @@ def test_replay_sends_a_dead_processs_journal_once(make_filter, wsgi, tmp_path):
     assert second.stdout.startswith('sent 0 notification(s) from 0 journal(s)')
 
 
-def test_stats_shows_counters_and_dead_letters(make_filter, wsgi, tmp_path):
+def _three_calls_one_dead_letter(make_filter, wsgi, tmp_path):
+    """A filter journaling in tmp_path after three calls, the second dead-lettered,
+    with its stats file written."""
     leaf = FakeLeaf(bad=lambda e: e['payload']['initiator']['request_id'] == 'req-1')
     mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
     for i in range(3):
         call(mw, wsgi, IMAGES[i], 'req-%d' % i)
     assert mw.delivery.flush(30)
     mw.delivery._sender.report()               # what the sender writes every 5 s
+    return mw
+
+
+def test_stats_shows_counters_and_dead_letters(make_filter, wsgi, tmp_path):
+    mw = _three_calls_one_dead_letter(make_filter, wsgi, tmp_path)
+    assert mw.delivery.counters['dead_letters'] == 1     # what the file must say
     out = cli('stats', '--journal-dir', str(tmp_path), '--json')
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in out.stdout.splitlines()]
@@ -85,12 +93,7 @@ def test_each_condition_has_its_own_rate_limit(caplog):
 
 def test_stats_prometheus_shows_a_running_filters_counters(make_filter, wsgi, tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
-    leaf = FakeLeaf(bad=lambda e: e['payload']['initiator']['request_id'] == 'req-1')
-    mw = fake_filter(make_filter, leaf, journal_dir=str(tmp_path))
-    for i in range(3):
-        call(mw, wsgi, IMAGES[i], 'req-%d' % i)
-    assert mw.delivery.flush(30)
-    mw.delivery._sender.report()               # what the sender writes every 5 s
+    mw = _three_calls_one_dead_letter(make_filter, wsgi, tmp_path)
     out = cli('stats', '--journal-dir', str(tmp_path), '--prometheus')
     assert (out.returncode, out.stderr) == (0, '')
     values = {(s.name, s.labels.get('process')): s.value
