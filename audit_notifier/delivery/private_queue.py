@@ -153,11 +153,13 @@ def service_exchange(conf, service_name: str) -> str:
 def _control_exchange(conf) -> str | None:
     """``[DEFAULT] control_exchange`` when the conf file sets it, else None."""
     import oslo_messaging.opts
-    from oslo_config import cfg
     opt = [o for o in dict(oslo_messaging.opts.list_opts())[None]
            if o.dest == 'control_exchange']
     conf.register_opts(opt)
-    if conf.get_location('control_exchange').location == cfg.Locations.opt_default:
+    # Set by the operator (file, command line, environment), not a default: a
+    # default changed in this process (the service's own set_transport_defaults,
+    # when it runs here) says nothing about the conf file.
+    if not conf.get_location('control_exchange').location.is_user_controlled:
         return None
     return conf.control_exchange
 

@@ -82,6 +82,17 @@ def test_exchange(tmp_path, extra, kwargs, exchange):
     assert _source(tmp_path, BUS + extra, **kwargs).exchange == exchange
 
 
+def test_a_default_changed_in_this_process_is_not_the_conf_files(tmp_path):
+    # what Glance does at start-up (oslo_messaging.set_transport_defaults('glance')),
+    # e.g. when tail's code runs in a process that loaded Glance
+    import oslo_messaging
+    oslo_messaging.set_transport_defaults('glance')
+    try:
+        assert _source(tmp_path, BUS + 'route_map = magnum\n').exchange == 'magnum'
+    finally:
+        oslo_messaging.set_transport_defaults('openstack')
+
+
 def test_exchange_arguments_and_tls_as_oslo_messaging_reads_them(tmp_path):
     text = (BUS + '[oslo_messaging_rabbit]\namqp_durable_queues = true\nssl = true\n'
             'ssl_ca_file = /etc/ssl/ca.pem\nrabbit_login_method = PLAIN\n')
