@@ -144,7 +144,7 @@ class Settings:
         where = 'in the paste ini'
         if _blank(raw) and _needs_value(opt):
             raise _empty(opt, where)
-        if raw is None:
+        if raw is None or (_blank(raw) and _optional_choice(opt)):
             return None
         try:
             value = _convert(opt, raw)
@@ -158,6 +158,10 @@ class Settings:
         try:
             value = getattr(self.conf[self.group], opt.dest)
         except (cfg.ConfigSourceValueError, ValueError) as exc:
+            if _optional_choice(opt):
+                raw = _raw_conf_value(self.conf, self.group, opt)[0]
+                if raw is not None and not raw.strip():
+                    return None             # `refused_priority =` is unset, as in paste
             raise self._conf_invalid(opt, exc)
         if opt.multi and value:
             value = [v for v in value if v.strip()]     # `driver =` is unset, as in paste
@@ -227,6 +231,12 @@ def _needs_value(opt: cfg.Opt) -> bool:
     (oslo.config would give None, and the filter would break at request time)."""
     return (opt.default not in (None, '') and not opt.multi
             and not isinstance(opt.type, types.List))
+
+
+def _optional_choice(opt: cfg.Opt) -> bool:
+    """A string of fixed choices without a default: empty means "not set" (oslo.config
+    itself would refuse the empty string as no choice)."""
+    return opt.default is None and bool(getattr(opt.type, 'choices', None))
 
 
 def _not_finite(value: Any) -> bool:

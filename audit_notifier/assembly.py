@@ -20,6 +20,7 @@ raised here, at start-up, as one line, and logged once at ERROR first.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from typing import Any
@@ -28,6 +29,7 @@ import oslo_messaging.opts
 from oslo_config import cfg
 
 from audit_notifier import _config, routes
+from audit_notifier import policy as audit_policy
 from audit_notifier.classify import Classifier
 from audit_notifier.delivery import record
 from audit_notifier.delivery.drivers import (NOTIFICATIONS_GROUP, check_transport_url,
@@ -71,6 +73,9 @@ class Pipeline:
         self.route_map = routes.load(settings.route_map, settings.route_map_overrides,
                                      usage_rules=glance_events.RULES)
         service = self.route_map.service
+        if settings.refused_priority:       # the option overrides the map's priority
+            service = dataclasses.replace(
+                service, client_error_priority=settings.refused_priority.upper())
         self.formats = list(dict.fromkeys(settings.formats))
         if not self.formats:
             raise _config.config_error('formats', 'empty', 'set cadf, glance or cadf,glance')
@@ -79,6 +84,13 @@ class Pipeline:
         self.publisher_id = settings.publisher_id or '%s.%s' % (service.publisher,
                                                                 socket.gethostname())
         redactor = Redactor(settings.redact_names)
+        self.policy = audit_policy.load(settings.audit_policy, settings.capture_limit)
+        silent = [r for r in self.route_map.routes
+                  if audit_policy.NONE in self.policy.levels(r)]
+        if silent:          # an auditor's choice, said once where operators look
+            LOG.info('audit_notifier: audit policy %s: %d route(s) send no CADF event for '
+                     'some or all calls (level none): %s', self.policy.source, len(silent),
+                     ', '.join('%s %s' % r.key for r in silent[:20]))
         glance_settings = glance_events.Settings(
             lookups=settings.record_lookups, failures=settings.usage_failures,
             default_backend=_default_backend(conf))
@@ -92,7 +104,7 @@ class Pipeline:
         self.classifier = Classifier(
             self.route_map, settings.audit_reads, settings.audit_lists,
             settings.unmatched_requests == 'audit', 'cadf' in self.formats,
-            'glance' in self.formats, redactor)
+            'glance' in self.formats, redactor, self.policy)
         self.leaves()                       # the bus settings are checked now, at start-up
         self.delivery = Delivery(self.emitter, self.classifier.route_for, self.leaves,
                                  settings, _response_headers(self.route_map))

@@ -15,12 +15,16 @@
 Runs on the request path for every call, so it only matches the path against the
 compiled route map and looks up a precomputed verdict per route.  Nothing is
 remembered per path: a flood of distinct unknown paths leaves no state behind.
+The call's audit policy level (:mod:`audit_notifier.policy`) is a dict look-up per
+route, or, for a route a rule about callers may match, a walk of those rules; at
+level request and above a JSON body is marked for the tee (observe.py).
 """
 
 from __future__ import annotations
 
 from oslo_config import cfg
 
+from audit_notifier import policy as audit_policy
 from audit_notifier import routes as route_maps
 from audit_notifier.exchange import Exchange, request_facts
 from audit_notifier.redaction import DEFAULT as DEFAULT_REDACTOR, Redactor
@@ -45,13 +49,21 @@ classify_opts = [
 ]
 
 
+# Methods whose JSON body levels request and above keep (never routes with observe:
+# an upload's or a stage's body is image data).
+_BODY_METHODS = frozenset({'POST', 'PUT', 'PATCH'})
+
+
 class Classifier:
     """Maps a WSGI environ to a new Exchange, or None when nothing would be emitted."""
 
     def __init__(self, route_map: route_maps.RouteMap, audit_reads: bool, audit_lists: bool,
                  audit_unmatched: bool, cadf_enabled: bool, usage_enabled: bool,
-                 redactor: Redactor = DEFAULT_REDACTOR):
+                 redactor: Redactor = DEFAULT_REDACTOR,
+                 policy: audit_policy.Policy | None = None):
         self.route_map = route_map
+        self.policy = policy
+        self._capture_limit = policy.capture_limit if policy is not None else 0
         self._redactor = redactor          # secrets leave the query before the journal
         self._audit_unmatched = audit_unmatched and cadf_enabled
         # Verdict per route, computed once: is any event produced for this route?
@@ -61,7 +73,10 @@ class Classifier:
                                      (route.kind == 'read' and audit_reads) or
                                      (route.kind == 'list' and audit_lists))
             usage = usage_enabled and route.usage is not None
+            if cadf and policy is not None and policy.route_level(route) == audit_policy.NONE:
+                cadf = False            # policy level none: no CADF event
             self._wanted[id(route)] = cadf or usage
+        self._cadf = cadf_enabled
         self._unmatched = {}
 
     def classify(self, environ: dict) -> Exchange | None:
@@ -75,7 +90,18 @@ class Classifier:
         route, params = hit
         if not self._wanted[id(route)]:
             return None
-        return Exchange(route, params, request_facts(environ, self._redactor))
+        exchange = Exchange(route, params, request_facts(environ, self._redactor))
+        if self.policy is not None:
+            level = exchange.level = self.policy.level_for(route, environ)
+            if level == audit_policy.NONE and route.usage is None:
+                return None             # chosen per caller: nothing to send
+            if (level >= audit_policy.REQUEST and self._cadf and self._capture_limit and
+                    route.content):
+                exchange.capture = self._capture_limit
+                if (route.observe is None and route.method in _BODY_METHODS and
+                        'json' in (environ.get('CONTENT_TYPE') or '').lower()):
+                    exchange.captured = bytearray()     # observe.py tees wsgi.input
+        return exchange
 
     def route_for(self, key) -> route_maps.Route | None:
         """The route a journal record names by ``(method, path)``; ``path`` '*' is

@@ -265,6 +265,51 @@ def _run_tail(args) -> int:
                     timeout=args.timeout, exchange=args.exchange, topics=args.topics)
 
 
+# -- verify: is a captured trail complete? ------------------------------------------------
+
+def _add_verify(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'verify', help='check that a captured trail of notifications is complete and '
+                       'unaltered (trail = true)',
+        description='Read notifications as a consumer stored them (JSON lines: one '
+                    'oslo.messaging message body or envelope with its context per line) '
+                    'or, with --config-file, from a private queue on the bus, and report '
+                    'per stream, one line each: gaps (lost notifications), duplicates, '
+                    'reordering, altered or forged notifications, digests that do not '
+                    'match the chain and bad signatures. Exit status 1 when any is found, '
+                    '2 when the input or a key cannot be read.')
+    parser.add_argument('path', nargs='?', metavar='FILE', default='-',
+                        help='the captured trail; - (the default) reads standard input')
+    parser.add_argument('--key-file', metavar='PATH',
+                        help='the HMAC key (trail_hmac_key_file) that signed the digests')
+    parser.add_argument('--public-key', metavar='PATH',
+                        help='the Ed25519 public key (PEM) of trail_ed25519_key_file')
+    parser.add_argument('--allow-resends', action='store_true',
+                        help='identical copies of a notification (at-least-once '
+                             'delivery) are noted, not counted as problems')
+    parser.add_argument('--ignore-order', action='store_true',
+                        help='notifications read out of order are noted, not counted as '
+                             'problems (a consumer that stores several queues, one per '
+                             'priority, interleaves them)')
+    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
+                        help='read from the bus the filter of this conf file publishes to '
+                             '(a private queue, as tail does) instead of FILE; may be '
+                             'repeated')
+    parser.add_argument('--count', type=_positive_int, metavar='N',
+                        help='with --config-file: stop after N notifications')
+    parser.add_argument('--timeout', type=_positive_float, metavar='SECONDS',
+                        help='with --config-file: stop after this many seconds')
+    parser.set_defaults(func=_run_verify)
+
+
+def _run_verify(args) -> int:
+    from audit_notifier import verify
+    return verify.run(args.path, key_file=args.key_file, public_key=args.public_key,
+                      allow_resends=args.allow_resends, ignore_order=args.ignore_order,
+                      config_files=args.config_file,
+                      count=args.count, timeout=args.timeout)
+
+
 # -- check and routes: is the filter set up right? ----------------------------------------
 
 def _add_check(subparsers) -> None:
@@ -340,7 +385,8 @@ def _run_routes(args) -> int:
                            as_json=args.json)
 
 
-SUBCOMMANDS = [_add_demo, _add_stats, _add_replay, _add_tail, _add_check, _add_routes]
+SUBCOMMANDS = [_add_demo, _add_stats, _add_replay, _add_tail, _add_verify, _add_check,
+               _add_routes]
 
 
 def build_parser() -> argparse.ArgumentParser:

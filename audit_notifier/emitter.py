@@ -26,6 +26,8 @@ import re
 
 from oslo_config import cfg
 
+from audit_notifier import changes
+from audit_notifier import policy as audit_policy
 from audit_notifier.events import Notification, cadf, envelope_time
 from audit_notifier.events import glance as glance_events
 from audit_notifier.exchange import FINISHED, Exchange
@@ -69,12 +71,28 @@ emitter_opts = [
                      'not carry by an in-process GET to the wrapped app with the caller\'s '
                      'identity: one Glance GET per download, tag, action or stage step, two '
                      'per upload (its start and its end), one before the call for deletes. '
-                     'Off: such fields are null.'),
+                     'Off: such fields are null. Magnum map: one GET of the cluster after '
+                     'each cluster write, for Magnum\'s cluster_data attachment (off: no '
+                     'attachment). Audit policy level request and above: one GET before '
+                     'each update with a changes rule, for the old values of its changes '
+                     'attachment (off: no old values).'),
     cfg.BoolOpt('usage_failures', default=True,
                 help='Glance format: send a WARN (4xx) or ERROR (5xx) notification with a '
                      'text payload for a failed call. Off: only the failure notifications '
                      'Glance itself sends (ERROR image.upload after a failed store write, '
                      'ERROR image.send for a broken download).'),
+    cfg.StrOpt('refused_priority', ignore_case=True,
+               choices=[('error', 'ERROR, read by Ceilometer\'s event pipeline; the priority '
+                                  'Magnum gives every failure'),
+                        ('warn', 'WARN, the Glance map\'s priority in earlier releases: '
+                                 'Ceilometer never reads it'),
+                        ('info', 'INFO, read by Ceilometer\'s event pipeline (and offered '
+                                 'to its meter pipeline, which has no definition for it)')],
+               help='Priority of the CADF event of a call the service refused (a 4xx: '
+                    'authentication, policy, not found, conflict ...). Not set: the route '
+                    'map\'s client_error_priority, ERROR in both shipped maps. Ceilometer\'s '
+                    'event pipeline reads only INFO and ERROR notifications. Glance-format '
+                    'text notifications of refused calls stay WARN (usage_failures).'),
 ]
 
 
@@ -138,10 +156,15 @@ class Emitter:
         if 'glance' in self.formats and route.usage is not None:
             rule = glance_events.RULES[route.usage]
             notes.extend(rule.run(phase, facts, self.glance_settings))
-        if 'cadf' in self.formats and phase == FINISHED and route.kind in self._cadf_kinds:
+        if ('cadf' in self.formats and phase == FINISHED and route.kind in self._cadf_kinds
+                and exchange.level != audit_policy.NONE):
             note = cadf.build(facts, self.observer, self.cadf_event_type, self.service)
             if self.resource_info:
                 note.payload['resource_info'] = note.payload['target']['id']
+            if exchange.level >= audit_policy.REQUEST:
+                attachments = changes.attachments(facts, exchange.level)
+                if attachments:
+                    note.payload['attachments'] = attachments
             notes.append(note)
         return [n for n in notes if self.filter.enabled(n.event_type)]
 
@@ -163,15 +186,22 @@ class Emitter:
                 glance_events.RULES[route.usage].prefetch is not None)
 
     def prefetch(self, exchange: Exchange, environ: dict) -> None:
-        """Fetch, before the app runs, a record the call will destroy (a delete), or
-        the record of a resource the path names by name rather than by UUID.
+        """Fetch, before the app runs, a record the call will destroy (a delete), the
+        record of a resource the path names by name rather than by UUID, or, at audit
+        policy level request and above, the record an update changes (the old values
+        of its changes attachment; secret-named fields masked before it is kept).
 
         Request path (one in-process GET to the wrapped app, as the caller)."""
         route = exchange.route
         if self._subrequests is None:
             return
         if route.record is not None:
-            if not any(_UUID.match(v) for v in exchange.params.values()):
+            if route.changes is not None:
+                # The old values of the changes attachment: the record as it is now.
+                if exchange.level >= audit_policy.REQUEST:
+                    self._fetch(exchange, environ, route.record.format(**exchange.params),
+                                mask=True)
+            elif not any(_UUID.match(v) for v in exchange.params.values()):
                 path = route.record.format(**exchange.params)
                 self._fetch(exchange, environ, path)
             return
@@ -181,12 +211,14 @@ class Emitter:
         if path is not None:
             self._fetch(exchange, environ, path)
 
-    def _fetch(self, exchange: Exchange, environ: dict, path: str) -> None:
+    def _fetch(self, exchange: Exchange, environ: dict, path: str, mask: bool = False) -> None:
         try:
             record = self._subrequests.get_json(environ, path)[1]
             # What may carry store credentials never reaches the journal.
             exchange.prefetched = {k: v for k, v in record.items()
                                    if k not in glance_events.SECRET_KEYS} if record else record
+            if mask and record:         # old values: secret-named fields masked too
+                exchange.prefetched = changes.redact(exchange.prefetched, self.redactor)
         except Exception:
             _LIMITED(logging.WARNING, 'prefetch', 'audit_notifier: could not fetch %s before '
                      'the call; its notifications carry only the id', path, exc_info=True)

@@ -103,7 +103,9 @@ def request_facts(environ: dict, redactor: Redactor = DEFAULT_REDACTOR) -> list:
 class Exchange:
     __slots__ = ('route', 'params', 'facts', '_request', 'started_at', 'finished_at',
                  'status', 'headers', 'body', 'bytes_sent', 'completed',
-                 'bytes_received', 'upload_started', 'raised', 'prefetched', 'call')
+                 'bytes_received', 'upload_started', 'raised', 'prefetched', 'call',
+                 'level', 'capture', 'captured', 'captured_size', 'response',
+                 'response_size', 'withheld')
 
     def __init__(self, route, params: dict, facts: list, started_at: float | None = None):
         self.route = route
@@ -123,6 +125,20 @@ class Exchange:
         self.raised: str | None = None
         self.prefetched = None
         self.call: int | None = None       # journal call number, set at its first record
+        # Audit policy level of the call (policy.py); 1 is metadata.
+        self.level = 1
+        # Capture (levels request and above; JSON only, never image data): capture is
+        # the cap in bytes (0: nothing kept).  captured holds the request bytes the
+        # app read, at most ``capture`` of them (None: not teed, or past the cap);
+        # captured_size counts every byte the app read.  response: the redacted JSON
+        # response (request_response; sender side, from the journal).  withheld: the
+        # captured content named secrets it could not mask (nothing of it is kept).
+        self.capture = 0
+        self.captured: bytearray | bytes | None = None
+        self.captured_size = 0
+        self.response: bytes | None = None
+        self.response_size = 0
+        self.withheld = False
 
     @property
     def request(self) -> dict:

@@ -131,9 +131,15 @@ class Facts:
         return None
 
     # -- look-ups -------------------------------------------------------------------
-    def lookup(self, path: str) -> dict | None:
-        """The JSON record at ``path`` as the caller sees it now, or None."""
-        if path in self._records:
+    @property
+    def lookups(self) -> bool:
+        """Are look-ups on (option record_lookups, and an app to ask)?"""
+        return self._subrequests is not None
+
+    def lookup(self, path: str, fresh: bool = False) -> dict | None:
+        """The JSON record at ``path`` as the caller sees it now, or None; ``fresh``:
+        ask again even if this exchange asked before."""
+        if path in self._records and not fresh:
             return self._records[path]
         record = None
         # A path made of cleaned or cut parameters names no record.

@@ -17,7 +17,9 @@ upload, tag, deactivate; nothing left to show after a delete).  Instead of a net
 hop, the filter calls the app it wraps (``GET /v2/images/{id}``) with the caller's
 identity: the same code path, policy and database Glance uses, costing one in-process
 GET (about 1-3 ms of Glance time).  Post-call look-ups run in the sender thread;
-only a delete needs its record before the app runs (documented in doc/source).
+only a delete, a resource named by name, and an update at audit policy level request
+and above (the old values of its changes) need their record before the app runs, on
+the request path (doc/source/configuration/policy.rst).
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class AuditMiddleware:
         self.emitter = pipeline.emitter
         self.delivery = pipeline.delivery
         self.classifier = pipeline.classifier
-        # Routes that fetch a record before the app runs (deletes; names, not UUIDs).
+        # Routes that fetch a record before the app runs (deletes; names, not UUIDs;
+        # updates at audit policy level request and above, for their old values).
         self._prefetch = {id(r) for r in self.route_map.routes
                           if self.emitter.needs_prefetch(r)}
         self._internal_error = LimitedLog(LOG)

@@ -40,6 +40,7 @@ from audit_notifier.assembly import Pipeline
 from audit_notifier.events import (ERROR, FAILURE, INFO, PENDING, SUCCESS, UNKNOWN,
                                    Notification, cadf)
 from audit_notifier.events import glance as glance_events
+from audit_notifier.events import records
 
 TASK_EVENTS = ('task.create', 'task.run', 'task.processing', 'task.success', 'task.failure',
                'task.delete')
@@ -94,6 +95,10 @@ class AuditNotifier:
         target = {'typeURI': 'service/magnum/%s' % resource, 'id': uuid or UNKNOWN}
         if _get(cluster, 'name'):
             target['name'] = _get(cluster, 'name')
+        if resource == 'cluster' and uuid:      # Magnum 9.0.0+: the cluster's record
+            rule = records.CLUSTER_DATA
+            target['attachments'] = [{'typeURI': rule.type_uri, 'name': rule.name,
+                                      'content': records.content_of_object(rule, cluster)}]
         note = self._cadf('magnum.%s.%s' % (resource, action), action, outcome, target,
                           context, time.time())
         self.delivery.submit_built([note])

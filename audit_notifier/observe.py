@@ -27,7 +27,10 @@ app's own iterable is returned untouched, so ``wsgi.file_wrapper`` keeps working
 
 An upload's ``wsgi.input`` is wrapped in an :class:`InputProbe` offering exactly the
 reading methods of the input (see there); a chunked upload that the app reads with
-``uwsgi.chunked_read()`` is counted by :mod:`audit_notifier.uwsgi_input`.
+``uwsgi.chunked_read()`` is counted by :mod:`audit_notifier.uwsgi_input`.  At audit
+policy level request and above, a JSON request body (never an upload's) is teed by a
+:class:`CaptureInput` up to ``capture_limit``; at request_response a JSON response is
+kept by reference as error bodies are (at most MAX_BODY, never a download's).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from audit_notifier import uwsgi_input
 from audit_notifier.exchange import FINISHED, MAX_BODY, RESPONDED, STARTED, Exchange
 
 Submit = Callable[[str, Exchange], None]
+# policy.REQUEST_RESPONSE: the response body is kept (by reference, at most MAX_BODY)
+RESPONSE_LEVEL = 3
 
 
 def call_observed(app, environ: dict, start_response, exchange: Exchange,
@@ -50,7 +55,11 @@ def call_observed(app, environ: dict, start_response, exchange: Exchange,
 
     route = exchange.route
     chunked_reads = None
-    if route.observe == 'upload':
+    if exchange.captured is not None:   # a JSON body at level request+ (never image data)
+        body_input = environ.get('wsgi.input')
+        if body_input is not None:
+            environ['wsgi.input'] = CaptureInput(body_input, exchange)
+    elif route.observe == 'upload':
         body_input = environ.get('wsgi.input')
         if body_input is not None:
             probe = InputProbe(body_input, exchange, submit)
@@ -68,11 +77,14 @@ def call_observed(app, environ: dict, start_response, exchange: Exchange,
             uwsgi_input.stop(chunked_reads)
     if exchange.status is not None and route.observe != 'download':
         failed = exchange.status[:1] in ('4', '5')
-        if not route.wants_body and not failed:
+        respond_capture = exchange.capture and exchange.level >= RESPONSE_LEVEL
+        if not route.wants_body and not failed and not respond_capture:
             finish(exchange, submit)
             return body
         if type(body) is list:          # webob's Response: the body is already in memory
             exchange.body = body if _small(body) else None
+            if exchange.body is None and respond_capture:   # its size, for "truncated"
+                exchange.response_size = sum(map(len, body))
             finish(exchange, submit)
             return body
     return ObservedBody(body, exchange, submit)
@@ -112,7 +124,10 @@ class ObservedBody:
             for chunk in self._body:
                 exchange.bytes_sent += len(chunk)
                 if keep is None:
-                    keep = exchange.route.wants_body or (exchange.status or '')[:1] in ('4', '5')
+                    keep = (exchange.route.wants_body or
+                            (exchange.status or '')[:1] in ('4', '5') or
+                            (exchange.capture and exchange.level >= RESPONSE_LEVEL and
+                             exchange.route.observe != 'download'))
                     kept = [] if keep else None
                     # Journaled before the first byte leaves: a crash now still
                     # reports the call (as incomplete).
@@ -221,3 +236,49 @@ class InputProbe:
 
     def __getattr__(self, name):
         return getattr(self._input, name)
+
+
+class CaptureInput:
+    """Delegates to ``wsgi.input`` and keeps a copy of what the app reads, up to a cap.
+
+    Levels request and request_response, JSON bodies only (never an upload's image
+    data: those routes are not captured).  Like :class:`InputProbe` it never reads
+    on its own and offers exactly the reading methods of its input; the app gets the
+    very objects the input returned.  At most ``exchange.capture`` bytes are ever
+    held: when the body goes past the cap the copy is dropped and only counted
+    (``exchange.captured`` None, ``exchange.captured_size`` the bytes read).
+    Request path: a ``bytearray`` append per read.
+    """
+
+    __slots__ = ('_input', '_exchange')
+
+    def __new__(cls, body_input, exchange: Exchange):
+        key = tuple([hasattr(body_input, name) for name, _ in _READERS])
+        capture_class = _CAPTURE_CLASSES.get(key)
+        if capture_class is None:
+            methods = {name: method for (name, method), has in zip(_READERS, key) if has}
+            capture_class = type('CaptureInput', (CaptureInput,), dict(methods, __slots__=()))
+            _CAPTURE_CLASSES[key] = capture_class
+        return object.__new__(capture_class)
+
+    def __init__(self, body_input, exchange: Exchange):
+        self._input = body_input
+        self._exchange = exchange
+
+    def _seen(self, data) -> None:
+        if not data:
+            return
+        exchange = self._exchange
+        exchange.captured_size += len(data)
+        kept = exchange.captured
+        if kept is not None:
+            if exchange.captured_size <= exchange.capture:
+                kept += data
+            else:
+                exchange.captured = None
+
+    def __getattr__(self, name):
+        return getattr(self._input, name)
+
+
+_CAPTURE_CLASSES: dict[tuple, type] = {}

@@ -25,10 +25,12 @@ from audit_notifier.classify import classify_opts
 from audit_notifier.delivery.drivers import bus_opts
 from audit_notifier.delivery.handoff import delivery_opts
 from audit_notifier.emitter import emitter_opts
+from audit_notifier.policy import policy_opts
 from audit_notifier.redaction import redaction_opts
+from audit_notifier.trail import trail_opts
 
 ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, redaction_opts, bus_opts,
-                                delivery_opts))
+                                delivery_opts, trail_opts, policy_opts))
 
 
 def list_opts():

@@ -55,3 +55,24 @@ def describe(envelope: dict) -> str:
     if payload.get('deleted'):
         fields.append('deleted_at=%s' % payload.get('deleted_at'))
     return '%s %s' % (head, ' '.join(fields))
+
+
+def changes(envelope: dict) -> list[str]:
+    """The change record of a CADF event (its ``changes`` attachment), one line per
+    change: ``/visibility: 'private' -> 'public'``; no lines for other events."""
+    payload = envelope.get('payload')
+    if not is_cadf(envelope):
+        return []
+    lines = []
+    for attachment in payload.get('attachments') or []:
+        content = attachment.get('content')
+        if attachment.get('name') != 'changes' or not isinstance(content, list):
+            continue
+        for change in content:
+            if not isinstance(change, dict):
+                continue
+            old = repr(change['old']) if 'old' in change else '(none)'
+            new = repr(change['value']) if 'value' in change else '(removed)'
+            lines.append('change %s %s: %s -> %s' % (change.get('op'), change.get('path'),
+                                                     old, new))
+    return lines

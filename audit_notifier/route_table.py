@@ -33,6 +33,7 @@ from typing import Any, TextIO
 from oslo_config import cfg
 
 from audit_notifier import preflight, routes as route_maps
+from audit_notifier import policy as audit_policy
 from audit_notifier._config import ConfigError
 from audit_notifier.assembly import Pipeline
 from audit_notifier.events import glance as glance_events
@@ -40,7 +41,7 @@ from audit_notifier.events import glance as glance_events
 COLUMNS = (('method', 'METHOD'), ('path', 'PATH'), ('kind', 'KIND'), ('action', 'ACTION'),
            ('event', 'EVENT'), ('target', 'TARGET'), ('target_from', 'TARGET FROM'),
            ('fetch', 'GET BEFORE'), ('usage', 'USAGE'), ('observe', 'OBSERVE'),
-           ('sends', 'SENDS'))
+           ('sends', 'SENDS'), ('level', 'LEVEL'))
 
 
 def run(config_files: list[str], route_map: str | None = None,
@@ -97,7 +98,15 @@ def describe(pipeline: Pipeline, route: route_maps.Route) -> dict:
         'fetch': _fetch_pattern(pipeline, route),
         'usage': route.usage, 'observe': route.observe,
         'sends': [fmt for fmt, (sent, _) in _sends(pipeline, route).items() if sent],
+        'level': _levels(pipeline, route),
     }
+
+
+def _levels(pipeline: Pipeline, route: route_maps.Route) -> list[str]:
+    """The audit policy levels a call of this route can get (several when a rule
+    names callers)."""
+    return [audit_policy.LEVEL_NAMES[level]
+            for level in sorted(pipeline.policy.levels(route))]
 
 
 def _params(route: route_maps.Route) -> list[str]:
@@ -121,13 +130,19 @@ def _sends(pipeline: Pipeline, route: route_maps.Route) -> dict[str, tuple[bool,
         cadf = (False, '%s not sent (a listing, audit_lists = false)' % event_type)
     elif not emitter.filter.enabled(event_type):
         cadf = (False, '%s not sent (disabled_events)' % event_type)
+    elif pipeline.policy.levels(route) == {audit_policy.NONE}:
+        cadf = (False, '%s not sent (audit policy level none)' % event_type)
     else:
-        client = pipeline.route_map.service.client_error_priority
+        client = emitter.service.client_error_priority     # refused_priority applied
         failures = ('ERROR for a 4xx or 5xx' if client == 'ERROR'
                     else '%s for a 4xx, ERROR for a 5xx' % client)
-        cadf = (True, '%s (INFO; %s%s)' % (
-            event_type, failures, '; a 2xx is outcome pending: the work goes on'
-            if route.asynchronous else ''))
+        pending = ''
+        if route.asynchronous:
+            pending = '; a 2xx is outcome pending: the work goes on'
+        elif route.pending_if is not None:
+            pending = '; a 2xx is outcome pending when %s matches %s' % (
+                '|'.join(_source(s, None) for s in route.pending_if[0]), route.pending_if[1])
+        cadf = (True, '%s (INFO; %s%s)' % (event_type, failures, pending))
     if route.usage is None:
         glance = (False, 'nothing (no usage rule)')
     elif 'glance' not in formats:
@@ -145,6 +160,8 @@ def _sources_text(target: route_maps.Target, params: dict | None = None) -> str 
     for name, sources in (('id', target.id), ('name', target.name)) + target.attachments:
         if sources:
             parts.append('%s=%s' % (name, '|'.join(_source(s, params) for s in sources)))
+    if target.data is not None:         # a record attachment (events/records.py)
+        parts.append('data=%s' % target.data)
     return ' '.join(parts) or None
 
 
@@ -183,7 +200,7 @@ def explain(pipeline: Pipeline, recorder: 'RecordingApp', method: str, path: str
                  target=route.target.type_uri,
                  target_from=_sources_text(route.target, params),
                  fetch=_fetched(pipeline, recorder, exchange, environ),
-                 observe=route.observe)
+                 observe=route.observe, level=_levels(pipeline, route))
     for fmt, (_, text) in _sends(pipeline, route).items():
         found[fmt] = text
     return found
@@ -195,6 +212,10 @@ def _fetch_pattern(pipeline: Pipeline, route: route_maps.Route) -> str | None:
     if not pipeline.emitter.needs_prefetch(route):
         return None
     if route.record is not None:
+        if route.changes is not None:
+            if max(pipeline.policy.levels(route)) >= audit_policy.REQUEST:
+                return route.record + ' (old values)'
+            return None
         return route.record + ' (by name)'
     params = {name: '{%s}' % name for name in _params(route)}
     return glance_events.prefetch_path(glance_events.RULES[route.usage],
@@ -240,6 +261,7 @@ def render_match(found: dict) -> str:
                   'fetched before the call: %s' % _fetch_text(found)]
         if found['observe']:
             lines.append('observed: %s bytes' % found['observe'])
+        lines.append('audit policy level: %s' % ' or '.join(found['level']))
     if found['audited']:
         lines.append('audited: yes' + (', as an unmatched call' if found['route'] is None
                                        else ''))
@@ -261,7 +283,8 @@ def render_table(pipeline: Pipeline, rows: list[dict]) -> str:
     head = ['route map: %d routes from %s' % (len(rows), ', '.join(settings['route_map'])),
             'formats %s; audit_reads %s, audit_lists %s, unmatched_requests %s'
             % (','.join(settings['formats']), _bool(settings['audit_reads']),
-               _bool(settings['audit_lists']), settings['unmatched_requests'])]
+               _bool(settings['audit_lists']), settings['unmatched_requests']),
+            'audit policy: %s' % settings['audit_policy']]
     cells = [[title for _, title in COLUMNS]]
     for row in rows:
         cells.append([_cell(row[key]) for key, _ in COLUMNS])
@@ -277,7 +300,8 @@ def _settings(pipeline: Pipeline) -> dict:
             'audit_reads': settings.audit_reads, 'audit_lists': settings.audit_lists,
             'unmatched_requests': settings.unmatched_requests,
             'record_lookups': settings.record_lookups,
-            'disabled_events': list(settings.disabled_events)}
+            'disabled_events': list(settings.disabled_events),
+            'audit_policy': pipeline.policy.source}
 
 
 def _cell(value: Any) -> str:

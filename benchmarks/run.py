@@ -722,6 +722,114 @@ def request_path_cost(args, tmpdir: str, run_id: str) -> dict:
             'delivery': delivery, 'per_block': per_block, 'blocks': blocks, 'leaves': leaves}
 
 
+# 1b. Audit policy levels: PATCH /v2/images/<uuid> at metadata and at request
+# ---------------------------------------------------------------------------------------
+
+PATCH_BODY = json.dumps([{'op': 'replace', 'path': '/visibility', 'value': 'public'},
+                         {'op': 'replace', 'path': '/name', 'value': 'cirros-renamed'}]).encode()
+# audit_notifier's variants of the PATCH figure: paste keys (driver noop, journal mode)
+POLICY_SERIES = {
+    'metadata': {'audit_policy': 'metadata'},
+    'request': {'audit_policy': 'default', 'record_lookups': 'false'},
+    'request+old': {'audit_policy': 'default', 'record_lookups': 'true'},
+}
+POLICY_LABELS = {'metadata': 'level metadata',
+                 'request': 'level request (changes, no look-up)',
+                 'request+old': 'level request + old values (1 GET)'}
+
+
+def make_patch_app():
+    """The image app of section 1, which also reads a PATCH's body (as Glance does)."""
+    app = make_app()
+
+    def patch_app(environ, start_response):
+        if environ['REQUEST_METHOD'] == 'PATCH':
+            environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
+        return app(environ, start_response)
+    return patch_app
+
+
+def run_patch_block(app, template: dict, n: int, out: list) -> None:
+    pc = time.perf_counter_ns
+    sr = _start_response
+    for i in range(n):
+        env = template.copy()
+        env['PATH_INFO'] = IMAGE_PATHS[i % len(IMAGE_PATHS)]
+        env['wsgi.input'] = io.BytesIO(PATCH_BODY)
+        t0 = pc()
+        body = app(env, sr)
+        for _chunk in body:
+            pass
+        close = getattr(body, 'close', None)
+        if close is not None:
+            close()
+        out.append(pc() - t0)
+
+
+def policy_patch_cost(args, tmpdir: str) -> dict:
+    """Time added to a JSON-patch PATCH by audit_notifier at level metadata, at level
+    request (the request tee and its journaled bytes) and at level request with
+    record_lookups (plus the in-process GET of the record before the call: here the
+    bench app, in Glance one Glance GET).  Driver noop, journal mode; interleaved
+    blocks, median of the rounds."""
+    app = make_patch_app()
+    stacks = {'bare': app}
+    for key, paste in POLICY_SERIES.items():
+        stacks[key] = make_audit_notifier(app, tmpdir, 'noop', 'bench-policy', 'pol-' + key,
+                                          **paste)
+    template = base_environ(AUDITED_PATH)
+    template.update({'REQUEST_METHOD': 'PATCH', 'CONTENT_LENGTH': str(len(PATCH_BODY)),
+                     'CONTENT_TYPE': 'application/openstack-images-v2.1-json-patch'})
+    n = max(1, args.requests // args.blocks)
+    for variant, mw in stacks.items():                      # warm-up
+        run_patch_block(mw, template, min(2000, n * 4), [])
+        if variant != 'bare':
+            mw.delivery.flush(120)
+    rounds = []
+    for _ in range(args.rounds):
+        times = {v: [] for v in stacks}
+        variants = list(stacks)
+        for b in range(args.blocks):
+            k = b % len(variants)
+            for variant in variants[k:] + variants[:k]:
+                run_patch_block(stacks[variant], template, n, times[variant])
+                if variant != 'bare':
+                    stacks[variant].delivery.flush(120)     # outside the timed region
+        stats = {}
+        for variant, ns in times.items():
+            ns.sort()
+            stats[variant] = {'median': pct(ns, 50), 'p90': pct(ns, 90), 'p99': pct(ns, 99)}
+        rounds.append(stats)
+    added = {}
+    for key in POLICY_SERIES:
+        added[key] = {stat: statistics.median(r[key][stat] - r['bare'][stat] for r in rounds)
+                      for stat in ('median', 'p90', 'p99')}
+    sent = {key: stacks[key].delivery.counters.get('sent') for key in POLICY_SERIES}
+    for key in POLICY_SERIES:
+        stacks[key].delivery.close(10)
+    return {'bare_us': statistics.median(r['bare']['median'] for r in rounds),
+            'added': added, 'requests_per_round': n * args.blocks, 'rounds': rounds,
+            'sent': sent,
+            'request_over_metadata_us': added['request']['median'] -
+            added['metadata']['median']}
+
+
+def report_policy(w, po: dict) -> None:
+    a = po['added']
+    w('')
+    w('1b. Audit policy levels: time ADDED to PATCH /v2/images/<uuid> (JSON patch, %d bytes), '
+      'microseconds, median of %d rounds of %d requests; driver noop, journal mode'
+      % (len(PATCH_BODY), len(po['rounds']), po['requests_per_round']))
+    w('   bare app itself: %.2f us' % po['bare_us'])
+    for key in POLICY_SERIES:
+        e = a[key]
+        w('   %-40s %s / %s / %s' % (POLICY_LABELS[key], fmt_us(e['median']), fmt_us(e['p90']),
+                                     fmt_us(e['p99'])))
+    w('   level request adds %s over level metadata (goal <= 20 us) -> %s'
+      % (fmt_us(po['request_over_metadata_us']),
+         verdict(po['request_over_metadata_us'] <= 20.0)))
+
+
 # ---------------------------------------------------------------------------------------
 # 2. A broker outage under load (driver processes + listener processes)
 # ---------------------------------------------------------------------------------------
@@ -1891,11 +1999,85 @@ def goals(res: dict) -> list:
     return rows
 
 
+def trail_cost(args, tmpdir: str, run_id: str) -> dict:
+    """Section 6: what the integrity trail (trail = true) costs.
+
+    The request path, trail off vs on, in interleaved blocks (journal mode, noop
+    driver: the sender chains and digests, nothing is published); and the sender's
+    chaining cost per notification (audit_notifier.trail.Chain: canonical JSON and
+    SHA-256, the state file once per batch of 100), on envelopes the filter built."""
+    from oslo_messaging.notify import _impl_test
+
+    from audit_notifier import trail
+    app = make_app()
+    stacks = {key: make_audit_notifier(app, tmpdir, 'noop', 'bench-%s-trail' % run_id,
+                                       'trail-' + key, trail=value)
+              for key, value in (('off', 'false'), ('on', 'true'))}
+    template = base_environ(AUDITED_PATH)
+    n = max(1000, args.requests // 4)
+    blocks = args.blocks
+    times: dict = {key: [] for key in stacks}
+    for key, mw in stacks.items():                      # warm-up
+        run_block(mw, template, min(2000, n), [], IMAGE_PATHS)
+        mw.delivery.flush(120)
+    for b in range(blocks):
+        for key in (('off', 'on') if b % 2 == 0 else ('on', 'off')):
+            run_block(stacks[key], template, n // blocks, times[key], IMAGE_PATHS)
+        for mw in stacks.values():
+            mw.delivery.flush(120)
+    chained = stacks['on'].delivery._sender.trail.chained
+    for mw in stacks.values():
+        mw.delivery.close()
+    request = {key: {'median_us': pct(sorted(v), 50), 'p99_us': pct(sorted(v), 99),
+                     'n': len(v)} for key, v in times.items()}
+    # The sender's cost: real envelopes (the test driver keeps them), chained in
+    # batches of 100 as the sender hands them to a leaf, state file included.
+    _impl_test.reset()
+    capture = make_audit_notifier(app, tmpdir, 'test', 'bench-%s-trail' % run_id,
+                                  'trail-capture')
+    run_block(capture, template, 1000, [], IMAGE_PATHS)
+    capture.delivery.flush(120)
+    capture.delivery.close()
+    envelopes = [e for _c, e, _p, _r in _impl_test.NOTIFICATIONS]
+    _impl_test.reset()
+    directory = os.path.join(tmpdir, 'trail-chain')
+    os.makedirs(directory, exist_ok=True)
+    chain = trail.Chain(trail.TrailConfig(True), 'bench-1-1', directory, 'image.bench')
+    rounds = []
+    for _ in range(args.rounds):
+        t0 = time.perf_counter_ns()
+        for start in range(0, len(envelopes), 100):
+            chain.assign('cadf', envelopes[start:start + 100])
+            chain.published('cadf')
+        rounds.append((time.perf_counter_ns() - t0) / 1000.0 / len(envelopes))
+    size = sum(len(json.dumps(e)) for e in envelopes) / len(envelopes)
+    return {'request': request, 'chained_during_request_run': chained,
+            'sender_us_per_notification': sorted(rounds)[len(rounds) // 2],
+            'sender_rounds_us': rounds, 'envelope_bytes': size,
+            'notifications': len(envelopes)}
+
+
+def report_trail(w, tr: dict) -> None:
+    w('')
+    w('6. Integrity trail (trail = true): request path, trail off vs on (journal, noop '
+      'driver, interleaved blocks), and the sender\'s chaining cost')
+    for key in ('off', 'on'):
+        r = tr['request'][key]
+        w('  request path, trail %-3s  median %.1f us  p99 %.1f us  (%d requests)'
+          % (key, r['median_us'], r['p99_us'], r['n']))
+    w('  sender: %.1f us per notification to chain (canonical JSON + SHA-256, state file '
+      'per 100), %d CADF envelopes of %.0f bytes; %d chained during the request run'
+      % (tr['sender_us_per_notification'], tr['notifications'], tr['envelope_bytes'],
+         tr['chained_during_request_run']))
+
+
 def report(res: dict, args) -> str:
     lines = []
     w = lines.append
     if res.get('request_path'):
         report_request(w, res['request_path'], res)
+    if res.get('policy_patch'):
+        report_policy(w, res['policy_patch'])
     if res.get('outage'):
         report_outage(w, res['outage'])
     if res.get('streaming'):
@@ -1904,6 +2086,8 @@ def report(res: dict, args) -> str:
         report_rate(w, res['sustained'])
     if res.get('construct'):
         report_construct(w, res['construct'])
+    if res.get('trail'):
+        report_trail(w, res['trail'])
     rows = goals(res)
     if rows:
         w('')
@@ -1950,7 +2134,7 @@ def versions() -> dict:
     return out
 
 
-SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct')
+SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct', 'trail')
 
 
 def parse_args(argv=None):
@@ -2056,6 +2240,8 @@ def main(argv=None) -> int:
         if 'request' in sections:
             print('1. request-path cost ...', flush=True)
             res['request_path'] = request_path_cost(args, tmpdir, run_id)
+            print('1b. audit policy levels: PATCH ...', flush=True)
+            res['policy_patch'] = policy_patch_cost(args, tmpdir)
             res['load']['request'] = os.getloadavg()[0]
             res['broker_trouble']['request'] = BROKER_TROUBLE.take()
         if 'outage' in sections:
@@ -2076,6 +2262,10 @@ def main(argv=None) -> int:
             print('5. filter construction ...', flush=True)
             res['construct'] = construction(args)
             res['load']['construct'] = os.getloadavg()[0]
+        if 'trail' in sections:
+            print('6. integrity trail ...', flush=True)
+            res['trail'] = trail_cost(args, tmpdir, run_id)
+            res['load']['trail'] = os.getloadavg()[0]
     res['seconds'] = time.time() - t0
     with open(RESULTS, 'w') as f:
         json.dump(res, f, indent=2, sort_keys=True)

@@ -39,8 +39,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = os.path.join(ROOT, 'doc', 'source')
 # The docs.openstack.org layout: install/, configuration/, admin/, reference/, contributor/
 PAGES = ('index', 'install/index', 'install/consumers', 'install/magnum',
-         'configuration/index', 'configuration/routemaps', 'admin/index',
-         'admin/delivery', 'admin/cli', 'admin/security', 'admin/bus-down',
+         'configuration/index', 'configuration/routemaps', 'configuration/policy',
+         'admin/index',
+         'admin/delivery', 'admin/trail', 'admin/cli', 'admin/security', 'admin/bus-down',
          'admin/disk-full', 'admin/dead-letters', 'admin/misplaced-filter',
          'admin/journal-permissions', 'reference/index', 'reference/events',
          'reference/api', 'reference/benchmarks', 'contributor/index', 'releasenotes')

@@ -39,6 +39,7 @@ import weakref
 
 from oslo_config import cfg
 
+from audit_notifier import trail as trail_mod
 from audit_notifier._config import ConfigError
 from audit_notifier.delivery import process_hooks, record
 from audit_notifier.delivery import stats as stats_mod
@@ -131,6 +132,8 @@ class Delivery:
         self.directory = settings.journal_dir if self.mode == 'journal' else None
         if self.directory is not None:
             check_journal_dir(self.directory)
+        # Checked (and a signing key read) at start-up; the chain itself is the sender's.
+        self.trail_config = trail_mod.TrailConfig.from_settings(settings)
         self.headers = frozenset(h.lower() for h in response_headers)
         self.stats = stats_mod.Stats()
         self._pid = None
@@ -195,7 +198,10 @@ class Delivery:
             sender = Sender(journal, self.emitter, self.route_for, self.leaf_factory(),
                             DeadLetters(self.directory, journal.owner, self.stats), self.stats,
                             dead_letter_after=settings.dead_letter_after,
-                            stats_interval=settings.stats_interval)
+                            stats_interval=settings.stats_interval,
+                            trail=trail_mod.Chain(self.trail_config, journal.owner,
+                                                  self.directory, self.emitter.publisher_id)
+                            if self.trail_config.enabled else None)
             thread = threading.Thread(target=sender.run, daemon=True,
                                       name=process_hooks.THREAD_PREFIX + 'sender')
             self._journal, self._sender, self._thread = journal, sender, thread

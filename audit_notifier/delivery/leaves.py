@@ -98,6 +98,7 @@ class OsloLeaf:
         self._versions = [_VERSIONS[d] for d in drivers if d in _VERSIONS]
         self._direct = not oslo_private.missing(oslo_private.PLAIN)
         self._catcher = None
+        self._log_drivers: set = set()
         if batch and self._versions:
             problems = oslo_private.missing(oslo_private.FAST)   # at start-up
             if problems:
@@ -140,47 +141,65 @@ class OsloLeaf:
             self._transport = transport
             self._fast = fast
             self._others = [ext.obj for ext in manager.extensions] if manager else []
+            # The log driver drops the context (found by its entry-point name).
+            self._log_drivers = {id(ext.obj) for ext in manager.extensions
+                                 if ext.name == 'log'} if manager else set()
 
-    def publish_many(self, envelopes: Iterable[dict]) -> None:
+    def publish_many(self, envelopes: Iterable[dict],
+                     contexts: list[dict] | None = None) -> None:
         """Send envelopes in order; when this raises, none of them counts as sent
-        (some may have reached the bus and may arrive twice, with their message_id)."""
+        (some may have reached the bus and may arrive twice, with their message_id).
+
+        ``contexts`` (one dict per envelope, or None: ``{}`` each) is the
+        oslo.messaging context sent with each one: the integrity trail's chain
+        fields (:mod:`audit_notifier.trail`).  messaging/messagingv2 carry it as
+        ``_context_<key>`` keys of the message; the ``log`` driver, which drops
+        the context, writes those keys into the logged message."""
         envelopes = list(envelopes)
         if not envelopes:
             return
+        each = contexts if contexts is not None else [{}] * len(envelopes)
         if self._others is None:
             self._setup()
         try:
             if self._versions and (self._fast is not None or self._direct):
                 if self._fast is not None:
-                    self._fast.send(envelopes, self._versions)
+                    if contexts is None:            # the trail is off
+                        self._fast.send(envelopes, self._versions)
+                    else:
+                        self._fast.send(envelopes, self._versions, contexts)
                 else:
-                    for envelope in envelopes:
-                        self._send_direct(envelope)
-            for envelope in envelopes:
+                    for envelope, ctxt in zip(envelopes, each):
+                        self._send_direct(envelope, ctxt)
+            for envelope, ctxt in zip(envelopes, each):
                 for driver in self._others:
-                    self._notify(driver, envelope)
+                    self._notify(driver, envelope, ctxt)
         except _BUS_ERRORS as exc:
             raise BusUnavailable(' '.join(str(exc).split())[:300] or type(exc).__name__) \
                 from exc
 
-    def _send_direct(self, envelope: dict) -> None:
+    def _send_direct(self, envelope: dict, ctxt: dict) -> None:
         priority = envelope['priority'].lower()
         for version in self._versions:
             for topic in self.topics:
                 target = oslo_messaging.Target(topic='%s.%s' % (topic, priority))
                 # A copy: oslo.messaging adds keys (_unique_id ...) to the dict it sends.
-                self._transport._send_notification(target, {}, dict(envelope),
+                self._transport._send_notification(target, dict(ctxt), dict(envelope),
                                                    version=version, retry=self.retry)
 
-    def _notify(self, driver, envelope: dict) -> None:
+    def _notify(self, driver, envelope: dict, ctxt: dict) -> None:
+        message = dict(envelope)
+        if ctxt and id(driver) in self._log_drivers:
+            # The log driver drops the context: keep the chain as messagingv2 does.
+            message.update(('_context_%s' % key, value) for key, value in ctxt.items())
         catcher = self._catcher
         if catcher is None:
-            driver.notify({}, dict(envelope), envelope['priority'], self.retry)
+            driver.notify(dict(ctxt), message, envelope['priority'], self.retry)
             return
         local = catcher.local
         local.failed, local.watching = None, True
         try:
-            driver.notify({}, dict(envelope), envelope['priority'], self.retry)
+            driver.notify(dict(ctxt), message, envelope['priority'], self.retry)
         finally:
             local.watching = False
         if local.failed:

@@ -153,16 +153,17 @@ class RabbitBatchSender:
             return None
 
     # -- sending --------------------------------------------------------------------------
-    def send(self, envelopes: list, versions: list) -> None:
+    def send(self, envelopes: list, versions: list, contexts: list | None = None) -> None:
         """Publish every envelope (to every topic, in each version) in one
-        transaction; raises when it could not be committed."""
+        transaction, each with its oslo.messaging context (``contexts``, one dict
+        per envelope; None: ``{}``); raises when it could not be committed."""
         with self._lock:
             attempt = 0
             fresh_tried = False
             while True:
                 reused = self._conn is not None and self._pid == os.getpid()
                 try:
-                    self._send_once(envelopes, versions)
+                    self._send_once(envelopes, versions, contexts)
                     return
                 except Exception as exc:
                     recoverable = isinstance(exc, self._recoverable())
@@ -177,7 +178,7 @@ class RabbitBatchSender:
                     time.sleep(self._pause(attempt))
                     attempt += 1
 
-    def _send_once(self, envelopes: list, versions: list) -> None:
+    def _send_once(self, envelopes: list, versions: list, contexts: list | None) -> None:
         if self._conn is None or self._pid != os.getpid():
             self._connect()
         topics = self.topics
@@ -195,13 +196,15 @@ class RabbitBatchSender:
         frames = self._frames
         if frames is not None:
             frames.start()
-        for envelope, priority in zip(envelopes, priorities):
+        if contexts is None:
+            contexts = [{}] * len(envelopes)
+        for envelope, priority, context in zip(envelopes, priorities, contexts):
             for version in versions:
                 for topic in topics:
                     # What amqpdriver._send does to a notification before notify_send.
                     msg = dict(envelope)
                     add_unique_id(msg)
-                    pack_context(msg, {})
+                    pack_context(msg, context)
                     if version == 2.0:
                         msg = serialize(msg)
                     publish(msg, '%s.%s' % (topic, priority))

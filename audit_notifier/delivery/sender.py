@@ -32,6 +32,11 @@ Errors are told apart:
 
 Nothing here raises out of the loop: an unexpected error is logged and the loop
 goes on after a pause.
+
+With ``trail = true`` the sender also keeps the integrity trail
+(:mod:`audit_notifier.trail`): each run of envelopes gets its chain fields once,
+just before its first publish attempt, in publish order; digests are published
+every N notifications or T seconds and at a clean shutdown.
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ class Sender:
     """Runs in its own thread (:meth:`run`); everything else is called by others."""
 
     def __init__(self, journal, emitter, route_for, leaves: dict, dead_letters, stats, *,
-                 dead_letter_after: int = 3, stats_interval: float = 60.0):
+                 dead_letter_after: int = 3, stats_interval: float = 60.0,
+                 trail=None):
         self.journal = journal
         self.emitter = emitter
         self.route_for = route_for
@@ -70,6 +76,8 @@ class Sender:
         self.dead_letter_after = max(1, dead_letter_after)
         self.stats_interval = stats_interval
         self.builder = Builder(emitter, route_for, journal.owner)
+        # The integrity trail (audit_notifier.trail.Chain), or None when it is off.
+        self.trail = trail
         self.wake = threading.Event()
         self.idle = False
         self.stopping = False
@@ -123,6 +131,9 @@ class Sender:
                 if not self.send_orphan(orphan) and orphan.unreadable:
                     self._skip.add(orphan.owner)     # logged once; replay takes it later
             legacy_spool.send(self.journal.directory, self)
+        if self.trail is not None and not self.stopping:
+            for fmt in self.trail.due():
+                self._publish_digest(fmt)
         items = self.journal.read(BATCH)
         if not items:
             return False
@@ -153,6 +164,8 @@ class Sender:
         record of a call still open); False when stopping with the bus down."""
         if not self._handle(items, builder):
             return False
+        if self.trail is not None:
+            self.trail.save()                   # the chain state next to the journal
         position = (items[-1][0][0], items[-1][0][1] + 1)
         oldest = builder.oldest_open()
         stream.commit(min(position, oldest) if oldest is not None else position)
@@ -201,10 +214,40 @@ class Sender:
     # block, not in it: oslo.log appends the exception being handled to every WARNING
     # and ERROR line, which would repeat what these lines already say.
     def _publish_run(self, fmt: str, envelopes: list) -> bool:
+        trail = self.trail
+        if trail is None:
+            return self._publish_chained(fmt, envelopes, None)
+        # Chain fields once, before the first attempt: a retry resends the same ones.
+        contexts = trail.assign(fmt, envelopes)
+        if not self._publish_chained(fmt, envelopes, contexts):
+            return False
+        trail.published(fmt, save=False)        # saved once per batch (_send)
+        if trail.undigested(fmt) >= trail.config.every:
+            self._publish_digest(fmt)
+        return True
+
+    def _publish_digest(self, fmt: str, final: bool = False) -> bool:
+        """Publish the ``audit.digest`` of ``fmt``'s stream (chained like the rest);
+        the final one (clean shutdown) even when nothing came since the last."""
+        if self.trail.undigested(fmt) <= 0 and not (final and self.trail.streams[fmt].seq):
+            return True
+        digest = self.trail.digest(fmt, final)
+        contexts = self.trail.assign(fmt, [digest])
+        if not self._publish_chained(fmt, [digest], contexts):
+            return False
+        self.trail.published(fmt)
+        return True
+
+    def _publish_chained(self, fmt: str, envelopes: list, contexts: list | None) -> bool:
+        """Publish a run, waiting out outages; False when stopping with the bus down
+        (then the chain fields of what was not published are rolled back)."""
         while True:
             outage = None
             try:
-                self.leaves[fmt].publish_many(envelopes)
+                if contexts is None:
+                    self.leaves[fmt].publish_many(envelopes)
+                else:
+                    self.leaves[fmt].publish_many(envelopes, contexts)
             except BusUnavailable as exc:
                 outage = exc
             except Exception:
@@ -218,24 +261,32 @@ class Sender:
                 self.stats.add('sent', len(envelopes))
                 return True
             if outage is None:
-                return self._publish_one_by_one(fmt, envelopes)
+                return self._publish_one_by_one(fmt, envelopes, contexts)
             if not self._bus_down(outage):
+                if contexts:
+                    self.trail.rollback(fmt, contexts[0])
                 return False
 
-    def _publish_one_by_one(self, fmt: str, envelopes: list) -> bool:
-        for envelope in envelopes:
-            if not self._publish_alone(fmt, envelope):
+    def _publish_one_by_one(self, fmt: str, envelopes: list, contexts: list | None) -> bool:
+        for index, envelope in enumerate(envelopes):
+            context = contexts[index] if contexts else None
+            if not self._publish_alone(fmt, envelope, context):
+                if context is not None:
+                    self.trail.rollback(fmt, context)
                 return False
         return True
 
-    def _publish_alone(self, fmt: str, envelope: dict) -> bool:
+    def _publish_alone(self, fmt: str, envelope: dict, context: dict | None = None) -> bool:
         """Send one notification, waiting out outages; after ``dead_letter_after``
         other errors it goes to the dead letters. False when stopping."""
         failures = 0
         while True:
             outage = error = None
             try:
-                self.leaves[fmt].publish_many([envelope])
+                if context is None:
+                    self.leaves[fmt].publish_many([envelope])
+                else:
+                    self.leaves[fmt].publish_many([envelope], [context])
             except BusUnavailable as exc:
                 outage = exc
             except Exception as exc:
@@ -302,6 +353,8 @@ class Sender:
                 return False
             if not self.publish(self._runs(builder.finish_open())):
                 return False
+            if self.trail is not None:
+                self.trail.save()
             orphan.finish()
             return True
         finally:
@@ -326,6 +379,7 @@ class Sender:
         self.wake.set()
 
     def _shutdown(self) -> None:
+        self._final_digests()
         held_on_disk = len(self.builder.open) + self._held - self._held_in_memory
         # Closed first, under the journal's lock: what a request thread appends
         # up to this moment is counted below, never removed with the files.
@@ -356,6 +410,27 @@ class Sender:
                 LOG.debug('audit_notifier: closing a leaf failed', exc_info=True)
         with self.done:
             self.done.notify_all()
+
+    def _final_digests(self) -> None:
+        """At shutdown, in the sender thread: the final digest of each stream that
+        published something (one try each); skipped while the bus is down.  Never
+        raises."""
+        if self.trail is None:
+            return
+        for fmt, stream in list(self.trail.streams.items()):
+            if not stream.seq:
+                continue
+            if self.stats.bus_is_down:
+                LOG.warning('audit_notifier: the bus is down: no final trail digest for '
+                            'stream %s (a successor names where it ended)', stream.name)
+                continue
+            try:
+                if not self._publish_digest(fmt, final=True):
+                    LOG.warning('audit_notifier: the final trail digest of stream %s could '
+                                'not be published before shutdown', stream.name)
+            except Exception:
+                LOG.error('audit_notifier: publishing the final trail digest of stream %s '
+                          'failed', stream.name, exc_info=True)
 
     def _stats_path(self) -> str:
         return os.path.join(self.journal.directory, self.journal.owner + '.stats.json')

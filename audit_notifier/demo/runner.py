@@ -42,7 +42,7 @@ import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from audit_notifier.demo import sample_app
-from audit_notifier.render import describe, is_cadf
+from audit_notifier.render import changes, describe, is_cadf
 
 NOTIFICATION_LOGGER = 'oslo.messaging.notification'
 UPLOAD_SIZE = 3 * 1024 * 1024
@@ -51,7 +51,7 @@ _PRIORITY_ORDER = {'DEBUG': 0, 'INFO': 1, 'AUDIT': 2, 'WARN': 3, 'ERROR': 4, 'CR
 WAIT = 30.0            # seconds: a safety net against hangs, not a measurement
 # The audit filter's keys (as in a [filter:audit] paste section) the demo runs with;
 # --set KEY=VALUE changes or adds others.
-FILTER_KEYS = {'formats': 'cadf,glance', 'publisher_id': 'image.demo'}
+FILTER_KEYS = {'formats': 'cadf,glance', 'publisher_id': 'image.demo', 'trail': 'true'}
 # Keys the demo owns: notifications must reach the log driver it reads, the journal
 # is a fresh temporary directory (never a service's), and the configuration is an
 # empty one of its own (a service's conf file never leaks in).
@@ -393,8 +393,16 @@ def _serve_and_call(json_mode, keys, app, audit, out, capture, started) -> None:
                     print(json.dumps(envelope), file=out, flush=True)
                 else:
                     say('     ' + describe(envelope))
+                    for line in changes(envelope):      # the PATCH's change record
+                        say('       ' + line)
             if not got:
                 say('     (no notification)')
+        if json_mode:
+            # The trail's final digests (audit.digest), published when the filter's
+            # delivery stops: with them the output is a whole trail for verify.
+            _close(audit)
+            for envelope in capture.drain():
+                print(json.dumps(envelope), file=out, flush=True)
         by_priority: dict[str, int] = {}
         for envelope in envelopes:
             by_priority[envelope.get('priority')] = by_priority.get(envelope.get('priority'),

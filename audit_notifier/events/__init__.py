@@ -21,6 +21,7 @@ never on the request path.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import re
 from typing import Any, NamedTuple
 
@@ -81,6 +82,20 @@ def outcome_of(exchange) -> Outcome:
     if code == 202 or exchange.route.asynchronous:
         return Outcome(PENDING, INFO, REASON_HTTP, str(code))
     return Outcome(SUCCESS, INFO, REASON_HTTP, str(code))
+
+
+def pending_by_body(outcome: Outcome, facts) -> Outcome:
+    """A success whose route says the work goes on by what the answer shows (route
+    key ``pending_if``: Magnum 3.0.0's bay create at microversion 1.1 answers 201 with
+    the bay in CREATE_IN_PROGRESS) is outcome pending."""
+    rule = facts.exchange.route.pending_if
+    if outcome.outcome != SUCCESS or rule is None:
+        return outcome
+    sources, pattern = rule
+    value = facts.source(sources)
+    if value is not None and fnmatch.fnmatchcase(value, pattern):
+        return outcome._replace(outcome=PENDING)
+    return outcome
 
 
 def expected_bytes(exchange, fallback_size: int | None = None) -> int | None:

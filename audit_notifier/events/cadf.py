@@ -40,7 +40,9 @@ from pycadf import cadftaxonomy
 from pycadf import cadftype
 
 from audit_notifier import identity, sanitize
-from audit_notifier.events import ERROR, WARN, Notification, Outcome, cadf_time, outcome_of
+from audit_notifier.events import records
+from audit_notifier.events import (WARN, Notification, Outcome, cadf_time, outcome_of,
+                                   pending_by_body)
 from audit_notifier.exchange import APP_CREDENTIAL_KEY, IDENTITY_KEY
 
 # pycadf.event.TYPE_URI_EVENT, built as pycadf builds it: importing pycadf.event would
@@ -137,8 +139,8 @@ def _identity_claims(env: dict) -> dict:
 
 def target(facts, observer: dict) -> dict:
     spec = facts.exchange.route.target
-    resource = {'typeURI': spec.type_uri,
-                'id': facts.source(spec.id) or observer['id']}
+    target_id = facts.source(spec.id)
+    resource = {'typeURI': spec.type_uri, 'id': target_id or observer['id']}
     name = facts.source(spec.name)
     if name:
         resource['name'] = name
@@ -150,6 +152,8 @@ def target(facts, observer: dict) -> dict:
                                 'content': value})
     if attachments:
         resource['attachments'] = attachments
+    if spec.data is not None and target_id:     # Magnum's cluster_data (events/records.py)
+        records.decorate(facts, records.ATTACHMENTS[spec.data], resource)
     return resource
 
 
@@ -179,10 +183,10 @@ def build(facts, observer: dict, event_type_template: str, service,
     """The CADF record of one finished API call."""
     exchange = facts.exchange
     route = exchange.route
-    outcome = outcome or outcome_of(exchange)
+    outcome = pending_by_body(outcome or outcome_of(exchange), facts)
     priority = outcome.priority
-    if priority == WARN and service.client_error_priority == ERROR:
-        priority = ERROR
+    if priority == WARN:                # a refused call (4xx): the map's or the option's
+        priority = service.client_error_priority
     tgt = target(facts, observer)
     if service.observer_follows_target:
         observer = dict(observer, typeURI=tgt['typeURI'])

@@ -26,7 +26,8 @@ Map layout::
       publisher: image            # default publisher_id is <publisher>.<host>
       cadf_event_type: "audit.{event}"
       unmatched_event: image.request
-      client_error_priority: WARN # priority of a 4xx call (Magnum: ERROR, as Magnum does)
+      client_error_priority: ERROR  # priority of a 4xx call (INFO, WARN or ERROR; option
+                                    # refused_priority overrides it)
       observer_follows_target: false  # Magnum: observer typeURI = target typeURI
     routes:
       - method: POST
@@ -38,14 +39,25 @@ Map layout::
         usage: image.create       # Glance-format rule (events/glance.py), optional
         observe: upload           # upload | download (byte counting), optional
         async: true               # a 2xx only starts the work: outcome pending (Magnum deletes)
+        pending_if: {source: response.status, match: "*_IN_PROGRESS"}
+                                  # a 2xx whose source matches (shell pattern) is pending
         record: /v1/clusters/{cluster_ident}   # fetched before the call when the path
-                                  # names the resource by name: target id record.uuid
+                                  # names the resource by name: target id record.uuid;
+                                  # and for the old values of a changes rule
+        changes: json-patch       # what the call changes, for the CADF "changes"
+                                  # attachment (levels request and above): json-patch,
+                                  # fields (each body key), tag-add, tag-remove,
+                                  # deactivate, reactivate (changes.py)
+        content: false            # never keep this call's request/response content
 
 A target ``id`` (and any ``attachments`` value) is a source expression:
 ``path.<param>``, ``response.<key>[.<key>...]``, ``record.<key>`` (the route's
 ``record``, fetched in-process before the call), ``header.<Name>`` (a response
 header; the last path segment is used, for ``Location``) or ``literal.<text>``;
-several may be given as a list and the first one that yields a value wins.
+several may be given as a list and the first one that yields a value wins.  A
+target's ``data`` names a record attachment (:mod:`audit_notifier.events.records`,
+``cluster_data``): the resource's record from the response, a look-up after the call
+or the route's ``record``.
 """
 
 from __future__ import annotations
@@ -62,6 +74,8 @@ from pycadf import cadftaxonomy
 import yaml
 
 from audit_notifier._config import ConfigError
+from audit_notifier.changes import KINDS as CHANGE_KINDS
+from audit_notifier.events.records import ATTACHMENTS as RECORD_ATTACHMENTS
 
 SHIPPED_DIR = os.path.dirname(os.path.abspath(__file__))
 METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
@@ -70,11 +84,15 @@ OBSERVE = frozenset({'upload', 'download'})
 SOURCES = frozenset({'path', 'response', 'record', 'header', 'literal'})
 _PARAM = re.compile(r'^\{([A-Za-z_][A-Za-z0-9_]*)\}$')
 _EVENT = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$')
+# Priorities a refused call (4xx) may have: Ceilometer's event pipeline reads only INFO
+# and ERROR (doc/source/install/consumers.rst), hence ERROR by default.
+REFUSED_PRIORITIES = ('INFO', 'WARN', 'ERROR')
 _SERVICE_KEYS = {'name', 'type_uri', 'publisher', 'cadf_event_type', 'unmatched_event',
                  'client_error_priority', 'observer_follows_target'}
 _ROUTE_KEYS = {'method', 'path', 'event', 'action', 'kind', 'target', 'usage', 'observe',
-               'async', 'record'}
-_TARGET_KEYS = {'type_uri', 'id', 'name', 'attachments'}
+               'async', 'record', 'changes', 'pending_if', 'content'}
+_PENDING_IF_KEYS = {'source', 'match'}
+_TARGET_KEYS = {'type_uri', 'id', 'name', 'attachments', 'data'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +101,7 @@ class Target:
     id: tuple = ()                      # source expressions, first hit wins
     name: tuple = ()
     attachments: tuple = ()             # ((name, sources), ...)
+    data: str | None = None             # a record attachment (events/records.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +121,14 @@ class Route:
     # API path of the resource, fetched before the call when a path parameter is a
     # name rather than a UUID (a delete by name still names the uuid).
     record: str | None = None
+    # How the CADF "changes" attachment reads the call (changes.KINDS), or None.
+    changes: str | None = None
+    # (sources, shell pattern): a 2xx whose source value matches is outcome pending
+    # (Magnum 3.0.0's bay create at 1.1: 201 with the bay in CREATE_IN_PROGRESS).
+    pending_if: tuple | None = None
+    # false: audit policy levels never keep this call's request or response content
+    # (Glance's task input: its own notifications never show it).
+    content: bool = True
 
     @property
     def key(self) -> tuple[str, str]:
@@ -115,7 +142,7 @@ class Service:
     publisher: str
     cadf_event_type: str
     unmatched_event: str
-    client_error_priority: str = 'WARN'
+    client_error_priority: str = 'ERROR'   # the refused_priority option overrides it
     observer_follows_target: bool = False
 
 
@@ -393,10 +420,10 @@ def _parse_service(doc: Mapping, path: str) -> Service:
     if not isinstance(unmatched, str) or not _EVENT.match(unmatched):
         raise _map_error(path, 'service.unmatched_event', 'not a dotted event name',
                          'use for example image.request')
-    client_error = doc.get('client_error_priority', 'WARN')
-    if client_error not in ('WARN', 'ERROR'):
+    client_error = doc.get('client_error_priority', 'ERROR')
+    if client_error not in REFUSED_PRIORITIES:
         raise _map_error(path, 'service.client_error_priority', 'unknown priority %r'
-                         % (client_error,), 'use WARN or ERROR')
+                         % (client_error,), 'use INFO, WARN or ERROR')
     follows = doc.get('observer_follows_target', False)
     if not isinstance(follows, bool):
         raise _map_error(path, 'service.observer_follows_target', 'not a boolean',
@@ -489,14 +516,56 @@ def _parse_route(raw: Any, path: str, index: int, usage_rules: Mapping[str, Any]
             raise _map_error(path, where + '.record', 'bad record path %r' % (record,),
                              'an API path using only this route\'s parameters, e.g. '
                              '/v1/clusters/{cluster_ident}')
+    content = raw.get('content', True)
+    if not isinstance(content, bool):
+        raise _map_error(path, where + '.content', 'not a boolean', 'use true or false')
+    changes = raw.get('changes')
+    if changes is not None and changes not in CHANGE_KINDS:
+        raise _map_error(path, where + '.changes', 'unknown value %r' % (changes,),
+                         'use one of %s' % ', '.join(sorted(CHANGE_KINDS)))
+    if changes in ('tag-add', 'tag-remove') and 'tag_value' not in params:
+        raise _map_error(path, where + '.changes', '%s needs the path parameter '
+                         '{tag_value}' % changes, 'name the tag segment {tag_value}')
     asynchronous = raw.get('async', False)
     if not isinstance(asynchronous, bool):
         raise _map_error(path, where + '.async', 'not a boolean', 'use true or false')
+    pending_if = _parse_pending_if(raw.get('pending_if'), path, where, params, asynchronous)
     target = _parse_target(raw.get('target'), path, where, params)
     wants_body = (_uses_response(target) or
+                  (pending_if is not None and
+                   any(kind == 'response' for kind, _ in pending_if[0])) or
                   (usage is not None and usage_rules[usage].wants_body))
     return Route(method, route_path, raw['event'], raw['action'], kind, target, usage,
-                 observe, wants_body, asynchronous, record)
+                 observe, wants_body, asynchronous, record, changes, pending_if=pending_if,
+                 content=content)
+
+
+def _parse_pending_if(raw: Any, path: str, where: str, params: list[str],
+                      asynchronous: bool) -> tuple | None:
+    """``pending_if: {source: <source expression>, match: <shell pattern>}``."""
+    if raw is None:
+        return None
+    where = where + '.pending_if'
+    if not isinstance(raw, dict):
+        raise _map_error(path, where, 'not a mapping',
+                         'give source: and match:, e.g. {source: response.status, '
+                         'match: "*_IN_PROGRESS"}')
+    unknown = set(raw) - _PENDING_IF_KEYS
+    if unknown:
+        raise _map_error(path, where, 'unknown key %s' % sorted(unknown)[0],
+                         'allowed keys: %s' % ', '.join(sorted(_PENDING_IF_KEYS)))
+    if asynchronous:
+        raise _map_error(path, where, 'given with async: true, which makes every 2xx '
+                         'pending already', 'keep one of them')
+    sources = _parse_sources(raw.get('source'), path, where + '.source', params)
+    if not sources:
+        raise _map_error(path, where + '.source', 'missing', 'give a source expression, '
+                         'e.g. response.status')
+    pattern = raw.get('match')
+    if not isinstance(pattern, str) or not pattern:
+        raise _map_error(path, where + '.match', 'missing or not a string',
+                         'give a shell-style pattern, e.g. "*_IN_PROGRESS"')
+    return sources, pattern
 
 
 def _default_kind(method: str, action: str) -> str:
@@ -519,12 +588,20 @@ def _parse_target(raw: Any, path: str, where: str, params: list[str]) -> Target:
     attachments = raw.get('attachments', {})
     if not isinstance(attachments, dict):
         raise _map_error(path, where + '.attachments', 'not a mapping', 'give name: source pairs')
-    return Target(
+    data = raw.get('data')
+    if data is not None and data not in RECORD_ATTACHMENTS:
+        raise _map_error(path, where + '.data', 'no record attachment named %r' % (data,),
+                         'use one of %s' % ', '.join(sorted(RECORD_ATTACHMENTS)))
+    target = Target(
         raw['type_uri'],
         _parse_sources(raw.get('id', ()), path, where + '.id', params),
         _parse_sources(raw.get('name', ()), path, where + '.name', params),
         tuple((str(name), _parse_sources(src, path, '%s.attachments.%s' % (where, name), params))
-              for name, src in attachments.items()))
+              for name, src in attachments.items()), data)
+    if data is not None and not target.id:
+        raise _map_error(path, where + '.data', 'the target has no id to look the record up '
+                         'by', 'give target.id')
+    return target
 
 
 def _parse_sources(raw: Any, path: str, where: str, params: list[str]) -> tuple:
@@ -551,4 +628,5 @@ def _uses_response(target: Target) -> bool:
     sources = list(target.id) + list(target.name)
     for _, srcs in target.attachments:
         sources.extend(srcs)
-    return any(kind == 'response' for kind, _ in sources)
+    # a record attachment (data) takes the response first, when it is the record
+    return target.data is not None or any(kind == 'response' for kind, _ in sources)

@@ -267,7 +267,7 @@ def test_tail_filters_by_user_resource_and_format(bus, broker):
     assert by_resource.out == ['%s %s' % (e['timestamp'], describe(e))
                                for e in resource_wants]
     assert by_resource.out[1].split(' ', 2)[2] == (
-        'WARN  audit.image.update   action=update outcome=failure/403 target=%s '
+        'ERROR audit.image.update   action=update outcome=failure/403 target=%s '
         'by=name-u-two' % NEW_ID)
 
 

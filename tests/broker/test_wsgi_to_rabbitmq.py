@@ -65,7 +65,7 @@ EXPECTED = {
                          ('notifications', 'error', 'image.delete', 'ERROR')],
     ('glance', fake.ACTIVE_ID): [('notifications', 'info', 'image.send', 'INFO')],
     ('cadf', NEW_ID): [('audit', 'info', 'audit.image.create', 'INFO'),
-                       ('audit', 'warn', 'audit.image.update', 'WARN'),
+                       ('audit', 'error', 'audit.image.update', 'ERROR'),   # refused_priority
                        ('audit', 'error', 'audit.image.delete', 'ERROR')],
     ('cadf', fake.ACTIVE_ID): [('audit', 'info', 'audit.image.download', 'INFO')],
 }

@@ -195,12 +195,12 @@ def test_no_failures_still_audits_every_call_in_cadf(no_failures):
                        event['payload']['reason']['reasonCode'])
     assert codes == {
         'create': ('audit.image.create', INFO, 'success', '201'),
-        'patch_wrong_media_type': ('audit.image.update', WARN, 'failure', '415'),
-        'forbidden_create_reader': ('audit.image.create', WARN, 'failure', '403'),
-        'invalid_json': ('audit.image.create', WARN, 'failure', '400'),
-        'member_add_on_private': ('audit.image.member.create', WARN, 'failure', '403'),
-        'delete_missing': ('audit.image.delete', WARN, 'failure', '404'),
-        'upload_over_size_cap': ('audit.image.upload', WARN, 'failure', '413'),
+        'patch_wrong_media_type': ('audit.image.update', ERROR, 'failure', '415'),
+        'forbidden_create_reader': ('audit.image.create', ERROR, 'failure', '403'),
+        'invalid_json': ('audit.image.create', ERROR, 'failure', '400'),
+        'member_add_on_private': ('audit.image.member.create', ERROR, 'failure', '403'),
+        'delete_missing': ('audit.image.delete', ERROR, 'failure', '404'),
+        'upload_over_size_cap': ('audit.image.upload', ERROR, 'failure', '413'),
         'delete': ('audit.image.delete', INFO, 'success', '204'),
     }
 

@@ -44,6 +44,7 @@ pytestmark = pytest.mark.glance
 
 MIB = scenario.MIB
 INFO, WARN, ERROR = 'INFO', 'WARN', 'ERROR'
+REFUSED = 'ERROR'     # CADF event of a refused call: refused_priority's default
 IMG = 'service/storage/image'
 FILE = IMG + '/file'
 TAG = IMG + '/tag'
@@ -98,7 +99,7 @@ EXPECTED = {
     'patch_json_patch': (200, UPDATE, UPDATE,
                          Cadf('audit.image.update', INFO, 'update', 'success', IMG, 'image')),
     'patch_wrong_media_type': (415, [('image.update', WARN)], [],
-                               Cadf('audit.image.update', WARN, 'update', 'failure', IMG,
+                               Cadf('audit.image.update', REFUSED, 'update', 'failure', IMG,
                                     'image')),
     'tag_add': (204, UPDATE, UPDATE,
                 Cadf('audit.image.tag.create', INFO, 'create', 'success', TAG, 'image',
@@ -126,12 +127,12 @@ EXPECTED = {
                       Cadf('audit.image.member.delete', INFO, 'delete', 'success', MEMBER,
                            'image', attachments={'member_id': 'p-other'})),
     'forbidden_create_reader': (403, [('image.create', WARN)], [],
-                                Cadf('audit.image.create', WARN, 'create', 'failure', IMG,
+                                Cadf('audit.image.create', REFUSED, 'create', 'failure', IMG,
                                      'observer')),
     'invalid_json': (400, [('image.create', WARN)], [],
-                     Cadf('audit.image.create', WARN, 'create', 'failure', IMG, 'observer')),
+                     Cadf('audit.image.create', REFUSED, 'create', 'failure', IMG, 'observer')),
     'not_found': (404, [], [],
-                  Cadf('audit.image.read', WARN, 'read', 'failure', IMG, 'image')),
+                  Cadf('audit.image.read', REFUSED, 'read', 'failure', IMG, 'image')),
     'delete_image': (204, [('image.delete', INFO)], [('image.delete', INFO)],
                      Cadf('audit.image.delete', INFO, 'delete', 'success', IMG, 'image')),
     'create_image2': (201, CREATE, CREATE,
@@ -145,7 +146,7 @@ EXPECTED = {
     'create_image3': (201, CREATE, CREATE,
                       Cadf('audit.image.create', INFO, 'create', 'success', IMG, 'created')),
     'upload_over_size_cap': (413, UPLOAD_FAILED, UPLOAD_FAILED,
-                             Cadf('audit.image.upload', WARN, 'update', 'failure', FILE,
+                             Cadf('audit.image.upload', REFUSED, 'update', 'failure', FILE,
                                   'image', measurement=(
                                       'bytes_received',
                                       lambda n: scenario.SIZE_CAP < n <= 2 * MIB))),

@@ -248,7 +248,7 @@ def test_task_delete_is_a_failed_delete(glance_env, pipeline):
     pipeline.flush()
     mine = _mine(PUBLISHER)
     assert [(m['event_type'], m['priority']) for m in mine] == [
-        ('task.delete', 'WARN'), ('audit.task.delete', 'WARN')]
+        ('task.delete', 'WARN'), ('audit.task.delete', 'ERROR')]
     assert isinstance(mine[0]['payload'], str) and '405' in mine[0]['payload']
     audit = mine[1]['payload']
     assert (audit['action'], audit['outcome'], audit['reason']['reasonCode'],

@@ -74,7 +74,7 @@ def test_shipped_glance_paste_answers_and_audits(glance_env, glance_notification
     ours = [m for m in glance_notifications.all_notifications()
             if m['publisher_id'] == PUBLISHER]
     assert [(m['event_type'], m['priority']) for m in ours] == \
-        [('audit.image.create', 'INFO'), ('audit.image.list', 'WARN')]
+        [('audit.image.create', 'INFO'), ('audit.image.list', 'ERROR')]
     created, listed = (m['payload'] for m in ours)
     assert (created['outcome'], created['target']['id'], created['initiator']['id']) == \
         ('success', image_id, 'u-admin')

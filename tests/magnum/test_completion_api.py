@@ -176,10 +176,15 @@ def test_conductor_outcomes_mirrored_one_for_one(magnum_env, magnum_template, ho
                 assert label.startswith('periodic') and init['id'] == 'unknown', label
                 assert 'user_id' not in init
             assert 'token' not in json.dumps(note).lower()
-            # Magnum's target carries the cluster record; ours does not
-            assert 'attachments' not in payload['target']
-            assert [a['name'] for a in theirs['payload']['target']['attachments']] == \
-                ['cluster_data']
+            # the same cluster object at the same moment: Magnum's cluster_data exactly
+            # (keys in Magnum's order, 'docker_volume_size:' with its colon)
+            assert payload['target']['attachments'] == \
+                theirs['payload']['target']['attachments'], label
+            [att] = payload['target']['attachments']
+            assert (att['typeURI'], att['name']) == ('service/magnum/cluster',
+                                                     'cluster_data')
+            assert list(att['content']) == list(
+                theirs['payload']['target']['attachments'][0]['content'])
     users = {(n['payload']['initiator']['id'], n['payload']['initiator'].get('project_id'))
              for _, ours, _ in steps for n in ours}
     assert users == {('u-member', 'p-demo'), ('u-admin', 'p-demo'), ('unknown', None)}

@@ -420,6 +420,36 @@ def test_reads_and_lists_can_be_off(magnum_env, tmp_path):
         d.mw.delivery.close()
 
 
+def test_no_cluster_data_without_lookups(magnum_env, tmp_path):
+    """record_lookups = false: the 202 {"uuid"} is all the filter has, so the event
+    names the cluster by uuid only, without cluster_data (documented)."""
+    app = magnum_env.load_app(audit_filter=audit_filter(
+        tmp_path / 'spool', record_lookups='false', audit_reads='false',
+        publisher_id='container-infra.audit-nolookup'), name='audit-nolookup')
+    d = Driver(magnum_env, app)
+    try:
+        r = magnum_env.create_cluster_template(name='nolookup-ct')
+        assert r.status == 201
+        before = len(magnum_app.all_notifications())
+        r = magnum_env.request('POST', '/v1/clusters', app=app, body={
+            'name': 'nolookup-cl', 'cluster_template_id': r.json['uuid'],
+            'master_count': 1, 'node_count': 1})
+        assert r.status == 202, r.text
+        magnum_env.wait_idle()
+        assert d.mw.delivery.flush(10)
+        new = magnum_app.all_notifications()[before:]
+        [ours] = [m for m in new if m['publisher_id'] == 'container-infra.audit-nolookup']
+        [theirs] = [m for m in new if m['publisher_id'] == MAGNUM_PUBLISHER]
+        assert ours['payload']['target'] == {'typeURI': CLUSTER, 'id': r.json['uuid']}
+        assert [a['name'] for a in theirs['payload']['target']['attachments']] == \
+            ['cluster_data']
+        # leave no cluster behind for the periodic job of later tests
+        assert magnum_env.request('DELETE', '/v1/clusters/' + r.json['uuid']).status == 204
+        magnum_env.wait_for_cluster(r.json['uuid'], 'DELETED')
+    finally:
+        d.mw.delivery.close()
+
+
 def test_magnum_keeps_its_threading_backend(magnum_env):
     """Loading the filter (oslo.messaging) in Magnum's process leaves Magnum on the
     oslo_service backend its package selects (threading), as in magnum-api."""
@@ -450,9 +480,20 @@ def flatten(d, prefix=''):
     return out
 
 
+def attachment_structure(note):
+    """The envelope with each target attachment's content reduced to its sorted keys:
+    the content is the cluster at two different moments (our look-up after the call,
+    Magnum's conductor before its driver call), compared in test_cluster_data_is_magnums."""
+    note = json.loads(json.dumps(note))
+    for att in note['payload']['target'].get('attachments', []):
+        att['content'] = sorted(att['content'])
+    return note
+
+
 def field_differences(ours, theirs):
-    """{field: presence} of every envelope/payload field whose values differ."""
-    a, b = flatten(ours), flatten(theirs)
+    """{field: presence} of every envelope/payload field whose values differ (target
+    attachments by structure)."""
+    a, b = flatten(attachment_structure(ours)), flatten(attachment_structure(theirs))
     out = {}
     for field in set(a) | set(b):
         if field not in b:
@@ -473,7 +514,8 @@ def test_same_fields_as_magnum_own(scenario):
     """The fields Ceilometer and auditors key on agree with Magnum's own event
     of the same call (the exceptions are in the differences file)."""
     same = ('event_type', 'priority', 'payload.typeURI', 'payload.eventType',
-            'payload.target.id', 'payload.target.typeURI', 'payload.initiator.typeURI',
+            'payload.target.id', 'payload.target.typeURI', 'payload.target.name',
+            'payload.initiator.typeURI',
             'payload.initiator.user_id', 'payload.initiator.project_id',
             'payload.observer.typeURI')
     for label in COMPARED_STEPS:
@@ -496,6 +538,58 @@ def test_same_fields_as_magnum_own(scenario):
                         'cluster resize': ('pending', 'pending'),
                         'cluster patch node_count': ('pending', 'pending'),
                         'cluster delete': ('pending', 'pending')}
+
+
+#: cluster_data keys whose value does not move while a cluster is created, resized,
+#: updated or deleted by Magnum's conductor (the others -- status, status_reason,
+#: updated_at, stack_id, health_status, node_count -- are the cluster at two moments)
+STABLE_CLUSTER_DATA = ('project_id', 'cluster_template_id', 'keypair', 'docker_volume_size:',
+                       'labels', 'master_flavor_id', 'flavor_id', 'create_timeout',
+                       'api_address', 'discovery_url', 'node_addresses', 'master_addresses',
+                       'master_count')
+#: every step where Magnum sends its own event for the same cluster during the call
+CLUSTER_DATA_STEPS = COMPARED_STEPS + ('cluster patch (update in progress)',
+                                       'cluster create (driver fails)',
+                                       'cluster delete by name (failed one)')
+
+
+def test_cluster_data_is_magnums(scenario):
+    """Our cluster events carry Magnum's cluster_data attachment: same typeURI, name
+    and content keys ('docker_volume_size:' with its colon), the same target name,
+    and the same values where the cluster does not change between Magnum's event and
+    our look-up; the changing ones are the cluster as GET /v1/clusters/{uuid} showed
+    it after the call."""
+    for label in CLUSTER_DATA_STEPS:
+        step = scenario.steps[label]
+        ours, theirs = the_one(step)['payload']['target'], step.magnum[0]['payload']['target']
+        assert ours['name'] == theirs['name'], label
+        [att] = ours['attachments']
+        [magnum_att] = theirs['attachments']
+        assert (att['typeURI'], att['name']) == (magnum_att['typeURI'], magnum_att['name']) \
+            == ('service/magnum/cluster', 'cluster_data'), label
+        assert list(att['content']) == list(magnum_att['content']), label     # order too
+        content, magnum_content = att['content'], magnum_att['content']
+        assert {k: content[k] for k in STABLE_CLUSTER_DATA} == \
+            {k: magnum_content[k] for k in STABLE_CLUSTER_DATA}, label
+        # Magnum's time format (naive UTC, microseconds); Magnum's own conductor
+        # sometimes shows the database's whole second
+        assert content['created_at'][:19] == magnum_content['created_at'][:19], label
+        assert len(content['created_at']) == len('2026-01-01T00:00:00.000000'), label
+        assert content['status'].startswith(('CREATE_', 'UPDATE_', 'DELETE_')), label
+    # the cluster at the create: the conductor stored it in CREATE_IN_PROGRESS
+    create = the_one(scenario.steps['cluster create'])['payload']['target']
+    assert create['attachments'][0]['content']['status'] == 'CREATE_IN_PROGRESS'
+    assert create['attachments'][0]['content']['node_count'] == 1
+    # the delete by name: the cluster the path named, after its failed create
+    failed = the_one(scenario.steps['cluster delete by name (failed one)'])
+    assert failed['payload']['target']['attachments'][0]['content']['status'].startswith(
+        ('CREATE_FAILED', 'DELETE_'))
+    # only the cluster writes Magnum notifies carry it
+    for step in scenario.order:
+        if step.label in CLUSTER_DATA_STEPS:
+            continue
+        for note in step.ours:
+            assert 'attachments' not in note['payload']['target'], step.label
 
 
 def test_field_differences_are_exactly_the_documented_ones(scenario):

@@ -243,6 +243,9 @@ def pycadf_event(payload):
     for m in doc.pop('measurements', None) or []:
         ev.add_measurement(measurement.Measurement(
             result=m['result'], metric=metric.Metric(**m['metric'])))
+    for att in doc.pop('attachments', None) or []:
+        ev.add_attachment(attachment.Attachment(
+            typeURI=att['typeURI'], content=att['content'], name=att['name']))
     for key, value in doc.items():
         setattr(ev, key, value)
     return ev

@@ -30,7 +30,7 @@ import textwrap
 import pytest
 import webtest
 
-from audit_notifier import cli
+from audit_notifier import cli, verify
 from audit_notifier.demo import runner, sample_app
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,11 +49,11 @@ EXPECTED = [
     # 4. PATCH /v2/images/{id} -> 200
     ('image.update', 'INFO'), ('audit.image.update', 'INFO'),
     # 5. DELETE /v2/images/{id} by another project -> 403
-    ('image.delete', 'WARN'), ('audit.image.delete', 'WARN'),
+    ('image.delete', 'WARN'), ('audit.image.delete', 'ERROR'),
     # 6. DELETE /v2/images/{id} -> 204
     ('image.delete', 'INFO'), ('audit.image.delete', 'INFO'),
     # 7. GET /v2/images/{id} -> 404
-    ('audit.image.read', 'WARN'),
+    ('audit.image.read', 'ERROR'),
 ]
 CALL_STATUSES = [201, 204, 200, 200, 403, 204, 404]
 ALICE = sample_app.DEMO_TOKENS['demo-token-alice-5d41402abc4b2a76b9719d91']
@@ -67,7 +67,16 @@ def _assert_no_token(*texts):
             assert token not in text
 
 
+def _without_digests(envelopes, streams=2):
+    """The notifications of the calls: the --json output ends with the integrity
+    trail's final digest of each stream (one per format)."""
+    assert [e['event_type'] for e in envelopes[-streams:]] == ['audit.digest'] * streams
+    assert all(e['event_type'] != 'audit.digest' for e in envelopes[:-streams])
+    return envelopes[:-streams]
+
+
 def _check_envelopes(envelopes, cadf_valid):
+    envelopes = _without_digests(envelopes)
     assert [(e['event_type'], e['priority']) for e in envelopes] == EXPECTED
     assert {e['publisher_id'] for e in envelopes} == {'image.demo'}
     image_id = envelopes[0]['payload']['id']
@@ -118,11 +127,20 @@ def test_demo_json_in_process(capsys, cadf_valid):
     out, err = capsys.readouterr()
     lines = out.splitlines()
     envelopes = [json.loads(line) for line in lines]       # nothing but envelopes
-    assert len(envelopes) == len(EXPECTED)
+    assert len(envelopes) == len(EXPECTED) + 2             # and the two final digests
     for envelope in envelopes:
+        # the envelope, and the trail's chain fields as messagingv2 carries them
         assert set(envelope) == {'message_id', 'publisher_id', 'event_type', 'priority',
-                                 'payload', 'timestamp'}
+                                 'payload', 'timestamp', '_context_audit_stream',
+                                 '_context_audit_seq', '_context_audit_prev'}
     _check_envelopes(envelopes, cadf_valid)
+    # a trail audit-notifier verify accepts as it is, and rejects with one line
+    # removed or edited
+    assert verify.verify(lines).problems == 0
+    assert verify.verify(lines[:3] + lines[4:]).problems == 1
+    edited = lines[:3] + [lines[3].replace('"INFO"', '"WARN"')] + lines[4:]
+    assert edited != lines
+    assert verify.verify(edited).problems == 1
     assert err == ''
     _assert_no_token(out, err)
 
@@ -133,14 +151,15 @@ def test_demo_readable_in_process(capsys):
     lines = out.splitlines()
     calls = [line for line in lines if re.match(r'^\d+\. ', line)]
     assert [int(re.search(r'-> (\d{3}) ', line).group(1)) for line in calls] == CALL_STATUSES
-    notes = [line.split()[:2] for line in lines if line.startswith('     ')]
+    notes = [line.split()[:2] for line in lines if line.startswith('     ') and
+             not line.startswith('       change ')]     # the PATCH's change record
     assert [tuple(reversed(n)) for n in notes] == EXPECTED
     # each call line comes right before its own notifications
     index = [i for i, line in enumerate(lines) if re.match(r'^\d+\. ', line)]
     counts = [2, 6, 2, 2, 2, 2, 1]
     for start, count in zip(index, counts):
         assert all(line.startswith('     ') for line in lines[start + 1:start + 1 + count])
-    assert re.match(r'^7 calls, 17 notifications \(14 INFO, 3 WARN\): 10 Glance-format, '
+    assert re.match(r'^7 calls, 17 notifications \(14 INFO, 1 WARN, 2 ERROR\): 10 Glance-format, '
                     r'7 CADF; send errors 0, dropped 0; ', lines[-1])
     assert err == ''
     _assert_no_token(out, err)
@@ -177,6 +196,7 @@ def test_set_changes_the_filter_options(capsys):
     assert cli.main(['demo', '--json', '--set', 'formats=cadf',
                      '--set', 'publisher_id=image.mine']) == 0
     envelopes = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    envelopes = _without_digests(envelopes, streams=1)
     assert [e['event_type'] for e in envelopes] == \
         [t for t, _ in EXPECTED if t.startswith('audit.')]
     assert {e['publisher_id'] for e in envelopes} == {'image.mine'}

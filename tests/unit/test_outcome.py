@@ -44,12 +44,12 @@ def cadf_of(captured):
     ('204 No Content', 'success', 'INFO'),
     ('202 Accepted', 'pending', 'INFO'),
     ('304 Not Modified', 'success', 'INFO'),
-    ('400 Bad Request', 'failure', 'WARN'),
-    ('401 Unauthorized', 'failure', 'WARN'),
-    ('403 Forbidden', 'failure', 'WARN'),
-    ('404 Not Found', 'failure', 'WARN'),
-    ('409 Conflict', 'failure', 'WARN'),
-    ('413 Request Entity Too Large', 'failure', 'WARN'),
+    ('400 Bad Request', 'failure', 'ERROR'),    # refused: refused_priority
+    ('401 Unauthorized', 'failure', 'ERROR'),    # refused: refused_priority
+    ('403 Forbidden', 'failure', 'ERROR'),    # refused: refused_priority
+    ('404 Not Found', 'failure', 'ERROR'),    # refused: refused_priority
+    ('409 Conflict', 'failure', 'ERROR'),    # refused: refused_priority
+    ('413 Request Entity Too Large', 'failure', 'ERROR'),    # refused: refused_priority
     ('500 Internal Server Error', 'failure', 'ERROR'),
     ('502 Bad Gateway', 'failure', 'ERROR'),
     ('503 Service Unavailable', 'failure', 'ERROR'),
@@ -71,6 +71,35 @@ def test_status_to_outcome(make_filter, captured, wsgi, status, outcome, priorit
     assert event['payload']['outcome'] == outcome
     assert event['payload']['reason'] == {'reasonType': 'HTTP',
                                           'reasonCode': status.split()[0]}
+
+
+@pytest.mark.parametrize('refused_priority, expected', [
+    (None, 'ERROR'), ('', 'ERROR'), ('error', 'ERROR'), ('warn', 'WARN'), ('info', 'INFO'),
+    ('ERROR', 'ERROR')])
+def test_refused_priority_option(make_filter, captured, wsgi, refused_priority, expected):
+    """The CADF event of a 4xx gets refused_priority (unset or empty: the route map's
+    client_error_priority, ERROR in the Glance map); the Glance-format text of the
+    same call stays WARN, and a 5xx stays ERROR."""
+    extra = {} if refused_priority is None else {'refused_priority': refused_priority}
+    for status, cadf_priority in (('403 Forbidden', expected),
+                                  ('503 Service Unavailable', 'ERROR')):
+        captured.reset()
+        mw = make_filter(status_app(status, b'{"message": "no"}'), formats='cadf,glance',
+                         **extra)
+        wsgi.run(mw, wsgi.environ('PATCH', '/v2/images/%s' % IMAGE))
+        cadf = cadf_of(captured)
+        assert (cadf['priority'], cadf['payload']['outcome']) == (cadf_priority, 'failure')
+        assert captured.one('image.update')['priority'] == (
+            'WARN' if status.startswith('4') else 'ERROR')
+
+
+def test_refused_priority_bad_value_is_one_line(make_filter):
+    from audit_notifier._config import ConfigError
+    with pytest.raises(ConfigError) as err:
+        make_filter(status_app('200 OK'), refused_priority='critical')
+    assert str(err.value).startswith("audit_notifier: option refused_priority: invalid value "
+                                     "'critical' in the paste ini")
+    assert '\n' not in str(err.value)
 
 
 @pytest.mark.parametrize('status, priority', [('404 Not Found', 'WARN'),
@@ -219,11 +248,11 @@ def test_range_206_with_record_size_uses_the_range(make_filter, captured, wsgi):
         ('INFO', 100, 'owner-1')
 
 
-def test_download_404_is_warn(make_filter, captured, wsgi):
+def test_download_404_is_refused(make_filter, captured, wsgi):
     mw = make_filter(status_app('404 Not Found', b'{"message": "gone"}'), formats='cadf,glance')
     wsgi.run(mw, wsgi.environ('GET', FILE))
     cadf = cadf_of(captured)
-    assert (cadf['priority'], cadf['payload']['outcome']) == ('WARN', 'failure')
+    assert (cadf['priority'], cadf['payload']['outcome']) == ('ERROR', 'failure')
     assert 'measurements' not in cadf['payload']        # an error page is not image data
     send = captured.one('image.send')
     assert send['priority'] == 'WARN'

@@ -125,6 +125,8 @@ def _rebuild(payload):
     for meas in doc.pop('measurements', ()):
         ev.add_measurement(cadf_measurement.Measurement(
             result=meas['result'], metric=cadf_metric.Metric(**meas['metric'])))
+    for att in doc.pop('attachments', ()):      # level request: changes / request
+        ev.add_attachment(cadf_attachment.Attachment(**att))
     assert not set(doc) & CADF_EVENT_KEYS, doc
     for key, value in doc.items():
         setattr(ev, key, value)

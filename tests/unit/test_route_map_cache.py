@@ -20,7 +20,7 @@ import os
 
 import pytest
 
-from audit_notifier import routes
+from audit_notifier import policy, routes
 from audit_notifier._config import ConfigError
 from audit_notifier.events import glance as glance_events
 
@@ -40,6 +40,7 @@ def app(environ, start_response):
 def yaml_loads(monkeypatch):
     """A process that has parsed no map yet; the list of files parsed since."""
     monkeypatch.setattr(routes, '_LOADED', {})
+    monkeypatch.setattr(policy, '_PARSED', {})       # the audit policy: parsed once too
     parsed = []
     real_load = routes.yaml.load
 
@@ -56,16 +57,17 @@ def load(name, overrides=()):
 
 def test_constructing_twice_parses_once(make_filter, yaml_loads):
     first = make_filter(app, route_map='glance')
-    assert len(yaml_loads) == 1
+    # the map and the shipped audit policy (audit_policy = default)
+    assert len(yaml_loads) == 2 and 'audit policy' in yaml_loads[1]
     second = make_filter(app, route_map='glance', audit_reads='false')
-    assert len(yaml_loads) == 1
+    assert len(yaml_loads) == 2
     assert second.route_map is first.route_map
     # the map is shared, what the filters make of it is not
     assert (first.settings.audit_reads, second.settings.audit_reads) == (True, False)
     magnum = make_filter(app, route_map='magnum')
-    assert len(yaml_loads) == 2 and magnum.route_map is not first.route_map
+    assert len(yaml_loads) == 3 and magnum.route_map is not first.route_map
     assert make_filter(app, route_map='magnum').route_map is magnum.route_map
-    assert len(yaml_loads) == 2
+    assert len(yaml_loads) == 3
 
 
 def test_a_shipped_name_and_its_path_share_the_map(monkeypatch, yaml_loads):

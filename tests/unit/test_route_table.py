@@ -22,7 +22,7 @@ import sys
 
 import pytest
 
-from audit_notifier import preflight, route_table, routes
+from audit_notifier import policy, preflight, route_table, routes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,6 +41,7 @@ routes:
      usage: image.upload, observe: upload,
      target: {type_uri: service/storage/image/file, id: [response.id, path.image_id]}}
 """
+DEFAULT_POLICY = os.path.join(policy.SHIPPED_DIR, 'default.yaml')
 # Reads off, both formats, unmatched calls audited.
 SETTINGS = ('[audit_notifier]\naudit_reads = false\nformats = cadf,glance\n'
             'unmatched_requests = audit\n')
@@ -75,15 +76,20 @@ def test_table_of_a_map_with_the_default_settings(small_map):
     assert lines('--route-map', small_map) == [
         'route map: 3 routes from %s' % small_map,
         'formats cadf; audit_reads true, audit_lists true, unmatched_requests ignore',
+        'audit policy: %s' % DEFAULT_POLICY,
         '',
         'METHOD  PATH                        KIND   ACTION     EVENT         TARGET        '
-        '              TARGET FROM                   GET BEFORE  USAGE         OBSERVE  SENDS',
+        '              TARGET FROM                   GET BEFORE  USAGE         OBSERVE  SENDS'
+        '  LEVEL',
         'GET     /v2/images                  list   read/list  image.list    service/storage'
-        '/image       -                             -           -             -        cadf',
+        '/image       -                             -           -             -        cadf '
+        '  metadata',
         'DELETE  /v2/images/{image_id}       write  delete     image.delete  service/storage'
-        '/image       id=path.image_id              -           image.delete  -        cadf',
+        '/image       id=path.image_id              -           image.delete  -        cadf '
+        '  request',
         'PUT     /v2/images/{image_id}/file  write  update     image.upload  service/storage'
-        '/image/file  id=response.id|path.image_id  -           image.upload  upload   cadf',
+        '/image/file  id=response.id|path.image_id  -           image.upload  upload   cadf '
+        '  request',
     ]
 
 
@@ -92,15 +98,15 @@ def test_table_follows_the_conf_file(small_map, settings_conf):
     table = lines('--route-map', small_map, '--config-file', settings_conf)
     assert table[1] == ('formats cadf,glance; audit_reads false, audit_lists true, '
                         'unmatched_requests audit')
-    assert [row.split() for row in table[4:]] == [
+    assert [row.split() for row in table[5:]] == [
         ['GET', '/v2/images', 'list', 'read/list', 'image.list', 'service/storage/image',
-         '-', '-', '-', '-', 'cadf'],
+         '-', '-', '-', '-', 'cadf', 'metadata'],
         ['DELETE', '/v2/images/{image_id}', 'write', 'delete', 'image.delete',
          'service/storage/image', 'id=path.image_id', '/v2/images/{image_id}', 'image.delete',
-         '-', 'cadf,glance'],
+         '-', 'cadf,glance', 'request'],
         ['PUT', '/v2/images/{image_id}/file', 'write', 'update', 'image.upload',
          'service/storage/image/file', 'id=response.id|path.image_id', '-', 'image.upload',
-         'upload', 'cadf,glance'],
+         'upload', 'cadf,glance', 'request'],
     ]
 
 
@@ -111,9 +117,11 @@ def test_match_explains_a_glance_update():
         'params: image_id=<id>',
         'kind: write, action: update, event: image.update',
         'target: service/storage/image from id=path.image_id(<id>)',
-        'fetched before the call: nothing',
+        # level request, record_lookups on: the old values of the changes attachment
+        'fetched before the call: GET /v2/images/<id>',
+        'audit policy level: request',
         'audited: yes',
-        'cadf: audit.image.update (INFO; WARN for a 4xx, ERROR for a 5xx)',
+        'cadf: audit.image.update (INFO; ERROR for a 4xx or 5xx)',
         'glance: usage rule image.update, not sent (formats = cadf)',
     ]
 
@@ -145,14 +153,16 @@ def test_match_of_a_read_with_audit_reads_off(settings_conf):
         'kind: read, action: read, event: image.read',
         'target: service/storage/image from id=path.image_id(abc)',
         'fetched before the call: nothing',
+        'audit policy level: metadata',
         'audited: no',
         'cadf: audit.image.read not sent (a read, audit_reads = false)',
         'glance: nothing (no usage rule)',
     ]
     # A download is a read too, but its Glance-format image.send still goes out.
     download = lines('--config-file', settings_conf, '--match', 'GET /v2/images/abc/file')
-    assert download[-4:] == [
+    assert download[-5:] == [
         'observed: download bytes',
+        'audit policy level: metadata',
         'audited: yes',
         'cadf: audit.image.download not sent (a read, audit_reads = false)',
         'glance: usage rule image.send (the notifications Glance sends for this call)',
@@ -168,8 +178,10 @@ def test_match_shows_the_record_fetched_before_a_delete(settings_conf):
         'route: DELETE /v1/clusters/{cluster_ident}',
         'params: cluster_ident=k8s',
         'kind: write (async), action: delete, event: magnum.cluster.delete',
-        'target: service/magnum/cluster from id=record.uuid|path.cluster_ident(k8s)',
+        'target: service/magnum/cluster from id=record.uuid|path.cluster_ident(k8s) '
+        'data=cluster_data',
         'fetched before the call: GET /v1/clusters/k8s',
+        'audit policy level: request',
         'audited: yes',
         'cadf: magnum.cluster.delete (INFO; ERROR for a 4xx or 5xx; a 2xx is outcome '
         'pending: the work goes on)',
@@ -187,19 +199,19 @@ def test_json_of_a_match_and_of_the_table(small_map):
         'params': {'image_id': 'x'}, 'kind': 'read', 'action': 'read',
         'event': 'image.download', 'target': 'service/storage/image/file',
         'target_from': 'id=path.image_id(x)', 'fetch': [], 'observe': 'download',
-        'audited': True,
-        'cadf': 'audit.image.download (INFO; WARN for a 4xx, ERROR for a 5xx)',
+        'audited': True, 'level': ['metadata'],
+        'cadf': 'audit.image.download (INFO; ERROR for a 4xx or 5xx)',
         'glance': 'usage rule image.send, not sent (formats = cadf)'}
     table = json.loads(''.join(lines('--route-map', small_map, '--json')))
     assert table['settings'] == {
         'route_map': [small_map], 'formats': ['cadf'], 'audit_reads': True,
         'audit_lists': True, 'unmatched_requests': 'ignore', 'record_lookups': True,
-        'disabled_events': []}
+        'disabled_events': [], 'audit_policy': DEFAULT_POLICY}
     assert table['routes'][2] == {
         'method': 'PUT', 'path': '/v2/images/{image_id}/file', 'kind': 'write',
         'action': 'update', 'event': 'image.upload', 'target': 'service/storage/image/file',
         'target_from': 'id=response.id|path.image_id', 'fetch': None, 'usage': 'image.upload',
-        'observe': 'upload', 'sends': ['cadf']}
+        'observe': 'upload', 'sends': ['cadf'], 'level': ['request']}
 
 
 def test_an_override_file_replaces_a_route(small_map, tmp_path):
@@ -209,7 +221,7 @@ def test_an_override_file_replaces_a_route(small_map, tmp_path):
                         '     target: {type_uri: service/storage/image}}\n')
     table = lines('--route-map', small_map, '--route-map-override', str(override))
     assert table[0] == 'route map: 3 routes from %s, %s' % (small_map, override)
-    assert [row.split()[:5] for row in table[4:]] == [
+    assert [row.split()[:5] for row in table[5:]] == [
         ['DELETE', '/v2/images/{image_id}', 'write', 'delete', 'image.delete'],
         ['PUT', '/v2/images/{image_id}/file', 'write', 'update', 'image.upload'],
         ['GET', '/v2/images', 'write', 'read/list', 'image.index']]
@@ -257,3 +269,11 @@ def test_every_rows_sends_agrees_with_the_classifier(route_map, keys):
                                     _example_path(route))
         assert found['route'] == '%s %s' % (route.method, route.path)
         assert found['audited'] == audited
+
+
+def test_match_says_when_a_bay_write_is_pending():
+    out = lines('--route-map', 'magnum', '--match', 'POST /v1/bays')
+    assert out[-2] == ('cadf: magnum.bay.create (INFO; ERROR for a 4xx or 5xx; a 2xx is '
+                       'outcome pending when response.status matches *_IN_PROGRESS)')
+    out = lines('--route-map', 'magnum', '--match', 'POST /v1/clusters')
+    assert 'target: service/magnum/cluster from id=response.uuid data=cluster_data' in out

@@ -646,3 +646,109 @@ def test_override_with_another_parameter_name_names_the_override(tmp_path):
         'audit_notifier: route map %s, route 0 (GET /v2/x/{id}).path: parameter {id} stands '
         'where route 1 (DELETE /v2/x/{x_id}) of %s has {x_id}; use one name for the same '
         'position' % (override, base))
+
+
+# -- pending_if: a 2xx that only started the work, by what the answer shows ---------------
+
+PENDING_IF = {'source': 'response.status', 'match': '*_IN_PROGRESS'}
+
+
+@pytest.mark.parametrize('pending_if, extra, where, words', [
+    ('yes', {}, '.pending_if', ['not a mapping', 'source:']),
+    (dict(PENDING_IF, when='now'), {}, '.pending_if', ['unknown key when']),
+    ({'match': '*_IN_PROGRESS'}, {}, '.pending_if.source', ['missing']),
+    (dict(PENDING_IF, source='body.status'), {}, '.pending_if.source', ["'body.status'"]),
+    (dict(PENDING_IF, source='path.bay_id'), {}, '.pending_if.source', ["'bay_id'", 'x_id']),
+    ({'source': 'response.status'}, {}, '.pending_if.match', ['missing']),
+    (dict(PENDING_IF, match=7), {}, '.pending_if.match', ['not a string']),
+    (PENDING_IF, {'async': True}, '.pending_if', ['async: true', 'keep one']),
+])
+def test_pending_if_validation_errors(tmp_path, pending_if, extra, where, words):
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [
+        route(method='POST', action='create', pending_if=pending_if, **extra)]})
+    message = load_error(path)
+    assert 'route map %s, route 0 (POST /v2/x/{x_id})%s:' % (path, where) in message, message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize('status, body, outcome', [
+    ('201 Created', {'uuid': 'b-1', 'status': 'CREATE_IN_PROGRESS'}, 'pending'),
+    ('200 OK', {'uuid': 'b-1', 'status': 'UPDATE_IN_PROGRESS'}, 'pending'),
+    ('200 OK', {'uuid': 'b-1', 'status': 'CREATE_COMPLETE'}, 'success'),   # nothing changed
+    ('200 OK', {'uuid': 'b-1'}, 'success'),
+    ('200 OK', ['not', 'a', 'mapping'], 'success'),
+    ('202 Accepted', {'uuid': 'b-1'}, 'pending'),
+    ('400 Bad Request', {'uuid': 'b-1', 'status': 'CREATE_IN_PROGRESS'}, 'failure'),
+])
+def test_pending_if_reads_the_answer(tmp_path, make_filter, captured, wsgi, status, body,
+                                     outcome):
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [
+        route(method='POST', path='/v2/x', action='create', pending_if=PENDING_IF,
+              target={'type_uri': 'service/storage/image', 'id': 'response.uuid'})]})
+    rm = routes.load(path, usage_rules=glance_events.RULES)
+    assert rm.routes[0].pending_if == ((('response', ('status',)),), '*_IN_PROGRESS')
+    assert rm.routes[0].wants_body          # the journal keeps the body for it
+
+    def app(environ, start_response):
+        data = json.dumps(body).encode()
+        start_response(status, [('Content-Type', 'application/json'),
+                                ('Content-Length', str(len(data)))])
+        return [data]
+
+    mw = make_filter(app, route_map=path, formats='cadf')
+    wsgi.run(mw, wsgi.environ('POST', '/v2/x', body=b'{}'))
+    [event] = captured.all()
+    assert event['payload']['outcome'] == outcome
+    assert event['priority'] == ('ERROR' if outcome == 'failure' else 'INFO')
+
+
+def test_shipped_magnum_map_bay_writes_are_pending_when_in_progress():
+    rm = load('magnum')
+    rules = {key: r.pending_if for key, r in rm.by_key.items() if r.pending_if}
+    assert rules == {('POST', '/v1/bays'): ((('response', ('status',)),), '*_IN_PROGRESS'),
+                     ('PATCH', '/v1/bays/{bay_ident}'):
+                         ((('response', ('status',)),), '*_IN_PROGRESS')}
+
+
+@pytest.mark.parametrize('value, expected', [
+    (None, 'ERROR'), ('INFO', 'INFO'), ('WARN', 'WARN'), ('ERROR', 'ERROR')])
+def test_client_error_priority_of_a_map(tmp_path, value, expected):
+    service = dict(SERVICE) if value is None else dict(SERVICE, client_error_priority=value)
+    path = write_map(tmp_path, {'service': service, 'routes': [GOOD_ROUTE]})
+    assert routes.load(path, usage_rules=glance_events.RULES).service.client_error_priority \
+        == expected
+
+
+def test_client_error_priority_bad_value(tmp_path):
+    path = write_map(tmp_path, {'service': dict(SERVICE, client_error_priority='DEBUG'),
+                                'routes': [GOOD_ROUTE]})
+    message = load_error(path)
+    assert "route map %s, service.client_error_priority: unknown priority 'DEBUG'; use " \
+        'INFO, WARN or ERROR' % path in message
+
+
+@pytest.mark.parametrize('target, where, words', [
+    ({'type_uri': 'service/magnum/cluster', 'id': 'path.x_id', 'data': 'cluster_info'},
+     '.target.data', ["no record attachment named 'cluster_info'", 'cluster_data']),
+    ({'type_uri': 'service/magnum/cluster', 'data': 'cluster_data'},
+     '.target.data', ['no id', 'give target.id']),
+])
+def test_target_data_validation_errors(tmp_path, target, where, words):
+    path = write_map(tmp_path, {'service': SERVICE, 'routes': [route(target=target)]})
+    message = load_error(path)
+    assert 'route map %s, route 0 (GET /v2/x/{x_id})%s:' % (path, where) in message, message
+    for word in words:
+        assert word in message
+
+
+def test_shipped_magnum_map_cluster_writes_carry_cluster_data():
+    rm = load('magnum')
+    assert sorted(key for key, r in rm.by_key.items() if r.target.data == 'cluster_data') == [
+        ('DELETE', '/v1/clusters/{cluster_ident}'),
+        ('PATCH', '/v1/certificates/{cluster_ident}'),
+        ('PATCH', '/v1/clusters/{cluster_ident}'),
+        ('POST', '/v1/clusters'),
+        ('POST', '/v1/clusters/{cluster_ident}/actions/resize'),
+        ('POST', '/v1/clusters/{cluster_ident}/actions/upgrade')]
+    assert all(r.wants_body for r in rm.routes if r.target.data)
