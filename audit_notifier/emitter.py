@@ -145,6 +145,11 @@ class Emitter:
         self.observer = {'typeURI': service.type_uri,
                          'id': cadf.observer_id(publisher_id), 'name': service.name}
 
+    @property
+    def subrequests(self):
+        """The in-process sub-requester, or None (record_lookups off, or no app)."""
+        return self._subrequests
+
     def notifications(self, phase: str, exchange: Exchange) -> list[Notification]:
         facts = Facts(exchange, self._subrequests, self.redactor)
         route = exchange.route

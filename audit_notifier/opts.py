@@ -23,6 +23,7 @@ import itertools
 from audit_notifier._config import GROUP
 from audit_notifier.classify import classify_opts
 from audit_notifier.delivery.drivers import bus_opts
+from audit_notifier.delivery.follow import follow_opts
 from audit_notifier.delivery.handoff import delivery_opts
 from audit_notifier.emitter import emitter_opts
 from audit_notifier.policy import policy_opts
@@ -30,7 +31,7 @@ from audit_notifier.redaction import redaction_opts
 from audit_notifier.trail import trail_opts
 
 ALL_OPTS = list(itertools.chain(classify_opts, emitter_opts, redaction_opts, bus_opts,
-                                delivery_opts, trail_opts, policy_opts))
+                                delivery_opts, follow_opts, trail_opts, policy_opts))
 
 
 def list_opts():

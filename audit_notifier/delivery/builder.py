@@ -37,8 +37,11 @@ INCOMPLETE = 'incomplete'
 class Builder:
     """Builds the envelopes of one journal's records (``stream``: its owner name)."""
 
-    def __init__(self, emitter, route_for, stream: str):
+    def __init__(self, emitter, route_for, stream: str, watch=None):
         self.emitter = emitter
+        # Called with each finished call's Exchange and the stream (import follows,
+        # delivery/follow.py); it never raises.
+        self.watch = watch
         self.route_for = route_for
         self.stream = stream
         self.open: dict = {}            # call -> (position of its first record, Exchange)
@@ -69,6 +72,8 @@ class Builder:
             return []
         built = self._envelopes(self.emitter.notifications(phase, exchange), call, kind)
         if phase == FINISHED:                   # after building: a failure keeps the
+            if self.watch is not None:
+                self.watch(exchange, self.stream)
             del self.open[call]                 # call's records for its dead letter
             del self._records[call]
         return built

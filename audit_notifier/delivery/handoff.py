@@ -41,6 +41,7 @@ from oslo_config import cfg
 
 from audit_notifier import trail as trail_mod
 from audit_notifier._config import ConfigError
+from audit_notifier.delivery import follow as follow_mod
 from audit_notifier.delivery import process_hooks, record
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.deadletter import DeadLetters
@@ -181,6 +182,18 @@ class Delivery:
         if self._sender.idle:
             self._sender.wake.set()
 
+    def _follower(self, owner: str):
+        """The import follower of a new sender (delivery/follow.py), or None: option
+        follow_imports off, no Glance format, or no record look-ups."""
+        settings = self.settings
+        subrequests = getattr(self.emitter, 'subrequests', None)
+        if not (settings.follow_imports and 'glance' in self.emitter.formats and
+                subrequests is not None):
+            return None
+        return follow_mod.Follower(self.emitter, subrequests, self.directory, owner,
+                                   self.stats, timeout=settings.follow_imports_timeout,
+                                   limit=settings.follow_imports_max)
+
     # -- lifecycle ------------------------------------------------------------------------
     def _start(self) -> None:
         with self._start_lock:
@@ -201,7 +214,8 @@ class Delivery:
                             stats_interval=settings.stats_interval,
                             trail=trail_mod.Chain(self.trail_config, journal.owner,
                                                   self.directory, self.emitter.publisher_id)
-                            if self.trail_config.enabled else None)
+                            if self.trail_config.enabled else None,
+                            follower=self._follower(journal.owner))
             thread = threading.Thread(target=sender.run, daemon=True,
                                       name=process_hooks.THREAD_PREFIX + 'sender')
             self._journal, self._sender, self._thread = journal, sender, thread

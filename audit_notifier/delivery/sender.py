@@ -66,7 +66,7 @@ class Sender:
 
     def __init__(self, journal, emitter, route_for, leaves: dict, dead_letters, stats, *,
                  dead_letter_after: int = 3, stats_interval: float = 60.0,
-                 trail=None):
+                 trail=None, follower=None):
         self.journal = journal
         self.emitter = emitter
         self.route_for = route_for
@@ -75,7 +75,9 @@ class Sender:
         self.stats = stats
         self.dead_letter_after = max(1, dead_letter_after)
         self.stats_interval = stats_interval
-        self.builder = Builder(emitter, route_for, journal.owner)
+        # Import follows (delivery/follow.py), or None when they are off.
+        self.follower = follower
+        self.builder = Builder(emitter, route_for, journal.owner, self._watch())
         # The integrity trail (audit_notifier.trail.Chain), or None when it is off.
         self.trail = trail
         self.wake = threading.Event()
@@ -107,7 +109,7 @@ class Sender:
                 if self._step():                  # a record appended meanwhile
                     self.idle = False
                     continue
-                self.wake.wait(1.0)
+                self.wake.wait(self._idle_wait())
                 self.wake.clear()
                 self.idle = False
             except Exception:
@@ -116,6 +118,33 @@ class Sender:
                 if self._pause(1.0):
                     break
         self._shutdown()
+
+    def _watch(self):
+        return self.follower.watch if self.follower is not None else None
+
+    def _idle_wait(self) -> float:
+        """Seconds to wait for work: 1 s, less when an import follow is due sooner."""
+        due = self.follower.next_due() if self.follower is not None else None
+        if due is None:
+            return 1.0
+        return min(1.0, max(0.01, due - time.monotonic()))
+
+    def _follow(self) -> bool:
+        """Poll the import follows that are due and publish the notifications of
+        those that ended (sender thread; bounded by follow.POLL_BATCH); True when
+        some ended.  Not while stopping: the follows stay for the next process."""
+        follower = self.follower
+        if follower is None or self.stopping:
+            return False
+        due = follower.next_due()
+        if due is None or due > time.monotonic():
+            return False
+        ended, built = follower.poll()
+        if not ended:
+            return False
+        if self.publish(self._runs(built)):
+            follower.finished(ended)
+        return True
 
     def _step(self) -> bool:
         """One unit of work; False when there was nothing to do."""
@@ -126,6 +155,8 @@ class Sender:
         if self.journal.directory is not None and now >= self._next_orphan_scan and \
                 not self.stopping:
             self._next_orphan_scan = now + ORPHAN_SCAN_EVERY
+            if self.follower is not None:
+                self.follower.adopt()
             for orphan in journal_mod.claim_orphans(
                     self.journal.directory, exclude={self.journal.owner} | self._skip):
                 if not self.send_orphan(orphan) and orphan.unreadable:
@@ -134,9 +165,10 @@ class Sender:
         if self.trail is not None and not self.stopping:
             for fmt in self.trail.due():
                 self._publish_digest(fmt)
+        followed = self._follow()
         items = self.journal.read(BATCH)
         if not items:
-            return False
+            return followed
         rec = items[0][1]
         self._holding_since = rec.get('z') or rec.get('a') or time.time()
         try:
@@ -338,7 +370,7 @@ class Sender:
         went (its files are then removed)."""
         LOG.info('audit_notifier: sending what process %s left in %s', orphan.owner,
                  orphan.directory)
-        builder = Builder(self.emitter, self.route_for, orphan.owner)
+        builder = Builder(self.emitter, self.route_for, orphan.owner, self._watch())
         batch: list = []
         try:
             for item in orphan.records(self.stats):
@@ -438,7 +470,9 @@ class Sender:
     def snapshot(self) -> dict:
         since = self._holding_since
         self.stats.counters['journaled'] = self.journal.appended
-        return self.stats.snapshot(unsent=self.journal.unsent(),
+        follows = {} if self.follower is None else dict(
+            self.follower.counters, follows=len(self.follower.follows))
+        return self.stats.snapshot(**follows, unsent=self.journal.unsent(),
                                    open_calls=len(self.builder.open),
                                    journal_bytes=self.journal.disk_bytes,
                                    oldest_unsent_age=round(max(0.0, time.time() - since), 3)

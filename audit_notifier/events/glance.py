@@ -537,6 +537,95 @@ def _import_task(facts, settings, image_id):
     return max(tasks, key=lambda t: t.get('created_at') or '')
 
 
+# -- import completion (delivery/follow.py) ---------------------------------------------
+
+def import_completion(task: dict, image: dict | None, when: float, legacy: bool,
+                      default_backend: str | None = None) -> list[Notification]:
+    """The notifications Glance's task executor sends for an import that has ended,
+    in Glance 33's order, from the task record and the image record read after it
+    ended (sender thread; no I/O here).
+
+    Interoperable import (``legacy`` False; glance-direct, web-download,
+    copy-image): task.processing, then on success image.prepare, image.upload,
+    image.activate, image.update, image.update, task.success, task.run; on failure
+    image.update (the image as the failure left it) and task.failure.  Legacy
+    ``POST /v2/tasks`` import: task.processing, then on success image.create,
+    image.update (queued), image.update (saving), image.prepare, image.upload,
+    image.activate, image.update, image.update, task.success, task.run; on failure
+    task.failure (the image Glance created and deleted is named nowhere in the task
+    record).  Exact: every id, the final status, size, virtual_size, checksum,
+    owner, name, formats, visibility, created_at, the final updated_at, the task's
+    final status, created_at, updated_at and expires_at.  Reconstructed from the
+    records: the intermediate image states (status, cleared size/checksum), the
+    ``backend`` of image.prepare (the image's first store), the task's
+    processing/run timestamps (its created_at) and every envelope timestamp (the
+    time the end was seen).
+    """
+    done = task_payload(task, when)
+    created = done['created_at']
+    ok = done['status'] == 'success'
+    shard = (image or {}).get('id') or done['id']
+    events = [('task.processing', dict(done, status='processing', updated_at=created,
+                                       expires_at=created))]
+    if image is not None:
+        final = image_payload(image)
+        if not ok:
+            if not legacy:
+                events.append(('image.update', final))
+        elif legacy:
+            events.extend(_legacy_image_events(final))
+        else:
+            events.extend(_import_image_events(final, task, image, default_backend))
+    events.append(('task.success' if ok else 'task.failure', done))
+    if ok:      # Glance 33 sends task.run after the flow, with the task as first loaded
+        events.append(('task.run', dict(done, status='pending', updated_at=created,
+                                        expires_at=created)))
+    return [Notification('glance', event, INFO, payload, shard, when)
+            for event, payload in events]
+
+
+def _with_lists(payload: dict, importing: list, failed: list) -> dict:
+    return dict(payload, os_glance_importing_to_stores=importing,
+                os_glance_failed_import=failed)
+
+
+def _import_image_events(final: dict, task: dict, image: dict, default_backend) -> list:
+    stores = [s for s in (image.get('stores') or '').split(',') if s]
+    backend = stores[0] if stores else default_backend
+    request = (task.get('input') or {}).get('import_req') if isinstance(
+        task.get('input'), dict) else None
+    method = ((request or {}).get('method') or {}).get('name')
+    props = dict(final['properties'], os_glance_import_task=task.get('id'))
+    importing = dict(props, os_glance_importing_to_stores=backend or '',
+                     os_glance_failed_import='')
+    # glance-direct imports the staged data, whose size Glance recorded when staging.
+    staged = final['size'] if method == 'glance-direct' else None
+    prepare = _with_lists(dict(final, status='importing', checksum=None, virtual_size=None,
+                               size=staged, properties=importing),
+                          [backend] if backend else [], [])
+    if backend:
+        prepare['backend'] = backend
+    stored = dict(final, properties=importing)
+    updated = dict(final, properties=dict(props, os_glance_importing_to_stores='',
+                                          os_glance_failed_import=''))
+    return [('image.prepare', prepare),
+            ('image.upload', _with_lists(stored, [backend] if backend else [], [])),
+            ('image.activate', dict(stored)),
+            ('image.update', updated), ('image.update', dict(updated))]
+
+
+def _legacy_image_events(final: dict) -> list:
+    queued = dict(final, status='queued', size=None, checksum=None, virtual_size=None,
+                  updated_at=final['created_at'])
+    sized = dict(queued, virtual_size=final['virtual_size'])
+    saving = dict(sized, status='saving')
+    return [('image.create', queued), ('image.update', sized), ('image.update', saving),
+            ('image.prepare', _with_lists(saving, [], [])),
+            ('image.upload', _with_lists(final, [], [])),
+            ('image.activate', dict(final)), ('image.update', dict(final)),
+            ('image.update', dict(final))]
+
+
 RULES: dict[str, Rule] = {
     'image.create': Rule('image.create', _record_event('image.create', True), wants_body=True),
     'image.update': Rule('image.update', _record_event('image.update', True), wants_body=True),

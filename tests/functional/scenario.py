@@ -26,6 +26,8 @@ import dataclasses
 import hashlib
 import uuid
 
+from tests.support.wait import wait_until
+
 try:
     from . import glance_app
 except ImportError:
@@ -51,6 +53,7 @@ class Step:
     ours: list           # this pipeline's envelopes, in publication order
     own: list            # Glance's own envelopes (image.localhost), in order
     image_id: str | None = None
+    completion: list = dataclasses.field(default_factory=list)  # import follow events
 
     @property
     def usage(self):
@@ -127,8 +130,17 @@ class Driver:
                                   body={'method': {'name': 'glance-direct'}})
         assert r.status == 202, r.text
         glance_app.wait_for_notification('task.run', timeout=60)
-        return self._record(name, 'POST', path, token, r.status, r.header_list,
+        # The filter follows the import (delivery/follow.py): wait for its completion
+        # events too, so that none lands in a later step; they are kept apart
+        # (``completion``), the step's own notifications are those of the call.
+        wait_until(lambda: any(m['event_type'] in ('task.success', 'task.failure')
+                               for m in self.pipeline.ours()), timeout=60,
+                   message='no import completion events from the filter')
+        step = self._record(name, 'POST', path, token, r.status, r.header_list,
                             r.body, image_id)
+        ends = [i for i, m in enumerate(step.ours) if m['event_type'] == 'task.processing']
+        step.ours, step.completion = step.ours[:ends[0]], step.ours[ends[0]:]
+        return step
 
 
 @dataclasses.dataclass

@@ -235,6 +235,11 @@ def test_import_by_a_non_admin(audit_pipelines):
            content_type='application/octet-stream')
     step = d.import_call('import', iid, token='member-token')
     assert scenario.seq(step.usage) == [('task.create', INFO), ('image.update', INFO)]
+    # The follow reads the image's task list as the member (no Tasks API needed).
+    assert [m['event_type'] for m in step.completion] == [
+        'task.processing', 'image.prepare', 'image.upload', 'image.activate',
+        'image.update', 'image.update', 'task.success', 'task.run']
+    assert step.completion[-2]['payload']['id'] == step.own[0]['payload']['id']
     ours, own = step.usage[0]['payload'], step.own[0]['payload']
     assert own['owner'] == 'p-demo' and own['status'] == 'pending'
     clocks = {'created_at', 'updated_at', 'expires_at'}

@@ -40,6 +40,7 @@ except ImportError:
 
 from tests.support import cadf as cadf_support
 from tests.support.rabbit import peer_missing
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.glance
 
@@ -134,6 +135,14 @@ def _wait_for_own(event_type, task_id, timeout=60.0):
     raise AssertionError('Glance sent no %s for task %s' % (event_type, task_id))
 
 
+def _wait_for_follow(task_id):
+    """The filter follows the import (delivery/follow.py): wait for its end, so that
+    no completion event lands in a later test (test_glance_imports.py checks them)."""
+    wait_until(lambda: any(m['event_type'] == 'task.success' and
+                           m['payload'].get('id') == task_id for m in _mine(PUBLISHER)),
+               timeout=60, message='no import completion events from the filter')
+
+
 def _compare_executor_events(own, ours):
     """Glance's own task.* (Glance format) and ours: same types, order, priority,
     and payloads equal field for field (expires_at is 'now' when unset, per event)."""
@@ -164,6 +173,7 @@ def test_image_import_task_events(glance_env, pipeline, executor_notifier):
     assert len(own_create) == 1
     task_id = own_create[0]['payload']['id']
     _wait_for_own('task.run', task_id)
+    _wait_for_follow(task_id)
     pipeline.flush()
     assert executor_notifier.flush(30)
 
@@ -217,6 +227,7 @@ def test_legacy_tasks_api(glance_env, pipeline, executor_notifier, image_source)
     assert answered.status == 201
     task_id = answered.json['id']
     _wait_for_own('task.run', task_id)
+    _wait_for_follow(task_id)
     pipeline.flush()
     assert executor_notifier.flush(30)
     own = _tasks(glance_app.glance_own_notifications(), task_id)
