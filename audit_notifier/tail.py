@@ -27,6 +27,7 @@ from typing import Iterable, TextIO
 from audit_notifier.delivery.private_queue import (BusReadError, PrivateQueue,
                                                    source_from_config)
 from audit_notifier.render import describe, is_cadf
+from audit_notifier.stored import oslo_message
 
 
 @dataclasses.dataclass
@@ -67,23 +68,11 @@ def resources_of(payload: dict) -> set:
 # -- one message --------------------------------------------------------------------------
 
 def unwrap(body: bytes | str) -> dict:
-    """The notification in an AMQP message body: the ``oslo.message`` envelope of
-    messagingv2 unwrapped (messaging, v1, sends it bare), without oslo.messaging's
-    private keys (``_unique_id``, and ``_context_*``, where a service's own
-    notifications may carry the caller's token).  ValueError if it is none."""
-    if isinstance(body, bytes):
-        body = body.decode('utf-8')
-    outer = json.loads(body)
-    if not isinstance(outer, dict):
-        raise ValueError('not a JSON object')
-    inner = outer
-    if 'oslo.message' in outer:
-        if not isinstance(outer['oslo.message'], str):
-            raise ValueError('oslo.message is not a JSON text')
-        inner = json.loads(outer['oslo.message'])
-    if not isinstance(inner, dict) or 'event_type' not in inner:
-        raise ValueError('not an oslo.messaging notification')
-    return {k: v for k, v in inner.items() if not k.startswith('_')}
+    """The notification in an AMQP message body (:func:`.stored.oslo_message`),
+    without oslo.messaging's private keys (``_unique_id``, and ``_context_*``, where
+    a service's own notifications may carry the caller's token).  ValueError if it
+    is none."""
+    return {k: v for k, v in oslo_message(body).items() if not k.startswith('_')}
 
 
 # -- the command --------------------------------------------------------------------------

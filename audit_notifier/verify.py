@@ -29,10 +29,10 @@ import bisect
 import dataclasses
 import hashlib
 import hmac
-import json
 from typing import Iterable
 
 from audit_notifier import trail
+from audit_notifier.stored import oslo_message
 
 _ALGORITHMS = ('hmac-sha256', 'ed25519')
 
@@ -84,16 +84,7 @@ class Report:
 
 def parse(text: str) -> tuple[dict, dict]:
     """(envelope, context) of one stored notification; ValueError if it is none."""
-    outer = json.loads(text)
-    if not isinstance(outer, dict):
-        raise ValueError('not a JSON object')
-    inner = outer
-    if 'oslo.message' in outer:
-        if not isinstance(outer['oslo.message'], str):
-            raise ValueError('oslo.message is not a JSON text')
-        inner = json.loads(outer['oslo.message'])
-    if not isinstance(inner, dict) or 'event_type' not in inner:
-        raise ValueError('not an oslo.messaging notification')
+    inner = oslo_message(text)
     context = {}
     for key in ('context', 'ctxt'):
         if isinstance(inner.get(key), dict):

@@ -85,6 +85,8 @@ except ImportError:          # run as a script: put the repository root on the p
 
 
 GLANCE_PUBLISHER_ID = 'image.localhost'
+# The one port web-download and legacy task imports may read from (import_filtering_opts).
+IMPORT_SOURCE_PORT = 18080
 PASTE_FLAVOR = 'functest'
 PASTE_APP_NAME = 'glance-api'
 
@@ -373,7 +375,7 @@ def _api_conf(base, paste_file, conf_overrides=None):
         'import_filtering_opts': {
             'allowed_schemes': '[http,https]',
             'allowed_hosts': '[127.0.0.1]',
-            'allowed_ports': '[18080]',
+            'allowed_ports': '[%d]' % IMPORT_SOURCE_PORT,
         },
     }
     for section, values in (conf_overrides or {}).items():
@@ -696,3 +698,34 @@ class AuditPipeline(object):
 
     def interrupted_download(self, image_id, **kw):
         return self.env.interrupted_download(image_id, app=self.app, **kw)
+
+
+@contextlib.contextmanager
+def import_source(payload: bytes):
+    """A loopback HTTP server Glance's imports may read from: ``payload`` for every
+    path, 404 for a path containing ``missing``.  Yields its base URL."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if 'missing' in self.path:
+                self.send_response(404)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/octet-stream')
+            self.send_header('Content-Length', str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', IMPORT_SOURCE_PORT), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield 'http://127.0.0.1:%d/' % IMPORT_SOURCE_PORT
+    finally:
+        server.shutdown()
+        server.server_close()

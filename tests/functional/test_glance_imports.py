@@ -27,12 +27,10 @@ of completion events (doc/source/reference/events.rst, "Imports").
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import os
 import shutil
-import threading
 
 import pytest
 
@@ -48,7 +46,6 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.glance
 
 PUBLISHER = 'image.audit-imports'
-SOURCE_PORT = 18080          # the harness allows web-download/import from 127.0.0.1:18080
 SOURCE_IMAGE = b'\x00audit-notifier-import' * 2048
 IMAGE_STABLE = ('id', 'name', 'status', 'size', 'virtual_size', 'checksum', 'owner',
                 'disk_format', 'container_format', 'visibility', 'is_public', 'created_at',
@@ -66,29 +63,8 @@ def pipeline(audit_pipelines):
 @pytest.fixture(scope='module')
 def image_source():
     """A loopback HTTP server: a small raw image, 404 for paths with 'missing'."""
-    payload = SOURCE_IMAGE
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if 'missing' in self.path:
-                self.send_response(404)
-                self.send_header('Content-Length', '0')
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/octet-stream')
-            self.send_header('Content-Length', str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', SOURCE_PORT), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield 'http://127.0.0.1:%d/' % SOURCE_PORT
-    server.shutdown()
-    server.server_close()
+    with glance_app.import_source(SOURCE_IMAGE) as base:
+        yield base
 
 
 def _about(messages, ids):

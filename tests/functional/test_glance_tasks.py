@@ -24,11 +24,9 @@
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import shutil
-import threading
 import time
 
 import pytest
@@ -46,7 +44,6 @@ pytestmark = pytest.mark.glance
 
 PUBLISHER = 'image.audit-tasks'
 OOB_PUBLISHER = 'image.audit-tasks-executor'
-SOURCE_PORT = 18080          # the harness allows web-download/import from 127.0.0.1:18080
 TASK_KEYS = {'id', 'type', 'status', 'result', 'owner', 'message', 'expires_at',
              'created_at', 'updated_at', 'deleted', 'deleted_at'}
 
@@ -91,24 +88,8 @@ def executor_notifier(glance_env, tmp_path_factory):
 @pytest.fixture(scope='module')
 def image_source():
     """A loopback HTTP server with a small raw image (legacy /v2/tasks import)."""
-    payload = b'\x00audit-notifier-task-image' * 4096
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/octet-stream')
-            self.send_header('Content-Length', str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', SOURCE_PORT), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield 'http://127.0.0.1:%d/image.raw' % SOURCE_PORT
-    server.shutdown()
-    server.server_close()
+    with glance_app.import_source(b'\x00audit-notifier-task-image' * 4096) as base:
+        yield base + 'image.raw'
 
 
 def _mine(publisher):

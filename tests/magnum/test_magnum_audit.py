@@ -82,27 +82,6 @@ def audit_filter(journal_dir, **extra):
     return conf
 
 
-def find_audit_middleware(app):
-    """The AuditMiddleware instance inside a loaded paste pipeline."""
-    from audit_notifier.middleware import AuditMiddleware
-    seen = set()
-    todo = [app]
-    while todo:
-        obj = todo.pop()
-        if isinstance(obj, AuditMiddleware):
-            return obj
-        if id(obj) in seen or isinstance(obj, (str, bytes, int, float, bool, type(None))):
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, dict):
-            todo.extend(obj.values())
-        elif isinstance(obj, (list, tuple)):
-            todo.extend(obj)
-        elif hasattr(obj, '__dict__') and not isinstance(obj, type):
-            todo.extend(vars(obj).values())
-    raise AssertionError('no AuditMiddleware in the pipeline')
-
-
 class Step:
     def __init__(self, label, response, ours, theirs):
         self.label = label
@@ -125,7 +104,7 @@ class Driver:
     def __init__(self, env, app):
         self.env = env
         self.app = app
-        self.mw = find_audit_middleware(app)
+        self.mw = magnum_app.find_audit_middleware(app)
         self.steps = {}
         self.order = []
 
