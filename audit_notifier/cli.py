@@ -63,10 +63,16 @@ def _run_demo(args) -> int:
 
 # -- stats and replay: operator tools on a journal directory --------------------------------
 
-def _journal_arguments(parser) -> None:
+def _config_files(parser, help_text: str) -> None:
+    """The repeatable ``--config-file`` option every subcommand that reads the
+    service's configuration takes."""
     parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
-                        help='the service\'s conf file with its [audit_notifier] section '
-                             '(e.g. /etc/glance/glance-api.conf); may be repeated')
+                        help=help_text)
+
+
+def _journal_arguments(parser) -> None:
+    _config_files(parser, 'the service\'s conf file with its [audit_notifier] section '
+                          '(e.g. /etc/glance/glance-api.conf); may be repeated')
     parser.add_argument('--journal-dir', '--spool-dir', dest='journal_dir', metavar='DIR',
                         help='journal directory (default: journal_dir from the conf file)')
 
@@ -217,9 +223,8 @@ def _add_tail(subparsers) -> None:
                     '(RabbitMQ). A private queue (exclusive, auto-delete) gets a copy of '
                     'each one: nothing is taken from Ceilometer or any other consumer, and '
                     'the queue is gone when tail stops.')
-    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
-                        help='the service\'s conf file (e.g. /etc/glance/glance-api.conf): '
-                             'transport_url, topics, control_exchange; may be repeated')
+    _config_files(parser, 'the service\'s conf file (e.g. /etc/glance/glance-api.conf): '
+                          'transport_url, topics, control_exchange; may be repeated')
     parser.add_argument('--format', choices=('cadf', 'glance'), dest='fmt',
                         help='only CADF or only Glance-format notifications (and only the '
                              'topics of that format)')
@@ -291,10 +296,9 @@ def _add_verify(subparsers) -> None:
                         help='notifications read out of order are noted, not counted as '
                              'problems (a consumer that stores several queues, one per '
                              'priority, interleaves them)')
-    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
-                        help='read from the bus the filter of this conf file publishes to '
-                             '(a private queue, as tail does) instead of FILE; may be '
-                             'repeated')
+    _config_files(parser, 'read from the bus the filter of this conf file publishes to '
+                          '(a private queue, as tail does) instead of FILE; may be '
+                          'repeated')
     parser.add_argument('--count', type=_positive_int, metavar='N',
                         help='with --config-file: stop after N notifications')
     parser.add_argument('--timeout', type=_positive_float, metavar='SECONDS',
@@ -322,9 +326,8 @@ def _add_check(subparsers) -> None:
                     'message bus answers (credentials are never printed) and which drivers '
                     'and topics each format uses. Nothing is created or sent. Exit status 1 '
                     'on any ERROR.')
-    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
-                        help='the service\'s conf file (e.g. /etc/glance/glance-api.conf); '
-                             'may be repeated')
+    _config_files(parser, 'the service\'s conf file (e.g. /etc/glance/glance-api.conf); '
+                          'may be repeated')
     parser.add_argument('--paste', metavar='PATH',
                         help='its paste file (default: [paste_deploy] config_file or [api] '
                              'api_paste_config of the conf, else <conf>-paste.ini or '
@@ -356,9 +359,8 @@ def _add_routes(subparsers) -> None:
                     'something for it. With --match, explain one request instead: the '
                     'route it hits and the parameters it binds, whether it is audited and '
                     'what each format sends, as the filter\'s own classifier decides.')
-    parser.add_argument('--config-file', action='append', default=[], metavar='PATH',
-                        help='the service\'s conf file with its [audit_notifier] section; '
-                             'may be repeated')
+    _config_files(parser, 'the service\'s conf file with its [audit_notifier] section; '
+                          'may be repeated')
     parser.add_argument('--route-map', metavar='glance|magnum|PATH',
                         help='route map instead of route_map of the conf file')
     parser.add_argument('--route-map-override', action='append', default=[],

@@ -195,8 +195,21 @@ def _next(self):
 # The reading methods a probe copies from its input, with their probing versions.
 _READERS = (('read', _read), ('readline', _readline), ('readlines', _readlines),
             ('__iter__', _iter), ('__next__', _next))
-# One probe class per set of reading methods (at most 32), made on first use.
-_PROBE_CLASSES: dict[tuple, type] = {}
+# (wrapper class, which reading methods) -> its subclass with exactly those methods
+# (at most 32 per wrapper), made on first use.
+_READER_CLASSES: dict[tuple, type] = {}
+
+
+def _with_readers_of(wrapper: type, body_input) -> object:
+    """A new, uninitialised ``wrapper`` instance whose class has exactly the
+    reading methods ``body_input`` has (cached; 5 ``hasattr`` and a dict look-up)."""
+    has = tuple([hasattr(body_input, name) for name, _ in _READERS])
+    cls = _READER_CLASSES.get((wrapper, has))
+    if cls is None:
+        methods = {name: method for (name, method), present in zip(_READERS, has) if present}
+        cls = type(wrapper.__name__, (wrapper,), dict(methods, __slots__=()))
+        _READER_CLASSES[(wrapper, has)] = cls
+    return object.__new__(cls)
 
 
 class InputProbe:
@@ -213,13 +226,7 @@ class InputProbe:
     __slots__ = ('_input', '_exchange', '_submit')
 
     def __new__(cls, body_input, exchange: Exchange, submit: Submit):
-        key = tuple([hasattr(body_input, name) for name, _ in _READERS])
-        probe_class = _PROBE_CLASSES.get(key)
-        if probe_class is None:
-            methods = {name: method for (name, method), has in zip(_READERS, key) if has}
-            probe_class = type('InputProbe', (InputProbe,), dict(methods, __slots__=()))
-            _PROBE_CLASSES[key] = probe_class
-        return object.__new__(probe_class)
+        return _with_readers_of(InputProbe, body_input)
 
     def __init__(self, body_input, exchange: Exchange, submit: Submit):
         self._input = body_input
@@ -253,13 +260,7 @@ class CaptureInput:
     __slots__ = ('_input', '_exchange')
 
     def __new__(cls, body_input, exchange: Exchange):
-        key = tuple([hasattr(body_input, name) for name, _ in _READERS])
-        capture_class = _CAPTURE_CLASSES.get(key)
-        if capture_class is None:
-            methods = {name: method for (name, method), has in zip(_READERS, key) if has}
-            capture_class = type('CaptureInput', (CaptureInput,), dict(methods, __slots__=()))
-            _CAPTURE_CLASSES[key] = capture_class
-        return object.__new__(capture_class)
+        return _with_readers_of(CaptureInput, body_input)
 
     def __init__(self, body_input, exchange: Exchange):
         self._input = body_input
@@ -279,6 +280,3 @@ class CaptureInput:
 
     def __getattr__(self, name):
         return getattr(self._input, name)
-
-
-_CAPTURE_CLASSES: dict[tuple, type] = {}

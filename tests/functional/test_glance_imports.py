@@ -160,17 +160,21 @@ def test_glance_direct(glance_env, pipeline):
     assert pipeline.mw.delivery._sender.follower.counters['follows_done'] >= 1
 
 
-def test_web_download_failure(glance_env, pipeline, image_source):
+def _web_download(pipeline, name, uri):
+    """Import ``uri`` into a new image; (image id, Glance's own completion, ours)."""
     created = pipeline.request('POST', '/v2/images', body={
-        'name': 'import-fails', 'disk_format': 'raw', 'container_format': 'bare'})
+        'name': name, 'disk_format': 'raw', 'container_format': 'bare'})
     image_id = created.json['id']
     glance_app.reset_notifications()
-    task_id = _import(pipeline, image_id, {'name': 'web-download',
-                                           'uri': image_source + 'missing.raw'})
+    task_id = _import(pipeline, image_id, {'name': 'web-download', 'uri': uri})
     _wait_both(PUBLISHER, task_id)
     ids = {image_id, task_id}
     own = _completion(glance_app.glance_own_notifications(), ids, task_id, True)
-    ours = _completion(_ours(PUBLISHER), ids, task_id)
+    return image_id, own, _completion(_ours(PUBLISHER), ids, task_id)
+
+
+def test_web_download_failure(glance_env, pipeline, image_source):
+    _, own, ours = _web_download(pipeline, 'import-fails', image_source + 'missing.raw')
     assert [m['event_type'] for m in own] == ['task.processing', 'image.update',
                                               'task.failure']
     _compare(own, ours)
@@ -178,19 +182,14 @@ def test_web_download_failure(glance_env, pipeline, image_source):
 
 
 def test_web_download(glance_env, pipeline, image_source):
-    created = pipeline.request('POST', '/v2/images', body={
-        'name': 'import-web', 'disk_format': 'raw', 'container_format': 'bare'})
-    image_id = created.json['id']
-    glance_app.reset_notifications()
-    task_id = _import(pipeline, image_id, {'name': 'web-download',
-                                           'uri': image_source + 'image.raw'})
-    _wait_both(PUBLISHER, task_id)
-    ids = {image_id, task_id}
-    own = _completion(glance_app.glance_own_notifications(), ids, task_id, True)
-    ours = _completion(_ours(PUBLISHER), ids, task_id)
+    image_id, own, ours = _web_download(pipeline, 'import-web', image_source + 'image.raw')
+    assert [m['event_type'] for m in own] == [
+        'task.processing', 'image.prepare', 'image.upload', 'image.activate',
+        'image.update', 'image.update', 'task.success', 'task.run']
     _compare(own, ours)
     assert ours[1]['payload']['size'] is None          # nothing staged before
     assert [s['volume'] for s in ceilometer.samples(ours[2])] == [len(SOURCE_IMAGE)]
+    assert ours[2]['payload']['id'] == image_id
 
 
 def _legacy_task(pipeline, source):

@@ -186,7 +186,6 @@ def test_key_problems_name_the_option_never_the_key(tmp_path):
     assert str(info.value).startswith('audit_notifier: option trail_ed25519_key_file: not '
                                       'an unencrypted PEM private key')
     assert KEY.decode() not in str(info.value)
-    pytest.importorskip('cryptography')
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     other = tmp_path / 'ec.pem'
@@ -199,7 +198,6 @@ def test_key_problems_name_the_option_never_the_key(tmp_path):
 
 
 def test_ed25519_signed_trail_through_the_filter(make_filter, wsgi, tmp_path):
-    pytest.importorskip('cryptography')
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
     private = ed25519.Ed25519PrivateKey.generate()
