@@ -12,7 +12,10 @@
 
 """From exchanges to notifications: formats, event filter, envelopes.
 
-Runs in the sender, never on the request path.  Each enabled format contributes
+Runs in the sender thread, except :meth:`Emitter.prefetch`: the record a call will
+change or destroy is read before the app runs, on the request path (one in-process
+GET to the wrapped app, only for the routes that name such a record).  Each enabled
+format contributes
 its notifications for an exchange phase (Glance-format usage events first, in
 Glance's own order, then the CADF audit record of the call); disabled event types
 are dropped; each survivor gets its oslo.messaging envelope.
