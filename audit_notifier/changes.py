@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from audit_notifier.redaction import HIDDEN_NAMES, MASK, Redactor
+from audit_notifier.redaction import MASK, Redactor
 
 JSON_TYPE = 'mime:application/json'
 # How the route map's ``changes`` rules read a call.
@@ -47,10 +47,6 @@ KINDS = frozenset({'json-patch', 'fields', 'tag-add', 'tag-remove', 'deactivate'
                    'reactivate'})
 # Request fields whose record field has another name (Magnum's upgrade).
 _FIELD_NAMES = {'cluster_template': 'cluster_template_id'}
-# Names never shown whatever redact_names says (redaction.HIDDEN_NAMES): Glance's
-# image locations, Magnum's certificate bodies.
-_CERT_NAMES = HIDDEN_NAMES
-_MAX_DEPTH = 32
 
 
 def attachments(facts, level: int) -> list[dict]:
@@ -72,13 +68,13 @@ def attachments(facts, level: int) -> list[dict]:
         elif body is _INVALID:
             content = {'invalid_json': True, 'bytes': exchange.captured_size}
         else:
-            content = redact(body, redactor)
+            content = redactor.document(body)
         found.append(_attachment('request', content))
     if level >= 3:
         if exchange.response is not None:
             response = _parsed(exchange.response)
             if response is not _INVALID and response is not None:
-                found.append(_attachment('response', redact(response, redactor)))
+                found.append(_attachment('response', redactor.document(response)))
         elif exchange.response_size:
             found.append(_attachment('response', {'truncated': True,
                                                   'bytes': exchange.response_size}))
@@ -166,28 +162,8 @@ def _with_old(change: dict, record, segments: list, redactor: Redactor) -> dict:
     return change
 
 
-def _secret(name: str, redactor: Redactor) -> bool:
-    return name.lower() in _CERT_NAMES or redactor.secret_name(name)
-
-
 def _value(value, segments: list, redactor: Redactor):
     """A value at a path: masked when a segment of the path names a secret."""
-    if any(_secret(seg, redactor) for seg in segments):
+    if any(redactor.hidden_or_secret(seg) for seg in segments):
         return MASK
-    return redact(value, redactor)
-
-
-def redact(doc, redactor: Redactor, depth: int = 0):
-    """A parsed JSON document with secret-named members and PEM blocks masked."""
-    if depth > _MAX_DEPTH:
-        return MASK
-    if isinstance(doc, dict):
-        return {k: MASK if _secret(str(k), redactor) else redact(v, redactor, depth + 1)
-                for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [redact(v, redactor, depth + 1) for v in doc]
-    if isinstance(doc, str):
-        if '-----BEGIN' in doc:
-            return MASK
-        return redactor.text(doc) if ('://' in doc or '=' in doc) else doc
-    return doc
+    return redactor.document(value)

@@ -226,7 +226,7 @@ class Emitter:
             exchange.prefetched = {k: v for k, v in record.items()
                                    if k not in glance_events.SECRET_KEYS} if record else record
             if mask and record:         # old values: secret-named fields masked too
-                exchange.prefetched = changes.redact(exchange.prefetched, self.redactor)
+                exchange.prefetched = self.redactor.document(exchange.prefetched)
         except Exception:
             _LIMITED(logging.WARNING, 'prefetch', 'audit_notifier: could not fetch %s before '
                      'the call; its notifications carry only the id', path, exc_info=True)

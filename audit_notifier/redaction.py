@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Iterable
+from typing import Any, Iterable
 from urllib.parse import quote, unquote_plus
 
 from oslo_config import cfg
@@ -53,6 +53,8 @@ redaction_opts = [
 ]
 
 MASK = '***'
+# Nesting a parsed document may have before what is deeper is masked whole.
+_MAX_DEPTH = 32
 _NOT_ALNUM = re.compile(r'[\W_]+')
 _NOT_PATTERN = re.compile(r'[^\w*?\[\]!]|_')
 _CREDENTIAL_URL = re.compile(r'(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@')
@@ -150,6 +152,26 @@ class Redactor:
         quote_char = quote_char or ''
         return '%s%s%s%s%s%s%s' % (m.group(1), m.group(2), m.group(1), m.group(3),
                                    quote_char, value, quote_char)
+
+    def hidden_or_secret(self, name: str) -> bool:
+        """Is a member of this name never shown (:data:`HIDDEN_NAMES`) or secret?"""
+        return name.lower() in HIDDEN_NAMES or self.secret_name(name)
+
+    def document(self, doc: Any, depth: int = 0) -> Any:
+        """A parsed JSON document with hidden and secret-named members, PEM blocks
+        and credentials in URLs or pairs masked (sender thread; a new document)."""
+        if depth > _MAX_DEPTH:
+            return MASK
+        if isinstance(doc, dict):
+            return {k: MASK if self.hidden_or_secret(str(k)) else self.document(v, depth + 1)
+                    for k, v in doc.items()}
+        if isinstance(doc, list):
+            return [self.document(v, depth + 1) for v in doc]
+        if isinstance(doc, str):
+            if '-----BEGIN' in doc:
+                return MASK
+            return self.text(doc) if ('://' in doc or '=' in doc) else doc
+        return doc
 
     def error_body(self, data: bytes) -> bytes:
         """An error response body as the journal keeps it (request path; at most

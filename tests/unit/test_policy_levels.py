@@ -422,7 +422,7 @@ def test_request_path_redaction_of_objects_certificates_and_nested_secrets():
 def test_sender_redaction_masks_secret_names_pem_and_old_values():
     doc = {'name': 'n', 'pem': 'x', 'nested': {'os_secret_token': 's', 'ok': [1, 'u']},
            'ca': '-----BEGIN CERTIFICATE-----\nMII'}
-    assert changes.redact(doc, REDACTOR) == {
+    assert REDACTOR.document(doc) == {
         'name': 'n', 'pem': '***', 'nested': {'os_secret_token': '***', 'ok': [1, 'u']},
         'ca': '***'}
     found = changes.extract('json-patch', [{'op': 'replace', 'path': '/admin_password',
