@@ -745,6 +745,12 @@ def test_calls_answered_while_closing_are_sent_by_the_next_process(
         left = dh.journal_segments(journal_dir)
         assert left, 'nothing left in the journal after close()'
         sent_by_first = mw.delivery.snapshot()['sent']
+        # A next process starts after this one ended.  close() waits at most
+        # timeout + 1 s for the sender, which on this slow link may still be giving up
+        # its last publish, holding the journal's lock: a filter started meanwhile
+        # would find the journal only at its next orphan scan, 60 s later.
+        dh.wait_until(lambda: not mw.delivery._thread.is_alive(), 60.0,
+                      message='the first filter\'s sender thread never ended')
         # the next process (here: another filter on the same journal_dir)
         proxy.heal()
         mw2 = _filter(journal_dir, broker.url(port=proxy.port), names)
