@@ -24,10 +24,13 @@ the target key ``data``; the record comes, first that is the target's whole reco
 3. from the record fetched before the call (route key ``record``: a delete by name).
 
 Magnum's API answers a cluster create (202 ``{"uuid"}``) before its conductor stores
-the cluster: after a successful create the look-up is repeated while it finds
-nothing, a few times within about 1.5 s (``SETTLE``, in the sender thread).  Where no
-record is there (look-ups off, the conductor slower than that, the resource already
-gone, the caller not allowed to see it) the event has no such attachment.  The
+the cluster, and the conductor stores the cluster row before its node groups (whose
+sums are ``node_count`` and ``master_count``): after a successful create the look-up
+is repeated while it finds nothing or a record the rule does not call settled, a few
+times within about 1.5 s (``SETTLE``, in the sender thread); the last record found is
+used.  Where no record is there (look-ups off, the conductor slower than that, the
+resource already gone, the caller not allowed to see it) the event has no such
+attachment.  The
 content is the record as the API showed it at that moment, not when the service's
 conductor sent its own event.
 """
@@ -37,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
+from typing import Callable
 from urllib import parse
 
 # Pauses (seconds) before asking again for the record of a resource just created
@@ -52,6 +56,20 @@ class RecordAttachment:
     fields: tuple       # ((content key, (record keys, the first present wins)), ...)
     times: frozenset = frozenset()   # content keys holding times (naive UTC, %f)
     whole: str = 'status'            # a key only the whole record has ({"uuid"} lacks it)
+    # Whether a record just created is complete (else it is looked up again, in SETTLE).
+    settled: Callable[[dict], bool] = lambda record: True
+
+
+def cluster_settled(record: dict) -> bool:
+    """Magnum 23's conductor (cluster_conductor.cluster_create) stores the cluster,
+    then its master node group, then its worker node group, and saves the cluster
+    again only after the driver began the create.  The API requires master_count >= 1
+    and allows node_count 0: a record with a worker is complete; one without is
+    complete once the conductor saved the cluster again (updated_at set)."""
+    master, workers = record.get('master_count'), record.get('node_count')
+    if not isinstance(master, int) or master < 1:
+        return False
+    return (isinstance(workers, int) and workers >= 1) or record.get('updated_at') is not None
 
 
 # magnum/conductor/utils.py: _get_event_target (Magnum 9.0.0 to 23), in its order.
@@ -69,7 +87,7 @@ CLUSTER_DATA = RecordAttachment(
      ('api_address', ('api_address',)), ('discovery_url', ('discovery_url',)),
      ('node_addresses', ('node_addresses',)), ('master_addresses', ('master_addresses',)),
      ('node_count', ('node_count',)), ('master_count', ('master_count',))),
-    times=frozenset({'created_at', 'updated_at'}))
+    times=frozenset({'created_at', 'updated_at'}), settled=cluster_settled)
 
 ATTACHMENTS = {rule.name: rule for rule in (CLUSTER_DATA,)}
 
@@ -94,11 +112,13 @@ def record_for(facts, rule: RecordAttachment, target_id: str) -> dict | None:
         return body
     path = rule.lookup.format(id=parse.quote(target_id, safe=''))
     record = facts.lookup(path)
-    if not _whole(record, rule, target_id) and record is None and _just_created(facts):
+    if not _settled(record, rule, target_id) and _just_created(facts):
         for pause in SETTLE:
             time.sleep(pause)
-            record = facts.lookup(path, fresh=True)
-            if record is not None:
+            found = facts.lookup(path, fresh=True)
+            if _whole(found, rule, target_id) or not _whole(record, rule, target_id):
+                record = found
+            if _settled(record, rule, target_id):
                 break
     if _whole(record, rule, target_id):
         return record
@@ -158,6 +178,10 @@ def _just_created(facts) -> bool:
     code = exchange.status_code
     return (facts.lookups and exchange.route.action.startswith('create') and
             code is not None and 200 <= code < 300)
+
+
+def _settled(doc, rule: RecordAttachment, target_id: str) -> bool:
+    return _whole(doc, rule, target_id) and rule.settled(doc)
 
 
 def _whole(doc, rule: RecordAttachment, target_id: str) -> bool:

@@ -80,9 +80,12 @@ class MagnumStandIn:
     ``store_after`` GETs (as Magnum's conductor stores it after the API answered);
     DELETE by name answers 204; GET /v1/clusters/{ident} answers the record."""
 
-    def __init__(self, store_after=0, post_status='202 Accepted'):
+    def __init__(self, store_after=0, post_status='202 Accepted', stored_as=()):
         self.store_after = store_after
         self.post_status = post_status
+        # the record's first look-ups once stored (then api_cluster()): a conductor
+        # that has stored the cluster row but not yet all its node groups
+        self.stored_as = list(stored_as)
         self.gets = []
         self.stored = False
 
@@ -94,7 +97,8 @@ class MagnumStandIn:
             if len(self.gets) > self.store_after:
                 self.stored = True
             if self.stored and path.rsplit('/', 1)[-1] in (CLUSTER, 'k8s'):
-                return self._json(start_response, '200 OK', api_cluster())
+                record = self.stored_as.pop(0) if self.stored_as else api_cluster()
+                return self._json(start_response, '200 OK', record)
             return self._json(start_response, '404 Not Found', {'errors': []})
         if method == 'POST':
             return self._json(start_response, self.post_status, {'uuid': CLUSTER})
@@ -152,6 +156,46 @@ def test_create_gives_up_after_settle(make_filter, captured, wsgi, pauses):
     assert pauses == list(records.SETTLE)
     assert len(app.gets) == 1 + len(records.SETTLE)
     assert sum(records.SETTLE) < 2
+
+
+def test_create_waits_for_the_node_groups(make_filter, captured, wsgi, pauses):
+    """Magnum's conductor stores the cluster row, then the master node group, then
+    the worker one: a record without them is looked up again."""
+    app = MagnumStandIn(stored_as=[api_cluster(node_count=0, master_count=0),
+                                   api_cluster(node_count=0, master_count=1)])
+    target = _create(make_filter, captured, wsgi, app)['payload']['target']
+    content = target['attachments'][0]['content']
+    assert (content['node_count'], content['master_count']) == (1, 1)
+    assert pauses == list(records.SETTLE[:2]) and len(app.gets) == 3
+
+
+def test_create_without_workers_settles_when_the_conductor_saved_it(make_filter, captured,
+                                                                    wsgi, pauses):
+    """node_count 0 is allowed: complete once the conductor saved the cluster again."""
+    saved = api_cluster(node_count=0, updated_at='2026-11-23T14:31:02+00:00')
+    app = MagnumStandIn(stored_as=[api_cluster(node_count=0)] * 3 + [saved])
+    target = _create(make_filter, captured, wsgi, app)['payload']['target']
+    content = target['attachments'][0]['content']
+    assert (content['node_count'], content['updated_at']) == (0, '2026-11-23T14:31:02.000000')
+    assert pauses == list(records.SETTLE[:3]) and len(app.gets) == 4
+
+
+def test_create_never_settled_keeps_the_last_record(make_filter, captured, wsgi, pauses):
+    app = MagnumStandIn(stored_as=[api_cluster(node_count=0, master_count=0)] * 3 +
+                        [api_cluster(node_count=0, master_count=1, status='X')] * 10)
+    target = _create(make_filter, captured, wsgi, app)['payload']['target']
+    content = target['attachments'][0]['content']
+    assert (content['master_count'], content['status']) == (1, 'X')
+    assert pauses == list(records.SETTLE) and len(app.gets) == 1 + len(records.SETTLE)
+
+
+@pytest.mark.parametrize('record, settled', [
+    (api_cluster(), True), (api_cluster(node_count=0, master_count=0), False),
+    (api_cluster(node_count=0), False), (api_cluster(master_count=0), False),
+    (api_cluster(node_count=0, updated_at='2026-11-23T14:31:02+00:00'), True),
+    (api_cluster(master_count=None), False)])
+def test_cluster_settled(record, settled):
+    assert records.cluster_settled(record) is settled
 
 
 def test_refused_create_is_not_waited_for(make_filter, captured, wsgi, pauses):
