@@ -91,6 +91,13 @@ delivery_opts = [
                help='Seconds between delivery-counter log lines (only when something '
                     'changed); 0 disables them. The counters are also written every 5 s '
                     'to <journal_dir>/<process>.stats.json for audit-notifier stats.'),
+    cfg.IntOpt('background_max_rate', default=0, min=0,
+               help='Highest rate, in journal records per second, at which each process\'s '
+                    'sender works through a backlog (after an outage, a dead process\'s '
+                    'journal). 0: no cap. Whatever the cap, while requests arrive the '
+                    'sender takes at most a quarter of a CPU and rests between slices of '
+                    'work, and it never goes slower than 5 times the rate records arrive, '
+                    'so a backlog always shrinks.'),
     cfg.BoolOpt('process_hooks', default=True,
                 help='Install the process-wide hooks: flush at exit and on SIGTERM (when '
                      'the server has no SIGTERM handler of its own), and quiet '
@@ -215,7 +222,8 @@ class Delivery:
                             trail=trail_mod.Chain(self.trail_config, journal.owner,
                                                   self.directory, self.emitter.publisher_id)
                             if self.trail_config.enabled else None,
-                            follower=self._follower(journal.owner))
+                            follower=self._follower(journal.owner),
+                            max_rate=settings.background_max_rate)
             thread = threading.Thread(target=sender.run, daemon=True,
                                       name=process_hooks.THREAD_PREFIX + 'sender')
             self._journal, self._sender, self._thread = journal, sender, thread

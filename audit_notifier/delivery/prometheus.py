@@ -54,6 +54,12 @@ METRICS = (
     ('alive', 'alive', 'gauge',
      '1 while the process runs; 0: it is gone and left its stats file.'),
     ('journal_bytes', 'journal_bytes', 'gauge', 'Bytes of journal segments on disk.'),
+    ('arrival_rate', 'arrival_rate_per_second', 'gauge',
+     'Journal records arriving per second (the request load the sender yields to).'),
+    ('send_rate_limit', 'send_rate_limit_per_second', 'gauge',
+     'Rate the sender paces its work to, records per second (0: no limit).'),
+    ('paced_seconds', 'paced_seconds_total', 'counter',
+     'Seconds the sender rested between slices of work, yielding to requests.'),
     ('time', 'stats_updated_timestamp_seconds', 'gauge',
      'When the process last wrote its stats (every 5 s while it runs).'),
 )

@@ -15,7 +15,7 @@
 One thread per :class:`~audit_notifier.delivery.handoff.Delivery`, one ordered
 stream: it first sends what processes that are gone left in the journal directory
 (oldest process first, calls they never finished reported as incomplete), then
-its own journal.  Per batch of up to ``BATCH`` records it builds the envelopes
+its own journal.  Per slice of up to ``BATCH`` records it builds the envelopes
 (:mod:`.builder`), hands each run of one format to its leaf's ``publish_many``,
 and commits the journal position the bus confirmed (never past a call still open).
 
@@ -32,6 +32,10 @@ Errors are told apart:
 
 Nothing here raises out of the loop: an unexpected error is logged and the loop
 goes on after a pause.
+
+While the API serves requests the sender works in slices and rests between them
+(:mod:`.pacing`): its own journal, a dead process's journal and import follows all
+yield to the request threads, never slower than five times the arrival rate.
 
 With ``trail = true`` the sender also keeps the integrity trail
 (:mod:`audit_notifier.trail`): each run of envelopes gets its chain fields once,
@@ -51,10 +55,10 @@ from audit_notifier.delivery import legacy_spool
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.builder import Builder
 from audit_notifier.delivery.leaves import BusUnavailable
+from audit_notifier.delivery.pacing import BATCH, Pacer
 
 LOG = logging.getLogger(__name__)
 
-BATCH = 100
 RETRY_FIRST = 0.5
 RETRY_MAX = 5.0
 STATS_EVERY = 5.0
@@ -66,8 +70,10 @@ class Sender:
 
     def __init__(self, journal, emitter, route_for, leaves: dict, dead_letters, stats, *,
                  dead_letter_after: int = 3, stats_interval: float = 60.0,
-                 trail=None, follower=None):
+                 trail=None, follower=None, max_rate: float = 0.0):
         self.journal = journal
+        # Slices and rests while the API is busy (reads the journal's append counter).
+        self.pacer = Pacer(lambda: journal.appended, max_rate)
         self.emitter = emitter
         self.route_for = route_for
         self.leaves = leaves
@@ -139,12 +145,12 @@ class Sender:
         due = follower.next_due()
         if due is None or due > time.monotonic():
             return False
+        started = self._clocks()
         ended, built = follower.poll()
-        if not ended:
-            return False
-        if self.publish(self._runs(built)):
+        if ended and self.publish(self._runs(built)):
             follower.finished(ended)
-        return True
+        self._rest(0, started)
+        return bool(ended)
 
     def _step(self) -> bool:
         """One unit of work; False when there was nothing to do."""
@@ -166,7 +172,8 @@ class Sender:
             for fmt in self.trail.due():
                 self._publish_digest(fmt)
         followed = self._follow()
-        items = self.journal.read(BATCH)
+        started = self._clocks()
+        items = self.journal.read(self.pacer.slice())
         if not items:
             return followed
         rec = items[0][1]
@@ -189,7 +196,22 @@ class Sender:
         with self.done:
             self.processed += len(items)
             self.done.notify_all()
+        self._rest(len(items), started)
         return True
+
+    @staticmethod
+    def _clocks() -> tuple[float, float]:
+        return time.thread_time(), time.monotonic()
+
+    def _rest(self, records: int, started: tuple[float, float]) -> None:
+        """Rest as the pacer says after a slice of work begun at ``started``
+        (:meth:`_clocks`); never while stopping."""
+        if self.stopping:
+            return
+        cpu, wall = self._clocks()
+        rest = self.pacer.pause(records, cpu - started[0], wall - started[1])
+        if rest > 0.0:
+            self._pause(rest)
 
     def _send(self, items, builder: Builder, stream) -> bool:
         """Send one batch of ``stream``'s records and commit it (never past the first
@@ -372,13 +394,15 @@ class Sender:
                  orphan.directory)
         builder = Builder(self.emitter, self.route_for, orphan.owner, self._watch())
         batch: list = []
+        started = self._clocks()
         try:
             for item in orphan.records(self.stats):
                 batch.append(item)
-                if len(batch) >= BATCH:
+                if len(batch) >= self.pacer.slice():
                     if not self._send(batch, builder, orphan):
                         return False
-                    batch = []
+                    self._rest(len(batch), started)
+                    batch, started = [], self._clocks()
             if batch and not self._send(batch, builder, orphan):
                 return False
             if orphan.unreadable:
@@ -472,7 +496,8 @@ class Sender:
         self.stats.counters['journaled'] = self.journal.appended
         follows = {} if self.follower is None else dict(
             self.follower.counters, follows=len(self.follower.follows))
-        return self.stats.snapshot(**follows, unsent=self.journal.unsent(),
+        return self.stats.snapshot(**follows, **self.pacer.gauges(),
+                                   unsent=self.journal.unsent(),
                                    open_calls=len(self.builder.open),
                                    journal_bytes=self.journal.disk_bytes,
                                    oldest_unsent_age=round(max(0.0, time.time() - since), 3)

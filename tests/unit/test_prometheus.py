@@ -39,6 +39,7 @@ LIVE_STATS = {'journaled': 120, 'built': 236, 'sent': 230, 'dropped': 0, 'dead_l
               'send_errors': 5, 'build_errors': 0, 'journal_errors': 0,
               'corrupt_records': 0, 'filter_errors': 1, 'outages': 1, 'unsent': 4,
               'open_calls': 1, 'journal_bytes': 7, 'oldest_unsent_age': 0.25,
+              'arrival_rate': 151.5, 'send_rate_limit': 2500.0, 'paced_seconds': 3.25,
               'bus_down': False, 'pid': 4242, 'time': 1764700058.0}
 # an earlier release's file: no filter_errors; the process died with the bus down
 GONE_STATS = {'journaled': 40, 'built': 0, 'sent': 0, 'dropped': 0, 'dead_letters': 0,
@@ -119,6 +120,20 @@ audit_notifier_alive{journal_dir="DIR",process="api1-4242-1764700000000"} 1
 # TYPE audit_notifier_journal_bytes gauge
 audit_notifier_journal_bytes{journal_dir="DIR",process="api1-4100-1764600000000"} 100
 audit_notifier_journal_bytes{journal_dir="DIR",process="api1-4242-1764700000000"} 4096
+# HELP audit_notifier_arrival_rate_per_second Journal records arriving per second (the \
+request load the sender yields to).
+# TYPE audit_notifier_arrival_rate_per_second gauge
+audit_notifier_arrival_rate_per_second{journal_dir="DIR",\
+process="api1-4242-1764700000000"} 151.5
+# HELP audit_notifier_send_rate_limit_per_second Rate the sender paces its work to, records \
+per second (0: no limit).
+# TYPE audit_notifier_send_rate_limit_per_second gauge
+audit_notifier_send_rate_limit_per_second{journal_dir="DIR",\
+process="api1-4242-1764700000000"} 2500.0
+# HELP audit_notifier_paced_seconds_total Seconds the sender rested between slices of work, \
+yielding to requests.
+# TYPE audit_notifier_paced_seconds_total counter
+audit_notifier_paced_seconds_total{journal_dir="DIR",process="api1-4242-1764700000000"} 3.25
 # HELP audit_notifier_stats_updated_timestamp_seconds When the process last wrote its \
 stats (every 5 s while it runs).
 # TYPE audit_notifier_stats_updated_timestamp_seconds gauge
@@ -163,7 +178,8 @@ def test_prometheus_parser_reads_it_back(journal_dir):
     counters = {name for name, f in families.items() if f.type == 'counter'}
     assert counters == {'audit_notifier_' + c for c in (
         'journaled', 'built', 'sent', 'dropped', 'dead_letters', 'send_errors',
-        'build_errors', 'journal_errors', 'corrupt_records', 'filter_errors', 'outages')}
+        'build_errors', 'journal_errors', 'corrupt_records', 'filter_errors', 'outages',
+        'paced_seconds')}
     sent = {s.labels['process']: s.value for s in families['audit_notifier_sent'].samples}
     assert sent == {LIVE: 230.0, GONE: 0.0}
     assert [s.name for s in families['audit_notifier_sent'].samples] == [

@@ -51,6 +51,7 @@ class FakeLeaf:
 
     def __init__(self, down: int = 0, bad=None, gate: threading.Event | None = None):
         self.sent: list = []
+        self.batches: list = []         # envelopes per publish_many that went
         self.calls = 0
         self.down = down
         self.bad = bad
@@ -68,6 +69,7 @@ class FakeLeaf:
             if self.bad is not None and any(self.bad(e) for e in envelopes):
                 raise TypeError('cannot serialise this envelope (fake bug)')
             self.sent.extend(envelopes)
+            self.batches.append(len(envelopes))
 
     def close(self):
         pass
@@ -123,6 +125,64 @@ def test_order_is_kept_through_an_outage_and_it_is_reported_once(make_filter, ws
     down, = [x for x in oslo_log_lines() if 'message bus is unreachable' in x]
     assert down.count(FakeLeaf.DOWN_TEXT) == 1, down
     assert mw.delivery.snapshot()['unsent'] == 0
+
+
+def test_a_backlog_is_sent_in_slices_with_rests_while_calls_arrive(make_filter, wsgi):
+    """After an outage, with API calls still arriving, the sender works through its
+    backlog in slices smaller than a whole batch and rests between them; every
+    event goes, in order."""
+    gate = threading.Event()
+    leaf = FakeLeaf(gate=gate)
+    mw = fake_filter(make_filter, leaf)
+    backlog = ['old-%03d' % i for i in range(300)]
+    for i, rid in enumerate(backlog):
+        call(mw, wsgi, IMAGES[i % 5], rid)
+    arriving, stop = [], threading.Event()
+
+    def keep_calling():
+        while not stop.is_set():
+            rid = 'new-%04d' % len(arriving)
+            call(mw, wsgi, IMAGES[len(arriving) % 5], rid)
+            arriving.append(rid)
+            stop.wait(0.002)            # load: about 300 calls/s at most
+
+    caller = threading.Thread(target=keep_calling)
+    caller.start()
+    try:
+        wait_until(lambda: len(arriving) >= 200, 60, 'calls arriving')
+        gate.set()
+        # 300 calls more take longer than the pacer's window (at most 500 calls/s)
+        wanted = len(backlog) + len(arriving) + 300
+        wait_until(lambda: len(leaf.sent) >= wanted, 60, 'the backlog and new calls sent')
+        paced = mw.delivery.snapshot()
+    finally:
+        stop.set()
+        caller.join(30)
+    assert mw.delivery.flush(30)
+    assert request_ids(leaf.sent) == backlog + arriving
+    assert paced['paced_seconds'] > 0, paced
+    assert paced['arrival_rate'] > 0, paced
+    assert min(leaf.batches[1:]) < sender_mod.BATCH, leaf.batches
+
+
+def test_a_closing_sender_does_not_rest(make_filter, wsgi):
+    """A capped sender (1 record/s) still sends its whole backlog when closed."""
+    leaf = FakeLeaf(down=1)
+    mw = fake_filter(make_filter, leaf, background_max_rate='1')
+    ids = ['req-%03d' % i for i in range(50)]
+    for i, rid in enumerate(ids):
+        call(mw, wsgi, IMAGES[i % 5], rid)
+    wait_until(lambda: mw.delivery.snapshot()['sent'] >= 1, 60, 'the first capped send')
+    assert len(leaf.sent) < len(ids)
+    mw.delivery.close(30)
+    assert request_ids(leaf.sent) == ids
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        time.sleep(0.01)
 
 
 def test_a_bug_is_not_an_outage_the_envelope_is_dead_lettered_and_the_rest_flows(

@@ -1,0 +1,144 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""How fast the sender works while the API is serving requests.
+
+The sender shares the process, and so the GIL, with the request threads.  A thread
+holding the GIL keeps it until it blocks or another thread has waited for the switch
+interval (5 ms): a sender building and publishing a backlog a hundred records at a
+time makes a request wait up to 5 ms each time it needs the GIL back, several times
+per request (measured before pacing: p99 5.6 ms before a 30 s outage at 150 calls/s,
+48.8 ms while its backlog was sent).  Record look-ups, import follows and a dead
+process's journal are the same kind of work.
+
+So the sender works in slices and rests between them (:class:`Pacer`, used by the
+sender thread only; a few clock reads and float operations per slice):
+
+* while requests arrive (journal appends seen in the last ``WINDOW`` seconds) the
+  sender takes at most ``BUSY_SHARE`` of a CPU: after a slice that cost it ``c``
+  seconds of CPU it rests ``c * (1 / BUSY_SHARE - 1)``; a slice is about
+  ``SLICE_CPU`` of CPU (a number of records from the measured cost per record), so
+  no request waits behind a long run of sender work;
+* ``background_max_rate`` (records per second, 0: none) caps the rate further;
+* neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
+  a backlog always shrinks, at five times the rate calls add to it or faster;
+* with no requests arriving and no cap the sender does not rest;
+* a stopping sender does not rest (the sender asks :meth:`Pacer.pause` only while
+  it is not stopping).
+
+CPU time is the sender thread's (``time.thread_time``); under eventlet, where the
+sender is a green thread of the one OS thread, that includes the requests' time, so
+the sender rests more, down to the floor rate.
+"""
+
+from __future__ import annotations
+
+import time
+
+# Share of one CPU the sender may take while requests arrive.
+BUSY_SHARE = 0.25
+# Target CPU time of one slice of sender work while requests arrive (seconds).
+SLICE_CPU = 0.001
+# A backlog is sent at least this many times faster than records arrive.
+MIN_DRAIN_FACTOR = 5.0
+# Arrival rate window (seconds): the rate is that of the last complete window.
+WINDOW = 0.5
+# Longest single rest (seconds): a cap change or a stop is never waited on longer.
+MAX_PAUSE = 0.25
+# Records of a slice when nothing limits the sender (the sender's batch).
+BATCH = 100
+
+
+class Pacer:
+    """Slice sizes and rests of one sender.  ``arrivals`` returns the number of
+    records appended so far (the journal's counter, read without a lock)."""
+
+    def __init__(self, arrivals, max_rate: float = 0.0, clock=time.monotonic):
+        self._arrivals = arrivals
+        self.max_rate = float(max_rate or 0.0)
+        self._clock = clock
+        self._window_start = clock()
+        self._window_count = arrivals()
+        self.arrival_rate = 0.0          # records per second in the last window
+        self._cost = None                # CPU seconds per record (moving average)
+        self.rested = 0.0                # seconds rested in all
+
+    # -- what the request load is ---------------------------------------------------------
+    def _observe(self) -> None:
+        now = self._clock()
+        elapsed = now - self._window_start
+        if elapsed < WINDOW:
+            return
+        count = self._arrivals()
+        self.arrival_rate = max(0, count - self._window_count) / elapsed
+        self._window_start, self._window_count = now, count
+
+    @property
+    def busy(self) -> bool:
+        """Are requests arriving (in the last window)?"""
+        return self.arrival_rate > 0.0
+
+    def floor(self) -> float:
+        """The slowest rate the sender may go (records per second): 0 when idle."""
+        return MIN_DRAIN_FACTOR * self.arrival_rate
+
+    def limit(self) -> float | None:
+        """The rate the sender aims at, records per second; None: no limit (idle,
+        no cap).  The CPU share is applied as rests, the rate from its cost."""
+        limits = []
+        if self.busy and self._cost:
+            limits.append(BUSY_SHARE / self._cost)
+        if self.max_rate:
+            limits.append(self.max_rate)
+        if not limits:
+            return None
+        return max(self.floor(), min(limits))
+
+    # -- what the sender asks --------------------------------------------------------------
+    def slice(self) -> int:
+        """How many records to take now."""
+        self._observe()
+        size = BATCH
+        if self.busy and self._cost:
+            size = min(size, int(SLICE_CPU / self._cost))
+        if self.max_rate:
+            size = min(size, int(self.max_rate * MAX_PAUSE))
+        return max(1, size)
+
+    def pause(self, records: int, cpu: float, wall: float) -> float:
+        """Seconds to rest after a slice of ``records`` records (0: other background
+        work, a poll of import follows) that took ``cpu`` seconds of the sender's CPU
+        and ``wall`` seconds in all."""
+        self._observe()
+        if records > 0 and cpu >= 0.0:
+            cost = cpu / records
+            self._cost = cost if self._cost is None else 0.8 * self._cost + 0.2 * cost
+        rest = 0.0
+        if self.busy:
+            rest = cpu * (1.0 / BUSY_SHARE - 1.0)
+        if records > 0:
+            if self.max_rate:
+                rest = max(rest, records / self.max_rate - wall)
+            floor = self.floor()
+            if floor:
+                rest = min(rest, records / floor - wall)
+        rest = min(max(0.0, rest), MAX_PAUSE)
+        self.rested += rest
+        return rest
+
+    def gauges(self) -> dict:
+        """For the stats: the arrival rate seen, the rate aimed at (0: no limit), and
+        the seconds rested so far."""
+        limit = self.limit()
+        return {'arrival_rate': round(self.arrival_rate, 1),
+                'send_rate_limit': round(limit, 1) if limit is not None else 0.0,
+                'paced_seconds': round(self.rested, 3)}

@@ -1,0 +1,140 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The sender's pacing (delivery/pacing.py), on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from audit_notifier.delivery import pacing
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Load:
+    """The journal's append counter, moved by the test."""
+
+    def __init__(self):
+        self.appended = 0
+
+    def __call__(self):
+        return self.appended
+
+
+def _pacer(max_rate=0.0):
+    clock, load = Clock(), Load()
+    return pacing.Pacer(load, max_rate, clock=clock), clock, load
+
+
+def _arrive(clock, load, rate, seconds=pacing.WINDOW):
+    """``rate`` records per second for ``seconds``."""
+    clock.now += seconds
+    load.appended += int(rate * seconds)
+
+
+def test_idle_api_no_rest_and_whole_batches():
+    pacer, clock, load = _pacer()
+    assert pacer.slice() == pacing.BATCH
+    assert pacer.pause(100, cpu=0.05, wall=0.06) == 0.0
+    clock.now += 5
+    assert pacer.slice() == pacing.BATCH and not pacer.busy
+    assert pacer.limit() is None
+    assert pacer.gauges() == {'arrival_rate': 0.0, 'send_rate_limit': 0.0,
+                              'paced_seconds': 0.0}
+
+
+def test_busy_api_sender_takes_its_share_in_small_slices():
+    pacer, clock, load = _pacer()
+    pacer.pause(100, cpu=0.01, wall=0.012)        # 100 us of CPU per record
+    _arrive(clock, load, 100)                     # 100 records/s: floor 500/s
+    assert pacer.slice() == int(pacing.SLICE_CPU / 0.0001)       # 10 records
+    rest = pacer.pause(10, cpu=0.001, wall=0.0015)
+    assert rest == pytest.approx(0.001 * (1 / pacing.BUSY_SHARE - 1))
+    # the rate this aims at: a quarter of a CPU at 100 us per record
+    assert pacer.limit() == pytest.approx(pacing.BUSY_SHARE / 0.0001)
+    assert pacer.gauges()['arrival_rate'] == 100.0
+    assert pacer.gauges()['paced_seconds'] == pytest.approx(rest)
+
+
+def test_floor_wins_over_the_share():
+    """Costly records (look-ups): the share would allow 125 records/s; arrivals at
+    300/s need 1,500/s, so the sender does not rest at all."""
+    pacer, clock, load = _pacer()
+    pacer.pause(10, cpu=0.02, wall=0.02)          # 2 ms per record
+    _arrive(clock, load, 300)
+    assert pacer.slice() == 1
+    assert pacer.floor() == 5 * 300
+    assert pacer.limit() == 1500
+    assert pacer.pause(1, cpu=0.002, wall=0.002) == 0.0
+
+
+def test_floor_bounds_the_rest():
+    """A rest never takes a slice below five times the arrival rate."""
+    pacer, clock, load = _pacer()
+    pacer.pause(10, cpu=0.0005, wall=0.0005)      # 50 us per record
+    _arrive(clock, load, 100)                     # floor 500/s: 10 records in 20 ms
+    share_rest = 0.004 * (1 / pacing.BUSY_SHARE - 1)          # 12 ms
+    assert pacer.pause(10, cpu=0.004, wall=0.012) == pytest.approx(0.020 - 0.012)
+    assert share_rest > 0.020 - 0.012
+
+
+def test_cap_limits_an_idle_api_too():
+    pacer, clock, load = _pacer(max_rate=200)
+    assert pacer.slice() == int(200 * pacing.MAX_PAUSE)       # 50 records
+    assert pacer.limit() == 200
+    # 50 records at 200/s take 0.25 s: the slice took 0.01 s
+    assert pacer.pause(50, cpu=0.005, wall=0.01) == pytest.approx(0.24)
+    assert pacer.gauges()['send_rate_limit'] == 200.0
+
+
+def test_cap_never_below_the_floor():
+    pacer, clock, load = _pacer(max_rate=200)
+    pacer.pause(10, cpu=0.0001, wall=0.0001)
+    _arrive(clock, load, 100)                     # floor 500/s above the cap
+    pacer.slice()
+    assert pacer.limit() == 500
+    rest = pacer.pause(10, cpu=0.0001, wall=0.001)
+    assert rest == pytest.approx(10 / 500 - 0.001)
+
+
+def test_rest_is_bounded():
+    pacer, clock, load = _pacer(max_rate=1)
+    assert pacer.slice() == 1
+    assert pacer.pause(1, cpu=0.0, wall=0.0) == pacing.MAX_PAUSE
+
+
+def test_other_work_rests_by_share_only():
+    """Import follows (no records): the share while busy, nothing while idle."""
+    pacer, clock, load = _pacer(max_rate=10)
+    assert pacer.pause(0, cpu=0.004, wall=0.004) == 0.0
+    _arrive(clock, load, 50)
+    assert pacer.pause(0, cpu=0.004, wall=0.004) == pytest.approx(0.012)
+
+
+def test_arrival_rate_is_the_last_whole_window():
+    pacer, clock, load = _pacer()
+    _arrive(clock, load, 400)
+    pacer.slice()
+    assert pacer.arrival_rate == 400
+    clock.now += pacing.WINDOW / 2               # half a window: the rate stays
+    pacer.slice()
+    assert pacer.arrival_rate == 400
+    clock.now += pacing.WINDOW                   # a window without appends: idle
+    pacer.slice()
+    assert pacer.arrival_rate == 0 and not pacer.busy
