@@ -31,6 +31,12 @@ sender thread only; a few clock reads and float operations per slice):
 * ``background_max_rate`` (records per second, 0: none) caps the rate further;
 * neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
   a backlog always shrinks, at five times the rate calls add to it or faster;
+* while requests arrive and the sender has sent everything (its read found
+  less than it asked for), it waits ``LINGER`` before it reads again, so that
+  records are sent in batches rather than one wake-up, one build and one publish
+  at a time (measured at 200 calls/s, one by one: 950 us of sender CPU per
+  notification with the plain leaf, 467 us with the fast leaf; in batches 480 us
+  and 220 us); a notification then waits up to ``LINGER`` longer;
 * with no requests arriving and no cap the sender does not rest;
 * a stopping sender does not rest (the sender asks :meth:`Pacer.pause` only while
   it is not stopping).
@@ -47,13 +53,16 @@ import time
 # Share of one CPU the sender may take while requests arrive.
 BUSY_SHARE = 0.25
 # Target CPU time of one slice of sender work while requests arrive (seconds).
-SLICE_CPU = 0.001
+SLICE_CPU = 0.003
 # A backlog is sent at least this many times faster than records arrive.
 MIN_DRAIN_FACTOR = 5.0
 # Arrival rate window (seconds): the rate is that of the last complete window.
 WINDOW = 0.5
 # Longest single rest (seconds): a cap change or a stop is never waited on longer.
 MAX_PAUSE = 0.25
+# While requests arrive, how long the sender lets records gather once it has sent
+# everything (seconds).
+LINGER = 0.05
 # Records of a slice when nothing limits the sender (the sender's batch).
 BATCH = 100
 
@@ -114,10 +123,10 @@ class Pacer:
             size = min(size, int(self.max_rate * MAX_PAUSE))
         return max(1, size)
 
-    def pause(self, records: int, cpu: float, wall: float) -> float:
+    def pause(self, records: int, cpu: float, wall: float, drained: bool = False) -> float:
         """Seconds to rest after a slice of ``records`` records (0: other background
         work, a poll of import follows) that took ``cpu`` seconds of the sender's CPU
-        and ``wall`` seconds in all."""
+        and ``wall`` seconds in all; ``drained``: nothing was left to read."""
         self._observe()
         if records > 0 and cpu >= 0.0:
             cost = cpu / records
@@ -129,7 +138,9 @@ class Pacer:
             if self.max_rate:
                 rest = max(rest, records / self.max_rate - wall)
             floor = self.floor()
-            if floor:
+            if drained and self.busy:
+                rest = max(rest, LINGER - wall)       # no backlog: the floor is met
+            elif floor:
                 rest = min(rest, records / floor - wall)
         rest = min(max(0.0, rest), MAX_PAUSE)
         self.rested += rest

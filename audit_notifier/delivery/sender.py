@@ -173,7 +173,8 @@ class Sender:
                 self._publish_digest(fmt)
         followed = self._follow()
         started = self._clocks()
-        items = self.journal.read(self.pacer.slice())
+        wanted = self.pacer.slice()
+        items = self.journal.read(wanted)
         if not items:
             return followed
         rec = items[0][1]
@@ -196,20 +197,20 @@ class Sender:
         with self.done:
             self.processed += len(items)
             self.done.notify_all()
-        self._rest(len(items), started)
+        self._rest(len(items), started, drained=len(items) < wanted)
         return True
 
     @staticmethod
     def _clocks() -> tuple[float, float]:
         return time.thread_time(), time.monotonic()
 
-    def _rest(self, records: int, started: tuple[float, float]) -> None:
+    def _rest(self, records: int, started: tuple[float, float], drained: bool = False) -> None:
         """Rest as the pacer says after a slice of work begun at ``started``
         (:meth:`_clocks`); never while stopping."""
         if self.stopping:
             return
         cpu, wall = self._clocks()
-        rest = self.pacer.pause(records, cpu - started[0], wall - started[1])
+        rest = self.pacer.pause(records, cpu - started[0], wall - started[1], drained)
         if rest > 0.0:
             self._pause(rest)
 

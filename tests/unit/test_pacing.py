@@ -138,3 +138,21 @@ def test_arrival_rate_is_the_last_whole_window():
     clock.now += pacing.WINDOW                   # a window without appends: idle
     pacer.slice()
     assert pacer.arrival_rate == 0 and not pacer.busy
+
+
+def test_busy_and_drained_the_sender_lets_records_gather():
+    """Everything sent while calls arrive: wait LINGER (less the slice's time), so
+    the next read takes a batch; the floor does not shorten it (no backlog)."""
+    pacer, clock, load = _pacer()
+    pacer.pause(1, cpu=0.0001, wall=0.0001)
+    _arrive(clock, load, 1000)                    # floor 5,000/s
+    pacer.slice()
+    assert pacer.pause(2, cpu=0.0002, wall=0.001, drained=True) == \
+        pytest.approx(pacing.LINGER - 0.001)
+    # with a backlog the floor bounds the rest: 2 records at 5,000/s
+    assert pacer.pause(2, cpu=0.0002, wall=0.0001) == pytest.approx(0.0004 - 0.0001)
+
+
+def test_idle_and_drained_no_linger():
+    pacer, clock, load = _pacer()
+    assert pacer.pause(1, cpu=0.0001, wall=0.0001, drained=True) == 0.0
