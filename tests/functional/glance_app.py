@@ -329,6 +329,19 @@ paste.filter_factory = oslo_middleware:HTTPProxyToWSGI.factory
            audit_section=audit_section)
 
 
+def store_sections(base: str) -> dict:
+    """glance-api.conf sections of a file store (and Glance's staging and tasks
+    stores) under ``base``."""
+    return {
+        'glance_store': {'default_backend': 'fs'},
+        'fs': {'filesystem_store_datadir': os.path.join(base, 'images') + '/'},
+        'os_glance_staging_store': {
+            'filesystem_store_datadir': os.path.join(base, 'staging') + '/'},
+        'os_glance_tasks_store': {
+            'filesystem_store_datadir': os.path.join(base, 'tasks') + '/'},
+    }
+
+
 def _api_conf(base, paste_file, conf_overrides=None):
     sections = {
         'DEFAULT': {
@@ -344,12 +357,7 @@ def _api_conf(base, paste_file, conf_overrides=None):
         'database': {
             'connection': 'sqlite:///%s' % os.path.join(base, 'glance.sqlite'),
         },
-        'glance_store': {'default_backend': 'fs'},
-        'fs': {'filesystem_store_datadir': os.path.join(base, 'images') + '/'},
-        'os_glance_staging_store': {
-            'filesystem_store_datadir': os.path.join(base, 'staging') + '/'},
-        'os_glance_tasks_store': {
-            'filesystem_store_datadir': os.path.join(base, 'tasks') + '/'},
+        **store_sections(base),
         'paste_deploy': {'flavor': PASTE_FLAVOR, 'config_file': paste_file},
         'oslo_messaging_notifications': {
             'driver': 'test',

@@ -1,0 +1,1225 @@
+#!/usr/bin/env python
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The real Glance 33 API over HTTP, with and without audit_notifier (issue 11, part 2).
+
+Process layout (all on 127.0.0.1):
+
+* this process: set-up, orchestration, figures; it starts everything below and stops it;
+* gunicorn servers, each ``--workers 2 --worker-class gthread --threads 4``, serving the real
+  Glance paste app (SQLite db in WAL mode, file store, one temp dir shared by all servers)
+  through :func:`gunicorn_app`, a factory that runs in EACH worker (no ``--preload``): it
+  installs ``keystonemiddleware.fixture.AuthTokenFixture`` (the static token ``admin-token``),
+  then calls ``glance.common.wsgi_app.init_app()``.  The pipeline is the one of
+  tests/functional/glance_app.py: ``cors http_proxy_to_wsgi versionnegotiation osprofiler
+  authtoken [audit] context rootapp`` with keystonemiddleware's real ``auth_token`` filter.
+  One server without the filter ("off") and one with it ("on") run at the same time on two
+  ports; measurements alternate between them (off, on, off, on ...);
+* one client process (its own GIL) that drives keep-alive ``http.client`` connections from
+  threads, closed loop (C clients back to back) or open loop (a fixed schedule, latency from
+  the scheduled send time);
+* one kombu consumer process per broker that counts the CADF events (distinct message_id)
+  arriving on the run's topic; it is paused while a timed segment runs, so its CPU does not
+  land on either server's figures, and then drains the queue (deadline poll) to prove that
+  every audited call arrived;
+* for the outage section a private one-node RabbitMQ (tests/support/rabbit_cluster.py) that
+  is stopped (``stop_app``) and started again under load; the shared broker is never touched.
+
+Run from the repository root: ``python benchmarks/http_glance.py [--quick]``.  See
+benchmarks/README.md for what is measured.
+"""
+
+import argparse
+import atexit
+import ctypes
+import datetime
+import glob
+import http.client
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, 'http_results.json')
+SCRATCH = '/tmp/httpbench'
+SHARED_URL = os.environ.get('BENCH_TRANSPORT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
+TOKEN = 'admin-token'
+TOKENS = {
+    'admin-token': ('u-admin', 'p-demo', ['admin', 'member', 'reader']),
+    'member-token': ('u-member', 'p-demo', ['member', 'reader']),
+}
+WORKERS = 2
+THREADS = 4
+WORKER_CLASS = 'gthread'
+DOWNLOAD_BYTES = 1024 * 1024
+PATCH_IMAGES = 8
+WORKLOADS = ('get', 'download', 'patch')
+PATCH_CT = 'application/openstack-images-v2.1-json-patch'
+
+TARGET_ADDED_MEDIAN_PCT = 1.0
+TARGET_ADDED_P99_PCT = 2.0
+TARGET_SAT_RATIO = 0.99
+TARGET_OUTAGE_FACTOR = 2.0
+TARGET_DRAIN_RATIO = 5.0
+
+
+# ---------------------------------------------------------------------------------------
+# gunicorn side: the app factory (runs in each worker process)
+# ---------------------------------------------------------------------------------------
+
+def gunicorn_app():
+    """``gunicorn 'http_glance:gunicorn_app()'``: fixture tokens, then the Glance app."""
+    from keystonemiddleware import fixture as ksm_fixture
+    fx = ksm_fixture.AuthTokenFixture()
+    fx.setUp()          # patches AuthProtocol.fetch_token for the life of the worker
+    expires = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+               + datetime.timedelta(days=365))
+    for tok, (user, project, roles) in TOKENS.items():
+        fx.add_token_data(token_id=tok, expires=expires, user_id=user, user_name=user,
+                          user_domain_id='default', project_id=project,
+                          project_name=project, project_domain_id='default',
+                          role_list=roles)
+    from glance.common import wsgi_app
+    app = wsgi_app.init_app()        # reads $OS_GLANCE_CONFIG_DIR/glance-api.conf
+    ready = os.environ.get('HTTPBENCH_READY_DIR')
+    if ready:
+        open(os.path.join(ready, 'ready-%d' % os.getpid()), 'w').close()
+    return app
+
+
+# ---------------------------------------------------------------------------------------
+# configuration files
+# ---------------------------------------------------------------------------------------
+
+def glance_app():
+    """The test suite's real-Glance harness module (tests/functional/glance_app.py),
+    whose paste pipeline and store settings the servers here use."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    from tests.functional import glance_app as harness
+    return harness
+
+
+def paste_ini(audit_filter):
+    """The test suite's paste file, flavor ``bench``: ``... authtoken [audit] context
+    rootapp``."""
+    return glance_app()._paste_ini(audit_filter, flavor='bench')
+
+
+def glance_conf(base, etc, port, exchange, durable):
+    sections = {
+        'DEFAULT': {
+            'debug': 'False', 'use_stderr': 'False',
+            'log_file': os.path.join(etc, 'glance-api.log'),
+            'enabled_backends': 'fs:file',
+            'worker_self_reference_url': 'http://127.0.0.1:%d' % port,
+            'image_cache_dir': os.path.join(base, 'cache'),
+            'enabled_import_methods': '[glance-direct,web-download]',
+            'control_exchange': exchange,
+        },
+        'database': {'connection': 'sqlite:///%s' % os.path.join(base, 'glance.sqlite')},
+        **glance_app().store_sections(base),
+        'paste_deploy': {'flavor': 'bench',
+                         'config_file': os.path.join(etc, 'glance-api-paste.ini')},
+        # Glance's own notifications: off (only the filter publishes)
+        'oslo_messaging_notifications': {'driver': 'noop'},
+        'oslo_messaging_rabbit': {
+            'amqp_durable_queues': 'true' if durable else 'false',
+            # reconnect quickly once the broker is back (oslo's backoff reaches 30 s)
+            'rabbit_retry_interval': '1', 'rabbit_retry_backoff': '0',
+            'rabbit_interval_max': '1', 'kombu_reconnect_delay': '0.1',
+        },
+        'keystone_authtoken': {
+            # never contacted: fetch_token is replaced by AuthTokenFixture
+            'www_authenticate_uri': 'http://127.0.0.1:5000/v3',
+            'auth_url': 'http://127.0.0.1:5000/v3', 'auth_type': 'password',
+            'username': 'glance', 'password': 'unused', 'project_name': 'service',
+            'user_domain_name': 'Default', 'project_domain_name': 'Default',
+        },
+        'oslo_policy': {'policy_file': os.path.join(base, 'policy.yaml'),
+                        'enforce_new_defaults': 'True', 'enforce_scope': 'True'},
+    }
+    out = ['# generated by benchmarks/http_glance.py']
+    for section, values in sections.items():
+        out.append('[%s]' % section)
+        out.extend('%s = %s' % kv for kv in values.items())
+        out.append('')
+    return '\n'.join(out)
+
+
+try:        # resolved here, not in a forked child
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+
+
+def _pdeathsig():
+    """preexec_fn: SIGTERM the gunicorn master if this benchmark dies (even by SIGKILL)."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM, 0, 0, 0)            # PR_SET_PDEATHSIG
+
+
+def _orphaned(parent):
+    return os.getppid() != parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------
+# servers
+# ---------------------------------------------------------------------------------------
+
+class Server:
+    """One gunicorn master with WORKERS gthread workers serving one Glance pipeline."""
+
+    def __init__(self, name, base, audit_filter=None, exchange='glance', durable=False):
+        self.name = name
+        self.base = base
+        self.audit_filter = audit_filter
+        self.port = free_port()
+        self.etc = os.path.join(base, 'etc-' + name)
+        self.exchange = exchange
+        self.durable = durable
+        self.proc = None
+        self.journal_dir = (audit_filter or {}).get('journal_dir')
+        os.makedirs(self.etc, exist_ok=True)
+        with open(os.path.join(self.etc, 'glance-api-paste.ini'), 'w') as f:
+            f.write(paste_ini(audit_filter))
+        self.conf = os.path.join(self.etc, 'glance-api.conf')
+        with open(self.conf, 'w') as f:
+            f.write(glance_conf(base, self.etc, self.port, exchange, durable))
+
+    def start(self, timeout=180.0):
+        ready = os.path.join(self.etc, 'ready')
+        shutil.rmtree(ready, ignore_errors=True)
+        os.makedirs(ready)
+        env = dict(os.environ)
+        env.update({'OS_GLANCE_CONFIG_DIR': self.etc, 'HTTPBENCH_READY_DIR': ready,
+                    'PYTHONPATH': os.pathsep.join([HERE, ROOT, env.get('PYTHONPATH', '')]),
+                    'PYTHONWARNINGS': 'ignore'})
+        argv = [sys.executable, '-m', 'gunicorn', '--workers', str(WORKERS),
+                '--worker-class', WORKER_CLASS, '--threads', str(THREADS),
+                '--keep-alive', '120', '--timeout', '300', '--graceful-timeout', '15',
+                '--bind', '127.0.0.1:%d' % self.port, '--log-level', 'warning',
+                '--chdir', self.base, 'http_glance:gunicorn_app()']
+        self._log = open(os.path.join(self.etc, 'gunicorn.log'), 'ab')
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=self._log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_pdeathsig)
+        _STARTED.append(self)
+        deadline = time.monotonic() + timeout
+        while len(os.listdir(ready)) < WORKERS:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError('gunicorn %s did not start; see %s/gunicorn.log and '
+                                   'glance-api.log' % (self.name, self.etc))
+            time.sleep(0.2)
+        self.worker_pids = sorted(int(n.split('-')[1]) for n in os.listdir(ready))
+        while True:
+            try:
+                st, _ = http_call(self.port, 'GET', '/healthcheck')
+                if st == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError('gunicorn %s: no healthcheck' % self.name)
+            time.sleep(0.2)
+        return self
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.wait(10)
+        self._log.close()
+
+    def cpu_seconds(self):
+        """user + system CPU of the workers so far (/proc/<pid>/stat)."""
+        total = 0
+        for pid in self.worker_pids:
+            try:
+                with open('/proc/%d/stat' % pid) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf('SC_CLK_TCK')
+
+    def stats(self):
+        """Sum of the filter's stats files (one per worker; written every 5 s)."""
+        out = {'unsent': 0, 'files': 0, 'sent': 0, 'journaled': 0, 'time': None}
+        for path in glob.glob(os.path.join(self.journal_dir or '/nonexistent',
+                                           '*.stats.json')):
+            try:
+                with open(path) as f:
+                    snap = json.load(f)
+            except (OSError, ValueError):
+                continue
+            out['files'] += 1
+            for k in ('unsent', 'sent', 'journaled'):
+                out[k] += int(snap.get(k) or 0)
+            out['time'] = max(out['time'] or 0, snap.get('time') or 0)
+        return out
+
+
+_STARTED = []
+
+
+def http_call(port, method, path, body=None, headers=None, timeout=30):
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
+    try:
+        h = {'Accept': 'application/json', 'X-Auth-Token': TOKEN}
+        h.update(headers or {})
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------
+# the client process
+# ---------------------------------------------------------------------------------------
+
+class Conn:
+    def __init__(self, port):
+        self.port = port
+        self.c = None
+        self.retries = 0
+
+    def do(self, method, path, body, headers):
+        for attempt in (0, 1):
+            if self.c is None:
+                self.c = http.client.HTTPConnection('127.0.0.1', self.port, timeout=120)
+            try:
+                self.c.request(method, path, body=body, headers=headers)
+                r = self.c.getresponse()
+                r.read()
+                if r.will_close:
+                    self.c.close()
+                    self.c = None
+                return r.status
+            except (http.client.HTTPException, OSError):
+                self.c.close()
+                self.c = None
+                if attempt:
+                    raise
+                self.retries += 1
+
+    def close(self):
+        if self.c is not None:
+            self.c.close()
+            self.c = None
+
+
+def request_maker(job):
+    ids = job['ids']
+    base = {'Accept': 'application/json', 'X-Auth-Token': TOKEN}
+    wl = job['workload']
+    tag = job.get('tag', 'x')
+    if wl == 'get':
+        path = '/v2/images/%s' % ids['get']
+        return lambda i: ('GET', path, None, base), 200
+    if wl == 'download':
+        path = '/v2/images/%s/file' % ids['download']
+        return lambda i: ('GET', path, None, base), 200
+    hdrs = dict(base)
+    hdrs['Content-Type'] = PATCH_CT
+    paths = ['/v2/images/%s' % i for i in ids['patch']]
+
+    def make(i):
+        body = json.dumps([{'op': 'replace', 'path': '/name',
+                            'value': 'hb-%s-%d' % (tag, i)}])
+        return 'PATCH', paths[i % len(paths)], body, hdrs
+    return make, 200
+
+
+def run_closed(job):
+    make, ok = request_maker(job)
+    c, n, warm = job['clients'], job['n'], job['warmup']
+    conns = [Conn(job['port']) for _ in range(c)]
+    lat = [0.0] * n
+    bad = []
+    counter = itertools.count()
+    barrier = threading.Barrier(c + 1)
+    pc = time.perf_counter
+
+    def worker(k):
+        conn = conns[k]
+        try:
+            for w in range(warm):
+                conn.do(*make(-1 - w - k * warm))
+        finally:
+            barrier.wait()
+        while True:
+            i = next(counter)
+            if i >= n:
+                return
+            req = make(i)
+            t0 = pc()
+            st = conn.do(*req)
+            lat[i] = (pc() - t0) * 1000.0
+            if st != ok:
+                bad.append(st)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(c)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t_start = pc()
+    for t in threads:
+        t.join()
+    secs = pc() - t_start
+    for conn in conns:
+        conn.close()
+    return {'lat_ms': lat, 'seconds': secs, 'rate': n / secs, 'bad': len(bad),
+            'bad_status': sorted(set(bad))[:5], 'calls': n + c * warm,
+            'retries': sum(x.retries for x in conns)}
+
+
+def run_open(job):
+    """A fixed schedule (t0 + i/rate), K connections; latency from the scheduled time."""
+    make, ok = request_maker(job)
+    rate, k = float(job['rate']), job['conns']
+    n = int(round(rate * job['seconds']))
+    max_lag = job.get('max_lag') or float('inf')
+    conns = [Conn(job['port']) for _ in range(k)]
+    lat = [float('nan')] * n
+    lag = [0.0] * n
+    done_wall = [0.0] * n
+    status = [0] * n
+    counter = itertools.count()
+    barrier = threading.Barrier(k + 1)
+    pc = time.perf_counter
+    box = {}
+
+    def worker(j):
+        conn = conns[j]
+        try:
+            conn.do(*make(-1 - j))         # opens the connection (one warm-up call each)
+        finally:
+            barrier.wait()
+        barrier.wait()
+        t0 = box['t0']
+        off = box['off']
+        while True:
+            i = next(counter)
+            if i >= n:
+                return
+            ts = t0 + i / rate
+            d = ts - pc()
+            if d > 0:
+                time.sleep(d)
+            elif -d > max_lag:
+                status[i] = -1              # not sent: the server is that far behind
+                continue
+            sent = pc()
+            st = conn.do(*make(i))
+            now = pc()
+            lat[i] = (now - ts) * 1000.0
+            lag[i] = (sent - ts) * 1000.0
+            done_wall[i] = now + off
+            status[i] = st
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in range(k)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    off = time.time() - pc()
+    if job.get('t0_wall'):
+        box['t0'] = job['t0_wall'] - off
+    else:
+        box['t0'] = pc() + 0.05
+    box['off'] = off
+    barrier.wait()
+    for t in threads:
+        t.join()
+    end = max(done_wall) - off if n else box['t0']
+    for conn in conns:
+        conn.close()
+    bad = [s for s in status if s not in (ok, -1)]
+    sent = n - status.count(-1)
+    out = {'lat_ms': lat, 'n': n, 'rate_asked': rate, 'seconds': end - box['t0'],
+           'achieved': sent / max(1e-9, end - box['t0']), 'bad': len(bad),
+           'bad_status': sorted(set(bad))[:5], 'calls': sent + k, 'skipped': n - sent,
+           'late_1ms': sum(1 for x in lag if x > 1.0), 'max_send_lag_ms': max(lag or [0]),
+           'retries': sum(x.retries for x in conns), 't0_wall': box['t0'] + off}
+    if job.get('timeline'):
+        out['sched_wall'] = [box['t0'] + off + i / rate for i in range(n)]
+        out['done_wall'] = done_wall
+    return out
+
+
+def client_main(pipe):
+    while True:
+        try:
+            job = pipe.recv()
+        except EOFError:                 # the benchmark is gone
+            return
+        if job is None:
+            return
+        try:
+            res = run_closed(job) if job['mode'] == 'closed' else run_open(job)
+        except Exception as exc:         # reported to the parent, which raises
+            res = {'error': repr(exc)}
+        pipe.send(res)
+
+
+# ---------------------------------------------------------------------------------------
+# the consumer process (counts CADF events by message_id)
+# ---------------------------------------------------------------------------------------
+
+# shared counters: 0 cadf unique, 1 glance unique, 2 other unique, 3 duplicates,
+# 4 last arrival (time.time()), 5 connected, 6 connection errors, 7 messages
+def consumer_main(url, exchange, topic, durable, arr, consume, stop):
+    import kombu
+    ex = kombu.Exchange(exchange, type='topic', durable=durable, auto_delete=False)
+    queues = [kombu.Queue('%s.%s' % (topic, p), ex, routing_key='%s.%s' % (topic, p),
+                          durable=durable, auto_delete=False)
+              for p in ('info', 'warn', 'error')]
+    seen = set()
+    parent = os.getppid()
+
+    def on_message(body, message):
+        if isinstance(body, (bytes, str)):
+            body = json.loads(body)
+        inner = json.loads(body['oslo.message']) if 'oslo.message' in body else body
+        mid = inner.get('message_id')
+        if mid in seen:
+            arr[3] += 1
+        else:
+            seen.add(mid)
+            et = inner.get('event_type') or ''
+            arr[0 if et.startswith('audit.') else 1 if et.startswith('image.') else 2] += 1
+        arr[4] = time.time()
+        arr[7] += 1
+        message.ack()
+
+    while not stop.is_set() and not _orphaned(parent):
+        try:
+            with kombu.Connection(url, heartbeat=0, connect_timeout=2) as conn:
+                conn.connect()
+                consumer = kombu.Consumer(conn.channel(), queues=queues,
+                                          callbacks=[on_message], prefetch_count=200,
+                                          accept=['json'])
+                consumer.consume()
+                arr[5] = 1
+                while not stop.is_set() and not _orphaned(parent):
+                    if consume.value:
+                        try:
+                            conn.drain_events(timeout=0.1)
+                        except socket.timeout:
+                            pass
+                    else:
+                        time.sleep(0.01)
+        except Exception:
+            arr[5] = 0
+            arr[6] += 1
+            time.sleep(0.2)
+
+
+class Consumer:
+    def __init__(self, ctx, url, exchange, topic, durable):
+        self.arr = ctx.Array('d', 8)
+        self.consume = ctx.Value('i', 1)
+        self.stop_ev = ctx.Event()
+        self.proc = ctx.Process(target=consumer_main, daemon=True,
+                                args=(kombu_url(url), exchange, topic, durable, self.arr,
+                                      self.consume, self.stop_ev))
+        self.proc.start()
+        deadline = time.monotonic() + 60
+        while not self.arr[5]:
+            if time.monotonic() > deadline or not self.proc.is_alive():
+                raise RuntimeError('consumer did not connect to %s' % url)
+            time.sleep(0.05)
+
+    @property
+    def cadf(self):
+        return int(self.arr[0])
+
+    def counts(self):
+        a = list(self.arr)
+        return {'cadf': int(a[0]), 'glance': int(a[1]), 'other': int(a[2]),
+                'duplicates': int(a[3]), 'conn_errors': int(a[6]), 'messages': int(a[7])}
+
+    def pause(self, paused=True):
+        self.consume.value = 0 if paused else 1
+
+    def wait_for(self, expected, timeout=120.0):
+        """Deadline poll until ``expected`` CADF events arrived (or no progress)."""
+        self.pause(False)
+        deadline = time.monotonic() + timeout
+        while self.cadf < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.cadf
+
+    def close(self):
+        self.stop_ev.set()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def kombu_url(url):
+    # rabbit://u:p@h:port/ -> amqp://u:p@h:port//
+    rest = url.split('://', 1)[1].rstrip('/')
+    return 'amqp://%s//' % rest.split(',')[0]
+
+
+# ---------------------------------------------------------------------------------------
+# figures
+# ---------------------------------------------------------------------------------------
+
+def pct(s, p):
+    return s[min(len(s) - 1, int(p * len(s)))] if s else float('nan')
+
+
+def summary(lat):
+    s = sorted(x for x in lat if x == x)
+    return {'n': len(s), 'median': statistics.median(s) if s else float('nan'),
+            'p90': pct(s, 0.90), 'p99': pct(s, 0.99), 'max': s[-1] if s else float('nan')}
+
+
+def med(values):
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float('nan')
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.run_id = uuid.uuid4().hex[:8]
+        os.makedirs(SCRATCH, exist_ok=True)
+        self.base = os.path.join(SCRATCH, 'run-%s' % self.run_id)
+        for sub in ('images', 'staging', 'tasks', 'cache', 'journals'):
+            os.makedirs(os.path.join(self.base, sub))
+        open(os.path.join(self.base, 'policy.yaml'), 'w').close()
+        self.exchange = 'httpbench-%s' % self.run_id
+        self.topic = 'httpbench-%s' % self.run_id
+        self.ctx = multiprocessing.get_context('spawn')
+        self.results = {'run_id': self.run_id, 'started': time.strftime('%Y-%m-%d %H:%M:%S'),
+                        'args': vars(args), 'workers': WORKERS, 'worker_class': WORKER_CLASS,
+                        'threads': THREADS, 'sections': {}, 'combos': []}
+        self.out_lines = []
+        self.expected = 0          # CADF events expected on the shared-broker consumer
+        self.losses = []
+        self.client = None
+        self.consumer = None
+        self.cluster = None
+
+    def say(self, line=''):
+        print(line, flush=True)
+        self.out_lines.append(line)
+
+    # ------------------------------------------------------------------ plumbing
+    def start_client(self):
+        a, b = self.ctx.Pipe()
+        self.client = self.ctx.Process(target=client_main, args=(b,), daemon=True)
+        self.client.start()
+        self.pipe = a
+
+    def drive(self, job):
+        self.pipe.send(job)
+        res = self.pipe.recv()
+        if 'error' in res:
+            raise RuntimeError('client: %s' % res['error'])
+        return res
+
+    def filter_conf(self, name, formats, lookups, url=None, topic=None):
+        jd = os.path.join(self.base, 'journals', name)
+        os.makedirs(jd, mode=0o700)
+        conf = {'formats': formats, 'driver': 'messagingv2',
+                'transport_url': url or SHARED_URL, 'topics': topic or self.topic,
+                'journal_dir': jd, 'record_lookups': 'true' if lookups else 'false'}
+        if self.args.fast_leaf:
+            conf['rabbit_batch_publish'] = 'true'
+        return conf
+
+    def setup_images(self, port):
+        def create(name):
+            st, body = http_call(port, 'POST', '/v2/images', json.dumps(
+                {'name': name, 'disk_format': 'raw', 'container_format': 'bare'}),
+                {'Content-Type': 'application/json'})
+            assert st == 201, (st, body[:300])
+            return json.loads(body)['id']
+
+        def upload(iid, size):
+            data = (os.urandom(4096) * (size // 4096 + 1))[:size]
+            st, body = http_call(port, 'PUT', '/v2/images/%s/file' % iid, data,
+                                 {'Content-Type': 'application/octet-stream'})
+            assert st == 204, (st, body[:300])
+
+        ids = {'get': create('hb-get'), 'download': create('hb-download'),
+               'patch': [create('hb-patch-%d' % i) for i in range(PATCH_IMAGES)]}
+        upload(ids['get'], 1024)
+        upload(ids['download'], DOWNLOAD_BYTES)
+        for wl, path in (('get', '/v2/images/%s' % ids['get']),
+                         ('download', '/v2/images/%s' % ids['download'])):
+            st, body = http_call(port, 'GET', path)
+            assert st == 200, (wl, st, body[:300])
+        st, body = http_call(port, 'GET', '/v2/images/%s' % ids['get'])
+        assert json.loads(body)['status'] == 'active'
+        self.ids = ids
+        self.results['images'] = ids
+
+    def db_sync(self, conf):
+        proc = subprocess.run([sys.executable, '-m', 'glance.cmd.manage', '--config-file',
+                               conf, 'db_sync'], cwd=self.base, capture_output=True,
+                              text=True, timeout=300)
+        if proc.returncode:
+            raise RuntimeError('db_sync failed: %s' % proc.stderr[-2000:])
+        import sqlite3
+        c = sqlite3.connect(os.path.join(self.base, 'glance.sqlite'))
+        c.execute('PRAGMA journal_mode=WAL').fetchone()
+        c.close()
+
+    def segment(self, server, consumer, job, audited):
+        """One timed segment; the consumer pauses meanwhile and then proves delivery."""
+        job = dict(job, port=server.port, ids=self.ids)
+        if audited:
+            consumer.pause(True)
+        cpu0 = server.cpu_seconds()
+        res = self.drive(job)
+        res['load'] = os.getloadavg()[0]
+        if audited:
+            self.expected += res['calls']
+            t0 = time.monotonic()
+            got = consumer.wait_for(self.expected, timeout=self.args.deliver_timeout)
+            res['delivery_wait_s'] = round(time.monotonic() - t0, 3)
+            res['events_expected_total'] = self.expected
+            res['events_received_total'] = got
+            res['lost_so_far'] = self.expected - got
+            if got < self.expected:
+                self.losses.append((server.name, job['workload'], self.expected - got))
+        # worker CPU per call, after the delivery wait (includes the sender's publishing)
+        res['cpu_ms_per_call'] = (server.cpu_seconds() - cpu0) * 1000.0 / res['calls']
+        return res
+
+    # ------------------------------------------------------------------ A/B sections
+    def ab(self, label, on_server, off_server, specs, rounds):
+        """specs: list of (key, job) run for off then on, per round, all alternating."""
+        per = {key: {'off': [], 'on': []} for key, _ in specs}
+        for r in range(rounds):
+            for key, job in specs:
+                order = ('off', 'on') if r % 2 == 0 else ('on', 'off')
+                for side in order:
+                    srv = on_server if side == 'on' else off_server
+                    j = dict(job, tag='%s%d%s' % (side, r, key.replace('/', '')))
+                    res = self.segment(srv, self.consumer, j, side == 'on')
+                    res['summary'] = summary(res.pop('lat_ms'))
+                    res['round'] = r
+                    per[key][side].append(res)
+            self.say('  %s: round %d/%d done (load %.2f, lost so far %d)' % (
+                label, r + 1, rounds, os.getloadavg()[0], self.expected - self.consumer.cadf))
+        return per
+
+    def report_ab(self, label, per):
+        rows = {}
+        self.say()
+        self.say('%s: median of per-round figures (ms; cpu/call: CPU ms of the 2 gunicorn '
+                 'workers per call, sender included); added = on - off, same round' % label)
+        self.say('%-22s %-4s %8s %8s %8s %9s %8s %5s  %s' % (
+            'workload/mode', 'srv', 'median', 'p90', 'p99', 'calls/s', 'cpu/call', 'bad',
+            'extra'))
+        for key, sides in per.items():
+            fig = {}
+            for side in ('off', 'on'):
+                rs = sides[side]
+                fig[side] = {m: med([x['summary'][m] for x in rs])
+                             for m in ('median', 'p90', 'p99')}
+                rate_key = 'rate' if 'rate' in rs[0] else 'achieved'
+                fig[side]['rate'] = med([x[rate_key] for x in rs])
+                fig[side]['cpu_ms_per_call'] = med([x['cpu_ms_per_call'] for x in rs])
+                bad = sum(x['bad'] for x in rs)
+                extra = ''
+                if 'late_1ms' in rs[0]:
+                    n_all = sum(x['n'] for x in rs)
+                    skipped = sum(x['skipped'] for x in rs)
+                    extra = 'sent >1 ms late: %d of %d' % (
+                        sum(x['late_1ms'] for x in rs), n_all)
+                    if skipped:
+                        extra += ', not sent (>%.0f s behind): %d' % (self.args.open_max_lag,
+                                                                      skipped)
+                    if fig[side]['rate'] < 0.95 * rs[0]['rate_asked']:
+                        extra += '  OVERLOADED'
+                        fig[side]['overloaded'] = True
+                self.say('%-22s %-4s %8.2f %8.2f %8.2f %9.1f %8.2f %5d  %s' % (
+                    key, side, fig[side]['median'], fig[side]['p90'], fig[side]['p99'],
+                    fig[side]['rate'], fig[side]['cpu_ms_per_call'], bad, extra))
+            added = {}
+            for m in ('median', 'p99'):
+                diffs = [on['summary'][m] - off['summary'][m]
+                         for on, off in zip(sides['on'], sides['off'])]
+                added[m] = med(diffs)
+                added[m + '_pct'] = 100.0 * added[m] / fig['off'][m]
+            ratios = [on.get('rate', on.get('achieved')) / off.get('rate', off.get('achieved'))
+                      for on, off in zip(sides['on'], sides['off'])]
+            added['rate_ratio'] = med(ratios)
+            self.say('%-22s      added median %+.3f ms (%+.1f %%), p99 %+.3f ms (%+.1f %%), '
+                     'throughput on/off %.3f' % (
+                         key, added['median'], added['median_pct'], added['p99'],
+                         added['p99_pct'], added['rate_ratio']))
+            rows[key] = {'off': fig['off'], 'on': fig['on'], 'added': added,
+                         'rounds': {s: sides[s] for s in ('off', 'on')}}
+        return rows
+
+    def main_sections(self):
+        a = self.args
+        only = set(a.only or [])
+        workloads = [w for w in WORKLOADS if not only & set(WORKLOADS) or w in only]
+        modes = []
+        if not only & {'open', 'closed'} or 'closed' in only:
+            modes += [('closed', {'mode': 'closed', 'clients': a.clients}),
+                      ('sat', {'mode': 'closed', 'clients': a.sat_clients})]
+        if not only & {'open', 'closed'} or 'open' in only:
+            modes += [('open%d' % r, {'mode': 'open', 'rate': r, 'conns': a.open_conns,
+                                      'seconds': a.open_seconds}) for r in a.rates]
+        if only and not only & (set(WORKLOADS) | {'open', 'closed'}):
+            return
+        self.consumer = Consumer(self.ctx, SHARED_URL, self.exchange, self.topic, False)
+        off = self.off_server
+        variants = [('cadf', True)] + [v for v in (('cadf', False), ('cadf,glance', True),
+                                                   ('cadf,glance', False))
+                                       if not a.no_variants]
+        for vi, (formats, lookups) in enumerate(variants):
+            primary = vi == 0
+            vname = '%s/lookups %s' % (formats, 'on' if lookups else 'off')
+            specs = []
+            for wl in workloads:
+                for mname, mjob in modes:
+                    if not primary and mname != 'closed':
+                        continue
+                    n = a.requests if primary else a.variant_requests
+                    job = dict(mjob, workload=wl, n=n, warmup=a.warmup)
+                    if wl == 'patch':
+                        # SQLite: concurrent writes from 2 processes fail ("database is
+                        # locked", 500), so PATCH runs from ONE client, closed loop only
+                        if mname != 'closed':
+                            continue
+                        job.update(clients=a.patch_clients, n=a.patch_requests
+                                   if primary else a.patch_requests // 2)
+                    if job['mode'] == 'open':
+                        job['max_lag'] = a.open_max_lag
+                    specs.append(('%s/%s' % (wl, mname), job))
+            if not specs:
+                continue
+            srv_name = 'on-%s-%s' % (formats.replace(',', '+'), 'lk' if lookups else 'nolk')
+            t0 = time.monotonic()
+            on = Server(srv_name, self.base,
+                        self.filter_conf(srv_name, formats, lookups), self.exchange).start()
+            self.say('filtered server %s up on :%d in %.1f s (workers %s)' % (
+                srv_name, on.port, time.monotonic() - t0, on.worker_pids))
+            before = self.consumer.counts()
+            rounds = a.rounds if primary else a.variant_rounds
+            try:
+                per = self.ab(vname, on, off, specs, rounds)
+            finally:
+                on.stop()
+            after = self.consumer.counts()
+            rows = self.report_ab('Variant %s (formats %s, record_lookups %s)%s' % (
+                vname, formats, lookups, ' [primary]' if primary else ''), per)
+            self.say('  delivery: CADF events expected %d, received %d (lost %d); glance-format '
+                     '%d, duplicates %d' % (
+                         self.expected, after['cadf'], self.expected - after['cadf'],
+                         after['glance'] - before['glance'],
+                         after['duplicates'] - before['duplicates']))
+            self.results['sections'][vname] = {'formats': formats, 'record_lookups': lookups,
+                                               'rounds': rounds, 'rows': rows,
+                                               'consumer': after}
+            self.results['combos'].append({'variant': vname, 'workloads': sorted(
+                {k.split('/')[0] for k, _ in specs}), 'modes': sorted(
+                {k.split('/')[1] for k, _ in specs}), 'rounds': rounds})
+            self.save()
+
+    # ------------------------------------------------------------------ outage
+    def outage_section(self):
+        a = self.args
+        sys.path.insert(0, ROOT)
+        from tests.support.rabbit_cluster import RabbitCluster
+        self.cluster = RabbitCluster(size=1, name_prefix='anchttp')
+        t0 = time.monotonic()
+        self.cluster.start(timeout=180)
+        url = self.cluster.transport_url()
+        self.say()
+        self.say('private RabbitMQ node %s on :%d up in %.1f s' % (
+            self.cluster.nodes[0], self.cluster.ports[0], time.monotonic() - t0))
+        out = {}
+        for rate in a.rates:
+            exchange = '%s-out%d' % (self.exchange, rate)
+            topic = '%s-out%d' % (self.topic, rate)
+            name = 'outage-%d' % rate
+            consumer = Consumer(self.ctx, url, exchange, topic, True)
+            srv = Server(name, self.base, self.filter_conf(name, 'cadf', True, url, topic),
+                         exchange, durable=True).start()
+            try:
+                out[rate] = self.one_outage(srv, consumer, rate)
+            finally:
+                srv.stop()
+                consumer.close()
+            self.save_outage(out)
+        return out
+
+    def save_outage(self, out):
+        self.results['sections']['outage'] = {str(k): v for k, v in out.items()}
+        self.save()
+
+    def one_outage(self, srv, consumer, rate):
+        a = self.args
+        # warm-up: connections, first publish
+        warm = self.drive({'mode': 'closed', 'clients': 2, 'n': 20, 'warmup': 2,
+                           'workload': 'get', 'port': srv.port, 'ids': self.ids})
+        got = consumer.wait_for(warm['calls'], 60)
+        base_calls = warm['calls']
+        base_recv = got
+        total = a.outage_before + a.outage_seconds + a.outage_after
+        t0 = time.time() + 1.0
+        job = {'mode': 'open', 'rate': rate, 'conns': a.open_conns, 'seconds': total,
+               't0_wall': t0, 'timeline': True, 'workload': 'get', 'port': srv.port,
+               'ids': self.ids, 'max_lag': a.open_max_lag}
+        self.pipe.send(job)
+        timeline = []
+
+        def sample():
+            timeline.append((time.time(), consumer.cadf))
+
+        def sleep_until(t):
+            while time.time() < t:
+                sample()
+                time.sleep(min(0.1, max(0.0, t - time.time())))
+
+        sleep_until(t0 + a.outage_before)
+        t_stop0 = time.time()
+        stats_stop = srv.stats()
+        self.cluster.stop_node(0)
+        t_stop1 = time.time()
+        sleep_until(t_stop0 + a.outage_seconds)
+        stats_heal = srv.stats()
+        recv_at_heal_start = consumer.cadf
+        t_start0 = time.time()
+        self.cluster.start_node(0)
+        t_heal = time.time()
+        sample()
+        while not self.pipe.poll(0.1):
+            sample()
+        res = self.pipe.recv()
+        if 'error' in res:
+            raise RuntimeError('client: %s' % res['error'])
+        calls = base_calls + res['calls']
+        # deadline poll until everything arrived (or 300 s without all of it)
+        deadline = time.monotonic() + a.deliver_timeout + 180
+        while consumer.cadf < calls and time.monotonic() < deadline:
+            sample()
+            time.sleep(0.05)
+        sample()
+        received = consumer.cadf
+        counts = consumer.counts()
+        sched, done, lat = res['sched_wall'], res['done_wall'], res['lat_ms']
+        # backlog at heal: audited calls answered before the broker was back - events in
+        calls_before_heal = base_calls + a.open_conns + sum(
+            1 for d in done if 0 < d < t_heal)
+        recv_heal = min((c for t, c in timeline if t >= t_heal), default=received)
+        backlog = calls_before_heal - recv_heal
+        t_drained = next((t for t, c in timeline if t >= t_heal and c >= calls_before_heal),
+                         None)
+        drain = None
+        if t_drained is not None:
+            dt = max(1e-3, t_drained - t_heal)
+            delivered = next(c for t, c in timeline if t == t_drained) - recv_heal
+            drain = {'seconds': dt, 'delivered': delivered, 'rate': delivered / dt,
+                     'ratio': delivered / dt / rate}
+
+        def phase(lo, hi):
+            sel = [x for s, x in zip(sched, lat) if lo <= s < hi]
+            out = summary(sel)
+            out['not_sent'] = sum(1 for x in sel if x != x)
+            return out
+
+        ph = {'before': phase(res['t0_wall'] + 1.0, t_stop0),
+              'during': phase(t_stop0, t_heal),
+              'after': phase(t_heal, float('inf')),
+              'draining': phase(t_heal, t_drained or t_heal),
+              'after_drain': phase(t_drained or float('inf'), float('inf'))}
+        r = {'rate': rate, 'calls': calls, 'received': received, 'skipped': res['skipped'],
+             'lost': calls - received, 'duplicates': counts['duplicates'],
+             'consumer_conn_errors': counts['conn_errors'], 'phases': ph,
+             'achieved': res['achieved'], 'late_1ms': res['late_1ms'],
+             'max_send_lag_ms': res['max_send_lag_ms'], 'bad': res['bad'],
+             'bad_status': res['bad_status'],
+             't': {'t0': res['t0_wall'], 'stop_app': [t_stop0, t_stop1],
+                   'start_app': [t_start0, t_heal], 'drained': t_drained},
+             'backlog_at_heal': backlog, 'recv_before_start_app': recv_at_heal_start - base_recv,
+             'stats_at_stop': stats_stop, 'stats_before_start_app': stats_heal,
+             'drain': drain,
+             'timeline': [(round(t - res['t0_wall'], 2), c) for t, c in timeline[::5]]}
+        self.say()
+        self.say('Outage at %d calls/s (GET /v2/images/<id>, open loop; stop_app for %.0f s; '
+                 'filter formats cadf, durable queues):' % (rate, t_heal - t_stop0))
+        self.say('  calls %d (achieved %.1f/s, sent >1 ms late %d, non-200 %d); CADF events '
+                 'received %d; lost %d; duplicates %d' % (
+                     calls, res['achieved'], res['late_1ms'], res['bad'], received,
+                     calls - received, counts['duplicates']))
+        for k in ('before', 'during', 'after', 'draining', 'after_drain'):
+            p = ph[k]
+            self.say('  %-12s n=%6d median %7.2f ms  p90 %7.2f  p99 %7.2f  max %8.2f%s' % (
+                k, p['n'], p['median'], p['p90'], p['p99'], p['max'],
+                '  (not sent, >%.0f s behind: %d)' % (a.open_max_lag, p['not_sent'])
+                if p['not_sent'] else ''))
+        if res['achieved'] < 0.95 * rate:
+            r['overloaded'] = True
+            self.say('  OVERLOADED: %.1f calls/s served of %d asked; this machine cannot serve '
+                     'the rate (see the saturation figures), so the phases compare queues, '
+                     'not the filter' % (res['achieved'], rate))
+        self.say('  stop_app took %.1f s, start_app %.1f s; backlog at heal %d (stats files: '
+                 'unsent %d just before start_app, written every 5 s)' % (
+                     t_stop1 - t_stop0, t_heal - t_start0, backlog, stats_heal['unsent']))
+        if drain:
+            self.say('  drained %d events in %.1f s after heal: %.0f/s = %.1fx the arrival '
+                     'rate' % (drain['delivered'], drain['seconds'], drain['rate'],
+                               drain['ratio']))
+        else:
+            self.say('  backlog NOT drained within the deadline')
+        return r
+
+    # ------------------------------------------------------------------ goals
+    def goals(self):
+        rows = []
+        prim = self.results['sections'].get('cadf/lookups on', {}).get('rows', {})
+        for wl in WORKLOADS:
+            c = prim.get('%s/closed' % wl)
+            nc = self.args.patch_clients if wl == 'patch' else self.args.clients
+            if c:
+                ad = c['added']
+                rows.append(('%s C=%d: added median' % (wl, nc),
+                             '%+.3f ms (%+.2f %%)' % (ad['median'], ad['median_pct']),
+                             '<= %.0f %%' % TARGET_ADDED_MEDIAN_PCT,
+                             ad['median_pct'] <= TARGET_ADDED_MEDIAN_PCT))
+                rows.append(('%s C=%d: added p99' % (wl, nc),
+                             '%+.3f ms (%+.2f %%)' % (ad['p99'], ad['p99_pct']),
+                             '<= %.0f %%' % TARGET_ADDED_P99_PCT,
+                             ad['p99_pct'] <= TARGET_ADDED_P99_PCT))
+            s = prim.get('%s/sat' % wl)
+            if s:
+                rows.append(('%s C=%d: saturation on/off' % (wl, self.args.sat_clients),
+                             '%.1f / %.1f calls/s = %.3f' % (
+                                 s['on']['rate'], s['off']['rate'], s['added']['rate_ratio']),
+                             '>= %.2f' % TARGET_SAT_RATIO,
+                             s['added']['rate_ratio'] >= TARGET_SAT_RATIO))
+            for r in self.args.rates:
+                o = prim.get('%s/open%d' % (wl, r))
+                if o:
+                    ad = o['added']
+                    rows.append(('%s open %d/s%s: added median / p99' % (
+                        wl, r, ' OVERLOADED' if o['off'].get('overloaded') or
+                        o['on'].get('overloaded') else ''),
+                                 '%+.3f ms (%+.1f %%) / %+.3f ms (%+.1f %%)' % (
+                                     ad['median'], ad['median_pct'], ad['p99'],
+                                     ad['p99_pct']), '(info)', None))
+        for key, sec in self.results['sections'].items():
+            if key in ('outage', 'cadf/lookups on'):
+                continue
+            for k, row in sec['rows'].items():
+                ad = row['added']
+                rows.append(('  %s %s: added median / p99' % (key, k),
+                             '%+.3f ms (%+.1f %%) / %+.3f ms (%+.1f %%)' % (
+                                 ad['median'], ad['median_pct'], ad['p99'], ad['p99_pct']),
+                             '(info)', None))
+        if any(k != 'outage' for k in self.results['sections']):
+            lost = self.expected - (self.consumer.cadf if self.consumer else 0)
+            rows.append(('A/B sections: CADF events lost', '%d of %d' % (lost, self.expected),
+                         '0', lost == 0))
+        for rate, o in sorted(self.results['sections'].get('outage', {}).items(),
+                              key=lambda kv: int(kv[0])):
+            ph = o['phases']
+            b = ph['before']['p99']
+            worst = max(ph['during']['p99'], ph['after']['p99'])
+            rows.append(('outage %s/s%s: p99 before/during/after' % (
+                rate, ' OVERLOADED' if o.get('overloaded') else ''),
+                         '%.2f / %.2f / %.2f ms' % (b, ph['during']['p99'], ph['after']['p99']),
+                         'during, after <= %.0fx before' % TARGET_OUTAGE_FACTOR,
+                         None if o.get('overloaded') else worst <= TARGET_OUTAGE_FACTOR * b))
+            rows.append(('  median before/during/after', '%.2f / %.2f / %.2f ms' % (
+                ph['before']['median'], ph['during']['median'], ph['after']['median']),
+                '(info)', None))
+            rows.append(('outage %s/s: lost' % rate, '%d of %d' % (o['lost'], o['calls']),
+                         '0', o['lost'] == 0))
+            d = o['drain']
+            rows.append(('outage %s/s: drain rate' % rate,
+                         ('backlog %d, %.0f/s = %.1fx arrival' % (
+                             o['backlog_at_heal'], d['rate'], d['ratio'])) if d else
+                         'not drained', '>= %.0fx arrival' % TARGET_DRAIN_RATIO,
+                         bool(d) and d['ratio'] >= TARGET_DRAIN_RATIO))
+        self.say()
+        self.say('Goals (issue 11, part 2): real Glance 33 over HTTP, gunicorn %d %s workers x %d '
+                 'threads, auth_token + fixture token; filter with formats cadf, '
+                 'record_lookups on unless the row says otherwise' % (
+                     WORKERS, WORKER_CLASS, THREADS))
+        w = max([len(r[0]) for r in rows] + [10])
+        w2 = max([len(r[1]) for r in rows] + [10])
+        self.say('%-*s  %-*s  %-28s %s' % (w, 'goal', w2, 'measured', 'target', 'result'))
+        self.say('-' * (w + w2 + 45))
+        for name, val, target, ok in rows:
+            verdict = 'PASS' if ok else 'MISS'
+            if ok is None:
+                verdict = 'n/a (overloaded)' if 'OVERLOADED' in name and '(info)' not in target \
+                    else ''
+            self.say('%-*s  %-*s  %-28s %s' % (w, name, w2, val, target, verdict))
+        self.results['goals'] = [{'goal': r[0], 'measured': r[1], 'target': r[2],
+                                  'pass': r[3]} for r in rows]
+
+    def save(self):
+        self.results['printed'] = self.out_lines
+        with open(RESULTS, 'w') as f:
+            json.dump(self.results, f, indent=1, default=str)
+
+    # ------------------------------------------------------------------ run
+    def run(self):
+        a = self.args
+        t_start = time.monotonic()
+        self.say('http_glance: run %s, base %s, %d cores, load %.2f at start' % (
+            self.run_id, self.base, os.cpu_count(), os.getloadavg()[0]))
+        self.start_client()
+        self.off_server = Server('off', self.base, None, self.exchange)
+        self.db_sync(self.off_server.conf)
+        t0 = time.monotonic()
+        self.off_server.start()
+        self.say('server without the filter up on :%d in %.1f s (gunicorn %d %s workers x %d '
+                 'threads, pids %s)' % (self.off_server.port, time.monotonic() - t0, WORKERS,
+                                        WORKER_CLASS, THREADS, self.off_server.worker_pids))
+        self.setup_images(self.off_server.port)
+        only = set(a.only or [])
+        try:
+            self.main_sections()
+            if not only or 'outage' in only:
+                self.outage_section()
+        finally:
+            self.off_server.stop()
+        self.goals()
+        self.results['seconds'] = time.monotonic() - t_start
+        self.results['load_end'] = os.getloadavg()
+        self.say()
+        self.say('run time %.0f s; load average at the end %.2f' % (
+            self.results['seconds'], os.getloadavg()[0]))
+        self.save()
+        self.say('raw figures: %s' % os.path.relpath(RESULTS))
+
+    def cleanup(self):
+        for srv in _STARTED:
+            try:
+                srv.stop()
+            except Exception:
+                pass
+        if self.consumer is not None:
+            self.consumer.close()
+        if self.client is not None and self.client.is_alive():
+            try:
+                self.pipe.send(None)
+            except OSError:
+                pass
+            self.client.join(5)
+            if self.client.is_alive():
+                self.client.kill()
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+        if not self.args.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--quick', action='store_true',
+                   help='small counts, 10 s outage (about 4 minutes)')
+    p.add_argument('--only', action='append',
+                   choices=['get', 'download', 'patch', 'open', 'closed', 'outage'])
+    p.add_argument('--rounds', type=int, help='A/B rounds of the primary variant (6)')
+    p.add_argument('--variant-rounds', type=int, help='rounds of the other variants (4)')
+    p.add_argument('--requests', type=int, help='requests per closed-loop segment (400)')
+    p.add_argument('--variant-requests', type=int,
+                   help='requests per segment of the other variants (300)')
+    p.add_argument('--clients', type=int, default=4, help='closed-loop clients (4)')
+    p.add_argument('--sat-clients', type=int, default=8, help='saturation clients (8)')
+    p.add_argument('--patch-clients', type=int, default=1,
+                   help='closed-loop clients of the PATCH workload (1: SQLite has one writer)')
+    p.add_argument('--patch-requests', type=int,
+                   help='PATCH requests per segment (150; quick 50; half in other variants)')
+    p.add_argument('--open-max-lag', type=float, default=2.0,
+                   help='open loop: a call this many seconds behind its schedule is not sent')
+    p.add_argument('--open-conns', type=int, default=16,
+                   help='connections (threads) of the open loop (16)')
+    p.add_argument('--open-seconds', type=float, help='length of an open-loop segment (2.5)')
+    p.add_argument('--rates', default='150,300', help='open-loop and outage rates (150,300)')
+    p.add_argument('--warmup', type=int, default=5, help='warm-up calls per connection')
+    p.add_argument('--outage-seconds', type=float, help='stop_app duration (30; quick 10)')
+    p.add_argument('--outage-before', type=float, help='load before stop_app (20; quick 8)')
+    p.add_argument('--outage-after', type=float, help='load after start_app (40; quick 15)')
+    p.add_argument('--no-variants', action='store_true',
+                   help='only the primary variant (formats cadf, record_lookups on)')
+    p.add_argument('--fast-leaf', action='store_true',
+                   help='filter with rabbit_batch_publish = true')
+    p.add_argument('--deliver-timeout', type=float, default=120.0,
+                   help='deadline for the consumer to see every event of a segment')
+    p.add_argument('--keep', action='store_true', help='keep the temp dir')
+    a = p.parse_args(argv)
+    a.rates = [int(x) for x in a.rates.split(',') if x]
+    q = a.quick
+    defaults = {'rounds': 2 if q else 6, 'variant_rounds': 2 if q else 4,
+                'requests': 150 if q else 400, 'variant_requests': 100 if q else 300,
+                'patch_requests': 50 if q else 150, 'open_seconds': 1.5 if q else 2.5,
+                'outage_seconds': 10.0 if q else 30.0,
+                'outage_before': 8.0 if q else 20.0, 'outage_after': 15.0 if q else 40.0}
+    for k, v in defaults.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    return a
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    bench = Bench(args)
+    atexit.register(bench.cleanup)
+
+    def on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        bench.run()
+    finally:
+        bench.cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
