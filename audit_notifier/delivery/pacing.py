@@ -23,20 +23,18 @@ process's journal are the same kind of work.
 So the sender works in slices and rests between them (:class:`Pacer`, used by the
 sender thread only; a few clock reads and float operations per slice):
 
-* while requests arrive (journal appends seen in the last ``WINDOW`` seconds) the
-  sender takes at most ``BUSY_SHARE`` of a CPU: after a slice that cost it ``c``
-  seconds of CPU it rests ``c * (1 / BUSY_SHARE - 1)``; a slice is about
+* while requests arrive (journal appends seen in the last ``WINDOW`` seconds) and
+  records wait (a backlog), the sender takes at most ``BUSY_SHARE`` of a CPU:
+  after a slice that cost it ``c`` seconds of CPU it rests
+  ``c * (1 / BUSY_SHARE - 1)``; a slice is about
   ``SLICE_CPU`` of CPU (a number of records from the measured cost per record), so
   no request waits behind a long run of sender work;
 * ``background_max_rate`` (records per second, 0: none) caps the rate further;
 * neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
   a backlog always shrinks, at five times the rate calls add to it or faster;
-* while requests arrive and the sender has sent everything (its read found
-  less than it asked for), it waits ``LINGER`` before it reads again, so that
-  records are sent in batches rather than one wake-up, one build and one publish
-  at a time (measured at 200 calls/s, one by one: 950 us of sender CPU per
-  notification with the plain leaf, 467 us with the fast leaf; in batches 480 us
-  and 220 us); a notification then waits up to ``LINGER`` longer;
+* once a slice has left nothing to read the sender does not rest: it keeps up,
+  and a rest would only delay the next call's events and its record look-up (a
+  look-up made later sees the resource as later calls left it);
 * with no requests arriving and no cap the sender does not rest;
 * a stopping sender does not rest (the sender asks :meth:`Pacer.pause` only while
   it is not stopping).
@@ -60,9 +58,6 @@ MIN_DRAIN_FACTOR = 5.0
 WINDOW = 0.5
 # Longest single rest (seconds): a cap change or a stop is never waited on longer.
 MAX_PAUSE = 0.25
-# While requests arrive, how long the sender lets records gather once it has sent
-# everything (seconds).
-LINGER = 0.05
 # Records of a slice when nothing limits the sender (the sender's batch).
 BATCH = 100
 
@@ -138,8 +133,8 @@ class Pacer:
             if self.max_rate:
                 rest = max(rest, records / self.max_rate - wall)
             floor = self.floor()
-            if drained and self.busy:
-                rest = max(rest, LINGER - wall)       # no backlog: the floor is met
+            if drained:
+                rest = 0.0
             elif floor:
                 rest = min(rest, records / floor - wall)
         rest = min(max(0.0, rest), MAX_PAUSE)

@@ -140,19 +140,13 @@ def test_arrival_rate_is_the_last_whole_window():
     assert pacer.arrival_rate == 0 and not pacer.busy
 
 
-def test_busy_and_drained_the_sender_lets_records_gather():
-    """Everything sent while calls arrive: wait LINGER (less the slice's time), so
-    the next read takes a batch; the floor does not shorten it (no backlog)."""
-    pacer, clock, load = _pacer()
+def test_busy_and_drained_no_rest():
+    """Everything sent while calls arrive: no rest, so the next call's events and
+    its look-up are not delayed; with a backlog the floor bounds the rest."""
+    pacer, clock, load = _pacer(max_rate=10)
     pacer.pause(1, cpu=0.0001, wall=0.0001)
     _arrive(clock, load, 1000)                    # floor 5,000/s
     pacer.slice()
-    assert pacer.pause(2, cpu=0.0002, wall=0.001, drained=True) == \
-        pytest.approx(pacing.LINGER - 0.001)
-    # with a backlog the floor bounds the rest: 2 records at 5,000/s
+    assert pacer.pause(2, cpu=0.0002, wall=0.001, drained=True) == 0.0
+    # with a backlog: 2 records at 5,000/s
     assert pacer.pause(2, cpu=0.0002, wall=0.0001) == pytest.approx(0.0004 - 0.0001)
-
-
-def test_idle_and_drained_no_linger():
-    pacer, clock, load = _pacer()
-    assert pacer.pause(1, cpu=0.0001, wall=0.0001, drained=True) == 0.0
