@@ -94,10 +94,10 @@ delivery_opts = [
     cfg.IntOpt('background_max_rate', default=0, min=0,
                help='Highest rate, in journal records per second, at which each process\'s '
                     'sender works through a backlog (after an outage, a dead process\'s '
-                    'journal). 0: no cap. Whatever the cap, while requests arrive the '
-                    'sender takes at most a quarter of a CPU and rests between slices of '
-                    'work, and it never goes slower than 5 times the rate records arrive, '
-                    'so a backlog always shrinks.'),
+                    'journal). 0: no cap. Whatever the cap, while requests arrive and records '
+                    'wait the sender takes at most a quarter of a CPU and rests between '
+                    'slices of work, and it never goes slower than 5 times the rate '
+                    'records arrive, so a backlog always shrinks.'),
     cfg.BoolOpt('process_hooks', default=True,
                 help='Install the process-wide hooks: flush at exit and on SIGTERM (when '
                      'the server has no SIGTERM handler of its own), and quiet '

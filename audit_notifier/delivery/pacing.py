@@ -46,7 +46,7 @@ the sender rests more, down to the floor rate.
 
 from __future__ import annotations
 
-import time
+from time import monotonic
 
 # Share of one CPU the sender may take while requests arrive.
 BUSY_SHARE = 0.25
@@ -66,11 +66,10 @@ class Pacer:
     """Slice sizes and rests of one sender.  ``arrivals`` returns the number of
     records appended so far (the journal's counter, read without a lock)."""
 
-    def __init__(self, arrivals, max_rate: float = 0.0, clock=time.monotonic):
+    def __init__(self, arrivals, max_rate: float = 0.0):
         self._arrivals = arrivals
         self.max_rate = float(max_rate or 0.0)
-        self._clock = clock
-        self._window_start = clock()
+        self._window_start = monotonic()
         self._window_count = arrivals()
         self.arrival_rate = 0.0          # records per second in the last window
         self._cost = None                # CPU seconds per record (moving average)
@@ -78,7 +77,7 @@ class Pacer:
 
     # -- what the request load is ---------------------------------------------------------
     def _observe(self) -> None:
-        now = self._clock()
+        now = monotonic()
         elapsed = now - self._window_start
         if elapsed < WINDOW:
             return
@@ -123,7 +122,7 @@ class Pacer:
         work, a poll of import follows) that took ``cpu`` seconds of the sender's CPU
         and ``wall`` seconds in all; ``drained``: nothing was left to read."""
         self._observe()
-        if records > 0 and cpu >= 0.0:
+        if records > 0:
             cost = cpu / records
             self._cost = cost if self._cost is None else 0.8 * self._cost + 0.2 * cost
         rest = 0.0

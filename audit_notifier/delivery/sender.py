@@ -33,9 +33,10 @@ Errors are told apart:
 Nothing here raises out of the loop: an unexpected error is logged and the loop
 goes on after a pause.
 
-While the API serves requests the sender works in slices and rests between them
-(:mod:`.pacing`): its own journal, a dead process's journal and import follows all
-yield to the request threads, never slower than five times the arrival rate.
+While requests arrive and records wait, the sender works in slices and rests
+between them (:mod:`.pacing`): its own journal, a dead process's journal and import
+follows all yield to the request threads, never slower than five times the arrival
+rate.
 
 With ``trail = true`` the sender also keeps the integrity trail
 (:mod:`audit_notifier.trail`): each run of envelopes gets its chain fields once,
@@ -72,7 +73,7 @@ class Sender:
                  dead_letter_after: int = 3, stats_interval: float = 60.0,
                  trail=None, follower=None, max_rate: float = 0.0):
         self.journal = journal
-        # Slices and rests while the API is busy (reads the journal's append counter).
+        # Slice sizes and rests (reads the journal's append counter for the load).
         self.pacer = Pacer(lambda: journal.appended, max_rate)
         self.emitter = emitter
         self.route_for = route_for
@@ -395,15 +396,15 @@ class Sender:
                  orphan.directory)
         builder = Builder(self.emitter, self.route_for, orphan.owner, self._watch())
         batch: list = []
-        started = self._clocks()
+        started, wanted = self._clocks(), self.pacer.slice()
         try:
             for item in orphan.records(self.stats):
                 batch.append(item)
-                if len(batch) >= self.pacer.slice():
+                if len(batch) >= wanted:
                     if not self._send(batch, builder, orphan):
                         return False
                     self._rest(len(batch), started)
-                    batch, started = [], self._clocks()
+                    batch, started, wanted = [], self._clocks(), self.pacer.slice()
             if batch and not self._send(batch, builder, orphan):
                 return False
             if orphan.unreadable:

@@ -37,9 +37,20 @@ class Load:
         return self.appended
 
 
-def _pacer(max_rate=0.0):
-    clock, load = Clock(), Load()
-    return pacing.Pacer(load, max_rate, clock=clock), clock, load
+@pytest.fixture
+def clock(monkeypatch):
+    """The pacer's monotonic clock, moved by the test."""
+    fake = Clock()
+    monkeypatch.setattr(pacing, 'monotonic', fake)
+    return fake
+
+
+@pytest.fixture
+def make(clock):
+    def make(max_rate=0.0):
+        load = Load()
+        return pacing.Pacer(load, max_rate), clock, load
+    return make
 
 
 def _arrive(clock, load, rate, seconds=pacing.WINDOW):
@@ -48,8 +59,8 @@ def _arrive(clock, load, rate, seconds=pacing.WINDOW):
     load.appended += int(rate * seconds)
 
 
-def test_idle_api_no_rest_and_whole_batches():
-    pacer, clock, load = _pacer()
+def test_idle_api_no_rest_and_whole_batches(make):
+    pacer, clock, load = make()
     assert pacer.slice() == pacing.BATCH
     assert pacer.pause(100, cpu=0.05, wall=0.06) == 0.0
     clock.now += 5
@@ -59,8 +70,8 @@ def test_idle_api_no_rest_and_whole_batches():
                               'paced_seconds': 0.0}
 
 
-def test_busy_api_sender_takes_its_share_in_small_slices():
-    pacer, clock, load = _pacer()
+def test_busy_api_sender_takes_its_share_in_small_slices(make):
+    pacer, clock, load = make()
     pacer.pause(100, cpu=0.01, wall=0.012)        # 100 us of CPU per record
     _arrive(clock, load, 100)                     # 100 records/s: floor 500/s
     assert pacer.slice() == int(pacing.SLICE_CPU / 0.0001)       # 10 records
@@ -72,10 +83,10 @@ def test_busy_api_sender_takes_its_share_in_small_slices():
     assert pacer.gauges()['paced_seconds'] == pytest.approx(rest)
 
 
-def test_floor_wins_over_the_share():
+def test_floor_wins_over_the_share(make):
     """Costly records (look-ups): the share would allow 125 records/s; arrivals at
     300/s need 1,500/s, so the sender does not rest at all."""
-    pacer, clock, load = _pacer()
+    pacer, clock, load = make()
     pacer.pause(10, cpu=0.02, wall=0.02)          # 2 ms per record
     _arrive(clock, load, 300)
     assert pacer.slice() == 1
@@ -84,9 +95,9 @@ def test_floor_wins_over_the_share():
     assert pacer.pause(1, cpu=0.002, wall=0.002) == 0.0
 
 
-def test_floor_bounds_the_rest():
+def test_floor_bounds_the_rest(make):
     """A rest never takes a slice below five times the arrival rate."""
-    pacer, clock, load = _pacer()
+    pacer, clock, load = make()
     pacer.pause(10, cpu=0.0005, wall=0.0005)      # 50 us per record
     _arrive(clock, load, 100)                     # floor 500/s: 10 records in 20 ms
     share_rest = 0.004 * (1 / pacing.BUSY_SHARE - 1)          # 12 ms
@@ -94,8 +105,8 @@ def test_floor_bounds_the_rest():
     assert share_rest > 0.020 - 0.012
 
 
-def test_cap_limits_an_idle_api_too():
-    pacer, clock, load = _pacer(max_rate=200)
+def test_cap_limits_an_idle_api_too(make):
+    pacer, clock, load = make(max_rate=200)
     assert pacer.slice() == int(200 * pacing.MAX_PAUSE)       # 50 records
     assert pacer.limit() == 200
     # 50 records at 200/s take 0.25 s: the slice took 0.01 s
@@ -103,8 +114,8 @@ def test_cap_limits_an_idle_api_too():
     assert pacer.gauges()['send_rate_limit'] == 200.0
 
 
-def test_cap_never_below_the_floor():
-    pacer, clock, load = _pacer(max_rate=200)
+def test_cap_never_below_the_floor(make):
+    pacer, clock, load = make(max_rate=200)
     pacer.pause(10, cpu=0.0001, wall=0.0001)
     _arrive(clock, load, 100)                     # floor 500/s above the cap
     pacer.slice()
@@ -113,22 +124,22 @@ def test_cap_never_below_the_floor():
     assert rest == pytest.approx(10 / 500 - 0.001)
 
 
-def test_rest_is_bounded():
-    pacer, clock, load = _pacer(max_rate=1)
+def test_rest_is_bounded(make):
+    pacer, clock, load = make(max_rate=1)
     assert pacer.slice() == 1
     assert pacer.pause(1, cpu=0.0, wall=0.0) == pacing.MAX_PAUSE
 
 
-def test_other_work_rests_by_share_only():
+def test_other_work_rests_by_share_only(make):
     """Import follows (no records): the share while busy, nothing while idle."""
-    pacer, clock, load = _pacer(max_rate=10)
+    pacer, clock, load = make(max_rate=10)
     assert pacer.pause(0, cpu=0.004, wall=0.004) == 0.0
     _arrive(clock, load, 50)
     assert pacer.pause(0, cpu=0.004, wall=0.004) == pytest.approx(0.012)
 
 
-def test_arrival_rate_is_the_last_whole_window():
-    pacer, clock, load = _pacer()
+def test_arrival_rate_is_the_last_whole_window(make):
+    pacer, clock, load = make()
     _arrive(clock, load, 400)
     pacer.slice()
     assert pacer.arrival_rate == 400
@@ -140,10 +151,10 @@ def test_arrival_rate_is_the_last_whole_window():
     assert pacer.arrival_rate == 0 and not pacer.busy
 
 
-def test_busy_and_drained_no_rest():
+def test_busy_and_drained_no_rest(make):
     """Everything sent while calls arrive: no rest, so the next call's events and
     its look-up are not delayed; with a backlog the floor bounds the rest."""
-    pacer, clock, load = _pacer(max_rate=10)
+    pacer, clock, load = make(max_rate=10)
     pacer.pause(1, cpu=0.0001, wall=0.0001)
     _arrive(clock, load, 1000)                    # floor 5,000/s
     pacer.slice()
