@@ -127,57 +127,73 @@ def test_order_is_kept_through_an_outage_and_it_is_reported_once(make_filter, ws
     assert mw.delivery.snapshot()['unsent'] == 0
 
 
-def test_a_backlog_is_sent_in_slices_with_rests_while_calls_arrive(make_filter, wsgi):
-    """After an outage, with API calls still arriving (about 50/s; five times the
-    rate the pacer sees is far below what the sender can do, so it is ahead of its
-    floor and rests), the sender works through its backlog in slices smaller than a
-    whole batch and rests between them; every event goes, in order."""
+class ScriptedPacer:
+    """Slices of 7 records; records what the sender tells it after each slice and
+    asks for a rest after every slice that left records to read."""
+
+    def __init__(self):
+        self.told = []                  # (records, drained)
+
+    def slice(self):
+        return 7
+
+    def pause(self, records, cpu, wall, drained=False):
+        self.told.append((records, drained))
+        return 0.0 if drained else 0.001
+
+    def gauges(self):
+        return {}
+
+
+def test_a_backlog_is_sent_in_the_pacers_slices_with_its_rests(make_filter, wsgi):
+    """The sender reads what the pacer's slice says, tells it each slice's size and
+    whether the journal was drained, and rests as long as it answers; every event
+    goes, in order."""
     gate = threading.Event()
     leaf = FakeLeaf(gate=gate)
     mw = fake_filter(make_filter, leaf)
-    backlog = ['old-%03d' % i for i in range(300)]
+    call(mw, wsgi, IMAGES[0], 'req-first')           # the sender holds it at the gate
+    wait_until(lambda: leaf.calls == 0 and mw.delivery.snapshot()['built'] == 1, 60,
+               'the first record taken by the sender')
+    sender = mw.delivery._sender
+    sender.pacer = pacer = ScriptedPacer()
+    rests = []
+    sender._pause = lambda seconds: rests.append(seconds) or False
+    backlog = ['req-%03d' % i for i in range(40)]
     for i, rid in enumerate(backlog):
         call(mw, wsgi, IMAGES[i % 5], rid)
-    arriving, stop = [], threading.Event()
-
-    def keep_calling():
-        while not stop.is_set():
-            rid = 'new-%04d' % len(arriving)
-            call(mw, wsgi, IMAGES[len(arriving) % 5], rid)
-            arriving.append(rid)
-            stop.wait(0.02)             # load: 50 calls/s at most
-
-    caller = threading.Thread(target=keep_calling)
-    caller.start()
-    try:
-        # about 2 s of arrivals before the bus is back: the pacer's first window
-        # (backlog and arrivals, ~200 records/s) asks for at most ~1,000/s
-        wait_until(lambda: len(arriving) >= 100, 60, 'calls arriving')
-        gate.set()
-        wanted = len(backlog) + len(arriving) + 10
-        wait_until(lambda: len(leaf.sent) >= wanted, 60, 'the backlog and new calls sent')
-        paced = mw.delivery.snapshot()
-    finally:
-        stop.set()
-        caller.join(30)
+    gate.set()
     assert mw.delivery.flush(30)
-    assert request_ids(leaf.sent) == backlog + arriving
-    assert paced['paced_seconds'] > 0, paced
-    assert paced['arrival_rate'] > 0, paced
-    assert min(leaf.batches[1:]) < sender_mod.BATCH, leaf.batches
+    assert request_ids(leaf.sent) == ['req-first'] + backlog
+    assert leaf.batches == [1, 7, 7, 7, 7, 7, 5]
+    assert pacer.told == [(1, True)] + [(7, False)] * 5 + [(5, True)]
+    assert rests == [0.001] * 5
 
 
 def test_a_closing_sender_does_not_rest(make_filter, wsgi):
-    """A capped sender (1 record/s) still sends its whole backlog when closed."""
-    leaf = FakeLeaf(down=1)
+    """A sender resting (here: 60 s after each slice) is woken by close() and
+    sends the rest of its backlog without resting again, within close's 30 s."""
+    gate = threading.Event()
+    leaf = FakeLeaf(gate=gate)
     mw = fake_filter(make_filter, leaf, background_max_rate='1')
+    call(mw, wsgi, IMAGES[0], 'req-first')
+    wait_until(lambda: mw.delivery.snapshot()['built'] == 1, 60,
+               'the first record taken by the sender')
+    sender = mw.delivery._sender
+    assert sender.pacer.max_rate == 1.0                   # the option reaches the pacer
+    sender.pacer = pacer = ScriptedPacer()
+    pacer.pause = lambda records, cpu, wall, drained=False: (
+        pacer.told.append((records, drained)) or 60.0)
     ids = ['req-%03d' % i for i in range(50)]
     for i, rid in enumerate(ids):
         call(mw, wsgi, IMAGES[i % 5], rid)
-    wait_until(lambda: mw.delivery.snapshot()['sent'] >= 1, 60, 'the first capped send')
-    assert len(leaf.sent) < len(ids)
+    gate.set()
+    wait_until(lambda: len(pacer.told) == 1, 60, 'the first slice and its rest')
+    assert request_ids(leaf.sent) == ['req-first']        # resting, not sending
     mw.delivery.close(30)
-    assert request_ids(leaf.sent) == ids
+    assert request_ids(leaf.sent) == ['req-first'] + ids
+    # the capped pacer's first slice was one record (1/s); no rest asked after the stop
+    assert pacer.told == [(1, False)]
 
 
 def wait_until(predicate, timeout, what):
