@@ -42,7 +42,6 @@ benchmarks/README.md for what is measured.
 import argparse
 import atexit
 import ctypes
-import datetime
 import glob
 import http.client
 import itertools
@@ -65,10 +64,6 @@ RESULTS = os.path.join(HERE, 'http_results.json')
 SCRATCH = '/tmp/httpbench'
 SHARED_URL = os.environ.get('BENCH_TRANSPORT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
 TOKEN = 'admin-token'
-TOKENS = {
-    'admin-token': ('u-admin', 'p-demo', ['admin', 'member', 'reader']),
-    'member-token': ('u-member', 'p-demo', ['member', 'reader']),
-}
 WORKERS = 2
 THREADS = 4
 WORKER_CLASS = 'gthread'
@@ -90,16 +85,7 @@ TARGET_DRAIN_RATIO = 5.0
 
 def gunicorn_app():
     """``gunicorn 'http_glance:gunicorn_app()'``: fixture tokens, then the Glance app."""
-    from keystonemiddleware import fixture as ksm_fixture
-    fx = ksm_fixture.AuthTokenFixture()
-    fx.setUp()          # patches AuthProtocol.fetch_token for the life of the worker
-    expires = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-               + datetime.timedelta(days=365))
-    for tok, (user, project, roles) in TOKENS.items():
-        fx.add_token_data(token_id=tok, expires=expires, user_id=user, user_name=user,
-                          user_domain_id='default', project_id=project,
-                          project_name=project, project_domain_id='default',
-                          role_list=roles)
+    glance_app().install_auth_fixture()   # for the life of the worker
     from glance.common import wsgi_app
     app = wsgi_app.init_app()        # reads $OS_GLANCE_CONFIG_DIR/glance-api.conf
     ready = os.environ.get('HTTPBENCH_READY_DIR')
@@ -119,6 +105,13 @@ def glance_app():
         sys.path.insert(0, ROOT)
     from tests.functional import glance_app as harness
     return harness
+
+
+def rabbit_cluster():
+    """tests/support/rabbit_cluster.py: the private RabbitMQ node and free_port."""
+    glance_app()                        # the repository root on sys.path
+    from tests.support import rabbit_cluster as module
+    return module
 
 
 def paste_ini(audit_filter):
@@ -184,12 +177,6 @@ def _orphaned(parent):
     return os.getppid() != parent
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------
 # servers
 # ---------------------------------------------------------------------------------------
@@ -201,7 +188,7 @@ class Server:
         self.name = name
         self.base = base
         self.audit_filter = audit_filter
-        self.port = free_port()
+        self.port = rabbit_cluster().free_port()
         self.etc = os.path.join(base, 'etc-' + name)
         self.exchange = exchange
         self.durable = durable
@@ -866,9 +853,7 @@ class Bench:
     # ------------------------------------------------------------------ outage
     def outage_section(self):
         a = self.args
-        sys.path.insert(0, ROOT)
-        from tests.support.rabbit_cluster import RabbitCluster
-        self.cluster = RabbitCluster(size=1, name_prefix='anchttp')
+        self.cluster = rabbit_cluster().RabbitCluster(size=1, name_prefix='anchttp')
         t0 = time.monotonic()
         self.cluster.start(timeout=180)
         url = self.cluster.transport_url()

@@ -329,6 +329,23 @@ paste.filter_factory = oslo_middleware:HTTPProxyToWSGI.factory
            audit_section=audit_section)
 
 
+def install_auth_fixture():
+    """keystonemiddleware's AuthTokenFixture with the TOKENS, valid for a year (the
+    default 1 h would expire in long sessions); it patches AuthProtocol.fetch_token
+    until its cleanUp()."""
+    from keystonemiddleware import fixture as ksm_fixture
+    fx = ksm_fixture.AuthTokenFixture()
+    fx.setUp()
+    expires = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) +
+               datetime.timedelta(days=365))
+    for tok, (user, project, roles) in TOKENS.items():
+        fx.add_token_data(token_id=tok, expires=expires, user_id=user, user_name=user,
+                          user_domain_id='default', project_id=project,
+                          project_name=project, project_domain_id='default',
+                          role_list=roles)
+    return fx
+
+
 def store_sections(base: str) -> dict:
     """glance-api.conf sections of a file store (and Glance's staging and tasks
     stores) under ``base``."""
@@ -489,20 +506,7 @@ class GlanceEnv(object):
             raise RuntimeError('could not switch glance.sqlite to WAL (%s)' % mode)
 
     def _install_auth_fixture(self):
-        from keystonemiddleware import fixture as ksm_fixture
-        fx = ksm_fixture.AuthTokenFixture()
-        fx.setUp()  # patches AuthProtocol.fetch_token until cleanUp()
-        # the default token lifetime is 1 h; long sessions must not expire
-        expires = (datetime.datetime.now(datetime.timezone.utc).replace(
-            tzinfo=None) + datetime.timedelta(days=365))
-        for tok, (user, project, roles) in TOKENS.items():
-            fx.add_token_data(token_id=tok, expires=expires,
-                              user_id=user, user_name=user,
-                              user_domain_id='default',
-                              project_id=project, project_name=project,
-                              project_domain_id='default',
-                              role_list=roles)
-        self.auth_fixture = fx
+        self.auth_fixture = install_auth_fixture()
 
     def _init_app(self, etc):
         from glance.common import wsgi_app
