@@ -31,6 +31,7 @@ from audit_notifier.emitter import EventFilter
 from audit_notifier.events import glance as glance_events
 from audit_notifier.exchange import request_facts
 from audit_notifier.lookup import SubRequester
+from tests.support.clock import Clock
 
 IMAGE = '11111111-1111-4111-8111-111111111111'
 TASK = '22222222-2222-4222-8222-222222222222'
@@ -98,14 +99,6 @@ class FakeEmitter:
     def envelope(note, message_id):
         return {'message_id': message_id, 'event_type': note.event_type,
                 'priority': note.priority, 'payload': note.payload}
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

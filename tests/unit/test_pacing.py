@@ -17,14 +17,7 @@ from __future__ import annotations
 import pytest
 
 from audit_notifier.delivery import pacing
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.support.clock import Clock
 
 
 class Load:
