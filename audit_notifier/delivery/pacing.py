@@ -32,6 +32,11 @@ sender thread only; a few clock reads and float operations per slice):
 * ``background_max_rate`` (records per second, 0: none) caps the rate further;
 * neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
   a backlog always shrinks, at five times the rate calls add to it or faster;
+* once a slice has left nothing to read, and requests arrive often enough that
+  another record is expected within ``GATHER`` (50 ms), the sender goes on reading
+  (and building) what is appended until then, up to ``BATCH`` records, and publishes
+  them together: one publish and one commit instead of one per call (a publish
+  costs the sender about as much as building a dozen records);
 * once a slice has left nothing to read the sender does not rest: it keeps up,
   and a rest would only delay the next call's events and its record look-up (a
   look-up made later sees the resource as later calls left it);
@@ -60,6 +65,9 @@ WINDOW = 0.5
 MAX_PAUSE = 0.25
 # Records of a slice when nothing limits the sender (the sender's batch).
 BATCH = 100
+# Longest wait for more records to publish with those read, while requests arrive
+# (seconds): what a notification may be held back to share a publish.
+GATHER = 0.05
 
 
 class Pacer:
@@ -116,6 +124,13 @@ class Pacer:
         if self.max_rate:
             size = min(size, int(self.max_rate * MAX_PAUSE))
         return max(1, size)
+
+    def gather(self) -> float:
+        """Seconds to go on collecting records for one publish after a slice that
+        read the journal to its end: ``GATHER`` when at least one more record is
+        expected in that time (by the arrival rate), else 0 (publish at once)."""
+        self._observe()
+        return GATHER if self.arrival_rate * GATHER >= 1.0 else 0.0
 
     def pause(self, records: int, cpu: float, wall: float, drained: bool = False) -> float:
         """Seconds to rest after a slice of ``records`` records (0: other background

@@ -102,6 +102,7 @@ class Sender:
         self._holding_since = None      # time of the oldest record read and not yet sent
         self._held = 0                  # records read but not sent when the loop stopped
         self._held_in_memory = 0        # ... of which were kept in memory only
+        self._in_hand = 0               # own records read and not yet handled
         self._skip: set = set()         # dead owners with an unreadable segment
 
     # -- the loop -----------------------------------------------------------------------
@@ -178,10 +179,13 @@ class Sender:
         items = self.journal.read(wanted)
         if not items:
             return followed
+        drained = len(items) < wanted
+        self._in_hand = len(items)
         rec = items[0][1]
         self._holding_since = rec.get('z') or rec.get('a') or time.time()
         try:
-            if not self._send(items, self.builder, self.journal):
+            gather = self.pacer.gather() if drained and not self.stopping else 0.0
+            if not self._send(items, self.builder, self.journal, gather):
                 self._held = len(items)           # stopping with the bus down
                 self._held_in_memory = sum(1 for p, _ in items if self.journal.in_memory(p))
                 return True
@@ -196,9 +200,10 @@ class Sender:
                                       record=rec)
         self._holding_since = None
         with self.done:
+            self._in_hand = 0
             self.processed += len(items)
             self.done.notify_all()
-        self._rest(len(items), started, drained=len(items) < wanted)
+        self._rest(len(items), started, drained=drained)
         return True
 
     @staticmethod
@@ -215,21 +220,11 @@ class Sender:
         if rest > 0.0:
             self._pause(rest)
 
-    def _send(self, items, builder: Builder, stream) -> bool:
-        """Send one batch of ``stream``'s records and commit it (never past the first
-        record of a call still open); False when stopping with the bus down."""
-        if not self._handle(items, builder):
-            return False
-        if self.trail is not None:
-            self.trail.save()                   # the chain state next to the journal
-        position = (items[-1][0][0], items[-1][0][1] + 1)
-        oldest = builder.oldest_open()
-        stream.commit(min(position, oldest) if oldest is not None else position)
-        return True
-
-    def _handle(self, items, builder: Builder) -> bool:
-        """Build and publish one batch of records; False if it could not all be sent
-        because the sender is stopping (the rest stays in the journal).
+    def _send(self, items, builder: Builder, stream, gather: float = 0.0) -> bool:
+        """Build one batch of ``stream``'s records, publish it and commit it (never
+        past the first record of a call still open); False when stopping with the
+        bus down.  ``gather`` (own journal only): seconds to go on reading the records
+        appended meanwhile into the same batch (``items`` grows in place).
 
         A record that cannot be built is dead-lettered once the batch it came in
         has been sent, just before its position is committed: a batch that is not
@@ -237,6 +232,24 @@ class Sender:
         dead-lettered twice."""
         runs: list = []
         failed: list = []
+        runs = self._build(items, builder, runs, failed)
+        if gather > 0.0:
+            runs = self._gather(items, builder, runs, failed, gather)
+        if not self.publish(runs):
+            return False
+        for rec, exc in failed:
+            self.dead_letters.add('build', '%s: %s' % (type(exc).__name__, exc),
+                                  record=rec if isinstance(rec, dict) else {'value': repr(rec)})
+        if self.trail is not None:
+            self.trail.save()                   # the chain state next to the journal
+        position = (items[-1][0][0], items[-1][0][1] + 1)
+        oldest = builder.oldest_open()
+        stream.commit(min(position, oldest) if oldest is not None else position)
+        return True
+
+    def _build(self, items, builder: Builder, runs: list, failed: list) -> list:
+        """``runs`` with the envelopes of ``items`` added; a record that cannot be
+        built is counted, logged and added to ``failed`` (with its whole call)."""
         for position, rec in items:
             try:
                 built = builder.build(position, rec)
@@ -248,12 +261,33 @@ class Sender:
                 failed.append((builder.whole_call(rec), exc))
                 continue
             runs = self._runs(built, runs)
-        if not self.publish(runs):
-            return False
-        for rec, exc in failed:
-            self.dead_letters.add('build', '%s: %s' % (type(exc).__name__, exc),
-                                  record=rec if isinstance(rec, dict) else {'value': repr(rec)})
-        return True
+        return runs
+
+    def _gather(self, items, builder: Builder, runs: list, failed: list,
+                seconds: float) -> list:
+        """Requests are arriving and the journal was read to its end: wait up to
+        ``seconds`` for more records, up to ``BATCH`` in all, so that one publish and
+        one commit carry them (a publish costs the sender about as much CPU as
+        building a dozen records).  Each record is built as soon as it is read, so
+        its record look-up is made as promptly as without gathering: a later
+        look-up would see the resource as the next calls left it."""
+        deadline = time.monotonic() + seconds
+        while len(items) < BATCH and not self.stopping:
+            self.idle = True                    # from here an append wakes the sender
+            more = self.journal.read(BATCH - len(items))
+            if more:
+                self.idle = False
+                runs = self._build(more, builder, runs, failed)
+                items.extend(more)
+                self._in_hand = len(items)
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0.0:
+                break
+            self.wake.wait(left)
+            self.wake.clear()
+        self.idle = False
+        return runs
 
     # -- publishing ---------------------------------------------------------------------
     def publish(self, runs: list) -> bool:
@@ -499,7 +533,7 @@ class Sender:
         follows = {} if self.follower is None else dict(
             self.follower.counters, follows=len(self.follower.follows))
         return self.stats.snapshot(**follows, **self.pacer.gauges(),
-                                   unsent=self.journal.unsent(),
+                                   unsent=self.journal.unsent() + self._in_hand,
                                    open_calls=len(self.builder.open),
                                    journal_bytes=self.journal.disk_bytes,
                                    oldest_unsent_age=round(max(0.0, time.time() - since), 3)

@@ -18,7 +18,7 @@ memory mode), ``dead_letters``, ``send_errors`` (failed publishes: bus or not),
 ``build_errors``, ``journal_errors`` (disk problems), ``corrupt_records``,
 ``filter_errors`` (API calls the filter failed to classify or journal: a bug, logged
 with its traceback; such a call is served but not audited);
-gauges: ``unsent`` (records not yet read by the sender), ``open_calls``,
+gauges: ``unsent`` (records not sent yet), ``open_calls``,
 ``oldest_unsent_age``, ``bus_down``, ``outages``.  The sender logs them
 periodically (when something changed) and writes ``<journal_dir>/<owner>.stats.json``
 for ``audit-notifier stats``.

@@ -154,3 +154,19 @@ def test_busy_and_drained_no_rest(make):
     assert pacer.pause(2, cpu=0.0002, wall=0.001, drained=True) == 0.0
     # with a backlog: 2 records at 5,000/s
     assert pacer.pause(2, cpu=0.0002, wall=0.0001) == pytest.approx(0.0004 - 0.0001)
+
+
+def test_gather_only_when_another_record_is_expected_in_time(make):
+    """After a slice that read the journal to its end the sender gathers for
+    GATHER seconds only if, at the arrival rate, one more record comes by then."""
+    pacer, clock, load = make()
+    assert pacer.gather() == 0.0                              # idle: publish at once
+    just_enough = 1.0 / pacing.GATHER                         # 20 records/s
+    _arrive(clock, load, just_enough / 2)                     # 10/s: none expected
+    assert pacer.gather() == 0.0
+    _arrive(clock, load, just_enough)
+    assert pacer.gather() == pacing.GATHER
+    _arrive(clock, load, 300)
+    assert pacer.gather() == pacing.GATHER
+    clock.now += 3 * pacing.WINDOW                            # requests stopped
+    assert pacer.gather() == 0.0

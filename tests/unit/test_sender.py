@@ -131,11 +131,17 @@ class ScriptedPacer:
     """Slices of 7 records; records what the sender tells it after each slice and
     asks for a rest after every slice that left records to read."""
 
-    def __init__(self):
+    def __init__(self, gather: float = 0.0):
         self.told = []                  # (records, drained)
+        self.gathering = gather
+        self.asked_to_gather = 0
 
     def slice(self):
         return 7
+
+    def gather(self):
+        self.asked_to_gather += 1
+        return self.gathering
 
     def pause(self, records, cpu, wall, drained=False):
         self.told.append((records, drained))
@@ -194,6 +200,60 @@ def test_a_closing_sender_does_not_rest(make_filter, wsgi):
     assert request_ids(leaf.sent) == ['req-first'] + ids
     # the capped pacer's first slice was one record (1/s); no rest asked after the stop
     assert pacer.told == [(1, False)]
+
+
+def gathering_filter(make_filter, wsgi, gather):
+    """A filter whose sender has sent its first call and now has a scripted pacer
+    that gathers ``gather`` seconds; its builder notes each record it builds."""
+    gate = threading.Event()
+    leaf = FakeLeaf(gate=gate)
+    mw = fake_filter(make_filter, leaf)
+    call(mw, wsgi, IMAGES[0], 'req-first')
+    wait_until(lambda: mw.delivery.snapshot()['built'] == 1, 60,
+               'the first record taken by the sender')
+    sender = mw.delivery._sender
+    sender.pacer = pacer = ScriptedPacer(gather=gather)
+    built = []
+    build = sender.builder.build
+    sender.builder.build = lambda position, rec: built.append(rec['c']) or build(position, rec)
+    gate.set()
+    wait_until(lambda: leaf.batches == [1], 60, 'the first call sent')
+    return mw, leaf, pacer, built
+
+
+def test_records_arriving_while_gathering_share_one_publish_and_are_built_at_once(
+        make_filter, wsgi):
+    """While gathering, each record is built as soon as it is appended (its record
+    look-up is as prompt as without gathering) and nothing is published; a stop
+    ends the gathering and the calls go in one publish, in order."""
+    mw, leaf, pacer, built = gathering_filter(make_filter, wsgi, gather=60.0)
+    call(mw, wsgi, IMAGES[1], 'req-a')
+    wait_until(lambda: pacer.asked_to_gather == 1 and len(built) == 1, 60,
+               'req-a built and the sender gathering')
+    call(mw, wsgi, IMAGES[2], 'req-b')
+    wait_until(lambda: len(built) == 2, 60, 'req-b built while gathering')
+    assert leaf.batches == [1]                            # held back, not lost
+    assert mw.delivery.snapshot()['unsent'] == 2
+    mw.delivery.close(30)
+    assert leaf.batches == [1, 2]
+    assert request_ids(leaf.sent) == ['req-first', 'req-a', 'req-b']
+    assert built == sorted(built)
+
+
+def test_gathering_ends_at_a_full_batch(make_filter, wsgi):
+    """A batch that reaches BATCH records is published at once, not at the end of
+    the gathering time (here 60 s, longer than the flush's 30 s)."""
+    mw, leaf, pacer, built = gathering_filter(make_filter, wsgi, gather=60.0)
+    call(mw, wsgi, IMAGES[1], 'req-000')
+    wait_until(lambda: pacer.asked_to_gather == 1, 60, 'the sender gathering')
+    ids = ['req-%03d' % i for i in range(sender_mod.BATCH)]
+    for i, rid in enumerate(ids[1:], 1):
+        call(mw, wsgi, IMAGES[i % 5], rid)
+    assert mw.delivery.flush(30)
+    assert leaf.batches == [1, sender_mod.BATCH]
+    assert request_ids(leaf.sent) == ['req-first'] + ids
+    # req-first's slice, then one slice of BATCH records that drained the journal
+    assert pacer.told == [(1, True), (sender_mod.BATCH, True)]
 
 
 def wait_until(predicate, timeout, what):
