@@ -205,3 +205,24 @@ def test_the_journal_keeps_a_bounded_prefix_of_an_error_body(make_filter, captur
     explanation = 'Invalid value: password=*** ' + 'v' * 60000
     assert update['payload'] == 'PATCH /v2/images/%s failed: 400 Bad Request: %s' % (
         IMAGE, explanation[:256 - len(MARK)] + MARK)
+
+
+@pytest.mark.parametrize('key, value', [
+    ('HTTP_X_USER_NAME', 'alice'),
+    ('HTTP_X_USER_NAME', 'a' * sanitize.FIELD_LIMIT),               # exactly the cap
+    ('HTTP_X_USER_NAME', 'a' * (sanitize.FIELD_LIMIT + 1)),         # one past it
+    ('HTTP_X_USER_NAME', 'alice' + MARK),                           # cut in the journal
+    ('HTTP_X_USER_NAME', 'Jos\xc3\xa9'),                            # UTF-8 bytes as latin-1
+    ('HTTP_X_USER_NAME', 'Jos\xe9'),                                # already text
+    ('HTTP_X_USER_NAME', 'tab\there\x00nul'),                       # unprintable
+    ('HTTP_X_USER_NAME', ''),
+    ('HTTP_USER_AGENT', 'u' * sanitize.AGENT_LIMIT),                # its own cap
+    ('HTTP_USER_AGENT', 'u' * (sanitize.AGENT_LIMIT + 1)),
+    ('HTTP_X_ROLES', 'reader,' * 300),
+])
+def test_request_values_shortcut_gives_what_native_text_gives(key, value):
+    """request_value returns short printable ASCII as it is without native_text's
+    steps; every value gets exactly what native_text gives it."""
+    limit = {'HTTP_USER_AGENT': sanitize.AGENT_LIMIT,
+             'HTTP_X_ROLES': sanitize.ROLES_LIMIT}.get(key, sanitize.FIELD_LIMIT)
+    assert sanitize.request_value(key, value) == sanitize.native_text(value, limit)
