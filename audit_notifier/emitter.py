@@ -184,6 +184,15 @@ class Emitter:
                 'payload': note.payload,
                 'timestamp': envelope_time(note.timestamp)}
 
+    def looks_up(self, route) -> bool:
+        """May building this route's events make a record look-up after the call
+        (an in-process GET of the app, in the sender thread): a Glance-format usage
+        rule, or a record attachment (Magnum's cluster_data)?"""
+        if self._subrequests is None:
+            return False
+        return route.target.data is not None or (
+            'glance' in self.formats and route.usage is not None)
+
     def needs_prefetch(self, route) -> bool:
         """Does this route fetch a record before the app runs?"""
         if self._subrequests is None:

@@ -34,9 +34,10 @@ sender thread only; a few clock reads and float operations per slice):
   a backlog always shrinks, at five times the rate calls add to it or faster;
 * once a slice has left nothing to read, and requests arrive often enough that
   another record is expected within ``GATHER`` (50 ms), the sender goes on reading
-  (and building) what is appended until then, up to ``BATCH`` records, and publishes
-  them together: one publish and one commit instead of one per call (a publish
-  costs the sender about as much as building a dozen records);
+  what is appended until then, up to ``BATCH`` records, and publishes them
+  together: one publish, one commit and few wake-ups instead of one each per call
+  (a publish costs the sender about as much as building a dozen records); calls
+  that may need a record look-up are still built at once (sender._gather);
 * once a slice has left nothing to read the sender does not rest: it keeps up,
   and a rest would only delay the next call's events and its record look-up (a
   look-up made later sees the resource as later calls left it);

@@ -91,6 +91,9 @@ class Sender:
         self.trail = trail
         self.wake = threading.Event()
         self.idle = False
+        # Gathering records for one publish (_gather): only calls that need a prompt
+        # build wake the sender then.
+        self.gathering = False
         self.stopping = False
         self.stop_deadline = 0.0
         self.done = threading.Condition()
@@ -270,25 +273,29 @@ class Sender:
         """Requests are arriving and the journal was read to its end: wait up to
         ``seconds`` for more records, up to ``BATCH`` in all, so that one publish and
         one commit carry them (a publish costs the sender about as much CPU as
-        building a dozen records).  Each record is built as soon as it is read, so
-        its record look-up is made as promptly as without gathering: a later
-        look-up would see the resource as the next calls left it."""
+        building a dozen records).  Appends do not wake the sender meanwhile,
+        except a call whose events may need a record look-up
+        (:meth:`Delivery.submit`): it is built at once, as without gathering,
+        since a later look-up would see the resource as the next calls left it.
+        A stop ends the gathering after one last read."""
         deadline = time.monotonic() + seconds
-        while len(items) < BATCH and not self.stopping:
-            self.idle = True                    # from here an append wakes the sender
-            more = self.journal.read(BATCH - len(items))
-            if more:
-                self.idle = False
-                runs = self._build(more, builder, runs, failed)
-                items.extend(more)
-                self._in_hand = len(items)
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0.0:
-                break
-            self.wake.wait(left)
-            self.wake.clear()
-        self.idle = False
+        self.idle = False                       # (run() may have set it for this step)
+        self.gathering = True
+        try:
+            while len(items) < BATCH:
+                more = self.journal.read(BATCH - len(items))
+                if more:
+                    runs = self._build(more, builder, runs, failed)
+                    items.extend(more)
+                    self._in_hand = len(items)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0.0 or self.stopping:
+                    break
+                self.wake.wait(left)
+                self.wake.clear()
+        finally:
+            self.gathering = False
         return runs
 
     # -- publishing ---------------------------------------------------------------------

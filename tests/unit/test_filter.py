@@ -274,3 +274,28 @@ def test_a_journaling_bug_serves_the_call_and_counts_it(make_filter, captured, w
     assert mw.delivery.counters['filter_errors'] == 3
     assert [r.getMessage() for r in caplog.records] == [
         'audit_notifier: journaling an API call failed; its notifications are lost']
+
+
+@pytest.mark.parametrize('formats, lookups, route_map, looking_up', [
+    # Glance format with look-ups: every call with a usage rule may look a record up
+    ('cadf,glance', 'true', 'glance',
+     {('GET', '/v2/images/{image_id}'): False, ('GET', '/v2/images'): False,
+      ('GET', '/v2/images/{image_id}/file'): True, ('PUT', '/v2/images/{image_id}/file'): True,
+      ('POST', '/v2/images/{image_id}/actions/deactivate'): True,
+      ('PUT', '/v2/images/{image_id}/tags/{tag_value}'): True}),
+    ('cadf', 'true', 'glance',
+     {('GET', '/v2/images/{image_id}/file'): False,
+      ('PUT', '/v2/images/{image_id}/tags/{tag_value}'): False}),
+    ('cadf,glance', 'false', 'glance', {('GET', '/v2/images/{image_id}/file'): False}),
+    # Magnum: cluster_data (a record attachment) is looked up after the call
+    ('cadf', 'true', 'magnum',
+     {('POST', '/v1/clusters'): True, ('GET', '/v1/clusters'): False}),
+])
+def test_which_calls_may_need_a_record_look_up(make_filter, formats, lookups, route_map,
+                                               looking_up):
+    """emitter.looks_up: the calls a gathering sender builds at once (their record
+    look-up must not wait)."""
+    mw = make_filter(lambda e, s: [], formats=formats, record_lookups=lookups,
+                     route_map=route_map)
+    routes = {route.key: route for route in mw.route_map.routes}
+    assert {key: mw.emitter.looks_up(routes[key]) for key in looking_up} == looking_up

@@ -88,9 +88,9 @@ def call(mw, wsgi, image_id, request_id):
     assert sr.status.startswith('204')
 
 
-def fake_filter(make_filter, leaf, **paste):
+def fake_filter(make_filter, leaf, app=deactivate_app, **paste):
     paste.setdefault('formats', 'cadf')
-    mw = make_filter(deactivate_app, **paste)
+    mw = make_filter(app, **paste)
     mw.delivery.leaf_factory = lambda: {'cadf': leaf, 'glance': leaf}
     return mw
 
@@ -202,14 +202,25 @@ def test_a_closing_sender_does_not_rest(make_filter, wsgi):
     assert pacer.told == [(1, False)]
 
 
-def gathering_filter(make_filter, wsgi, gather):
+def deactivate_or_show_app(environ, start_response):
+    """Deactivate (204), and the image record for a look-up."""
+    if environ['REQUEST_METHOD'] == 'GET':
+        image_id = environ['PATH_INFO'].rsplit('/', 1)[-1]
+        body = json.dumps({'id': image_id, 'status': 'deactivated', 'size': 42}).encode()
+        start_response('200 OK', [('Content-Type', 'application/json'),
+                                  ('Content-Length', str(len(body)))])
+        return [body]
+    return deactivate_app(environ, start_response)
+
+
+def gathering_filter(make_filter, wsgi, gather, **paste):
     """A filter whose sender has sent its first call and now has a scripted pacer
     that gathers ``gather`` seconds; its builder notes each record it builds."""
     gate = threading.Event()
     leaf = FakeLeaf(gate=gate)
-    mw = fake_filter(make_filter, leaf)
+    mw = fake_filter(make_filter, leaf, **paste)
     call(mw, wsgi, IMAGES[0], 'req-first')
-    wait_until(lambda: mw.delivery.snapshot()['built'] == 1, 60,
+    wait_until(lambda: mw.delivery.snapshot()['built'] >= 1, 60,
                'the first record taken by the sender')
     sender = mw.delivery._sender
     sender.pacer = pacer = ScriptedPacer(gather=gather)
@@ -217,43 +228,67 @@ def gathering_filter(make_filter, wsgi, gather):
     build = sender.builder.build
     sender.builder.build = lambda position, rec: built.append(rec['c']) or build(position, rec)
     gate.set()
-    wait_until(lambda: leaf.batches == [1], 60, 'the first call sent')
-    return mw, leaf, pacer, built
+    wait_until(lambda: mw.delivery.snapshot()['unsent'] == 0, 60, 'the first call sent')
+    sent_first = len(leaf.batches)
+    return mw, leaf, pacer, built, sent_first
 
 
-def test_records_arriving_while_gathering_share_one_publish_and_are_built_at_once(
-        make_filter, wsgi):
-    """While gathering, each record is built as soon as it is appended (its record
-    look-up is as prompt as without gathering) and nothing is published; a stop
-    ends the gathering and the calls go in one publish, in order."""
-    mw, leaf, pacer, built = gathering_filter(make_filter, wsgi, gather=60.0)
+def test_records_arriving_while_gathering_share_one_publish(make_filter, wsgi):
+    """A call whose events need no record look-up does not wake a gathering
+    sender (nothing is published meanwhile, and nothing lost: ``unsent`` counts
+    them); a stop ends the gathering and the calls go in one publish, in order."""
+    mw, leaf, pacer, built, _ = gathering_filter(make_filter, wsgi, gather=600.0)
+    sender = mw.delivery._sender
     call(mw, wsgi, IMAGES[1], 'req-a')
-    wait_until(lambda: pacer.asked_to_gather == 1 and len(built) == 1, 60,
+    wait_until(lambda: sender.gathering and built == [2], 60,
                'req-a built and the sender gathering')
     call(mw, wsgi, IMAGES[2], 'req-b')
-    wait_until(lambda: len(built) == 2, 60, 'req-b built while gathering')
-    assert leaf.batches == [1]                            # held back, not lost
-    assert mw.delivery.snapshot()['unsent'] == 2
+    call(mw, wsgi, IMAGES[3], 'req-c')
+    assert not sender.wake.is_set()             # deactivate, formats cadf: no look-up
+    assert leaf.batches == [1]                  # held back, not lost
+    assert mw.delivery.snapshot()['unsent'] == 3
     mw.delivery.close(30)
-    assert leaf.batches == [1, 2]
-    assert request_ids(leaf.sent) == ['req-first', 'req-a', 'req-b']
-    assert built == sorted(built)
+    assert leaf.batches == [1, 3]
+    assert request_ids(leaf.sent) == ['req-first', 'req-a', 'req-b', 'req-c']
+    assert built == [2, 3, 4] and pacer.asked_to_gather == 1
 
 
-def test_gathering_ends_at_a_full_batch(make_filter, wsgi):
-    """A batch that reaches BATCH records is published at once, not at the end of
-    the gathering time (here 60 s, longer than the flush's 30 s)."""
-    mw, leaf, pacer, built = gathering_filter(make_filter, wsgi, gather=60.0)
+def test_a_call_that_may_look_up_is_built_at_once_while_gathering(make_filter, wsgi):
+    """With the Glance format and record look-ups, a deactivate's image.update
+    needs the image record: such a call wakes the gathering sender, which builds
+    it (and looks the record up) at once, not when the gathering ends (600 s)."""
+    mw, leaf, pacer, built, sent_first = gathering_filter(
+        make_filter, wsgi, gather=600.0, formats='cadf,glance', record_lookups='true',
+        app=deactivate_or_show_app)
+    sender = mw.delivery._sender
+    call(mw, wsgi, IMAGES[1], 'req-a')
+    wait_until(lambda: sender.gathering and built == [2], 60,
+               'req-a built and the sender gathering')
+    call(mw, wsgi, IMAGES[2], 'req-b')
+    wait_until(lambda: built == [2, 3], 60, 'req-b built while gathering')
+    assert len(leaf.batches) == sent_first      # still gathering: nothing published
+    mw.delivery.close(30)
+    cadf = [e for e in leaf.sent if e['event_type'].startswith('audit.')]
+    glance = [e for e in leaf.sent if e['event_type'] == 'image.update']
+    assert request_ids(cadf) == ['req-first', 'req-a', 'req-b']
+    assert [(e['payload']['id'], e['payload']['status'], e['payload']['size'])
+            for e in glance] == [(i, 'deactivated', 42) for i in IMAGES[:3]]
+
+
+def test_gathering_takes_at_most_a_batch(make_filter, wsgi):
+    """What is gathered is at most BATCH records; the rest goes in later batches,
+    in order."""
+    mw, leaf, pacer, built, _ = gathering_filter(make_filter, wsgi, gather=600.0)
+    sender = mw.delivery._sender
     call(mw, wsgi, IMAGES[1], 'req-000')
-    wait_until(lambda: pacer.asked_to_gather == 1, 60, 'the sender gathering')
-    ids = ['req-%03d' % i for i in range(sender_mod.BATCH)]
+    wait_until(lambda: sender.gathering, 60, 'the sender gathering')
+    ids = ['req-%03d' % i for i in range(sender_mod.BATCH + 50)]
     for i, rid in enumerate(ids[1:], 1):
         call(mw, wsgi, IMAGES[i % 5], rid)
-    assert mw.delivery.flush(30)
-    assert leaf.batches == [1, sender_mod.BATCH]
+    mw.delivery.close(30)
+    assert leaf.batches[:2] == [1, sender_mod.BATCH]
+    assert sum(leaf.batches) == 1 + len(ids)
     assert request_ids(leaf.sent) == ['req-first'] + ids
-    # req-first's slice, then one slice of BATCH records that drained the journal
-    assert pacer.told == [(1, True), (sender_mod.BATCH, True)]
 
 
 def wait_until(predicate, timeout, what):
