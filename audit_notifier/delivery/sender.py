@@ -487,6 +487,7 @@ class Sender:
         on_disk, in_memory = self.journal.close(keep=held_on_disk > 0)
         on_disk += held_on_disk
         in_memory += self._held_in_memory
+        self._in_hand = self._held - self._held_in_memory   # those in memory are lost
         if self.journal.directory is None:
             in_memory, on_disk = in_memory + on_disk, 0
         self.sent_everything = not (on_disk or in_memory)
