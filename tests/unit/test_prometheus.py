@@ -95,7 +95,8 @@ audit_notifier_filter_errors_total{journal_dir="DIR",process="api1-4242-17647000
 # TYPE audit_notifier_outages_total counter
 audit_notifier_outages_total{journal_dir="DIR",process="api1-4100-1764600000000"} 1
 audit_notifier_outages_total{journal_dir="DIR",process="api1-4242-1764700000000"} 1
-# HELP audit_notifier_unsent Records accepted and not sent yet (in the journal or in the sender's batch).
+# HELP audit_notifier_unsent Records accepted and not sent yet (in the journal or in the \
+sender's batch).
 # TYPE audit_notifier_unsent gauge
 audit_notifier_unsent{journal_dir="DIR",process="api1-4100-1764600000000"} 39
 audit_notifier_unsent{journal_dir="DIR",process="api1-4242-1764700000000"} 4
