@@ -2057,6 +2057,89 @@ def trail_cost(args, tmpdir: str, run_id: str) -> dict:
             'notifications': len(envelopes)}
 
 
+def _thread_cpu(thread) -> float:
+    """CPU seconds of another thread of this process (Linux)."""
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def sender_cpu(args, tmpdir: str, run_id: str) -> dict:
+    """Section 7: the CPU an audited call costs its API process, at a live rate.
+
+    Open loop, ``--sender-rate`` calls per second (200) for ``--sender-calls`` calls
+    (2,000) of the fake image API's GET, in this process: the bare app, then
+    audit_notifier with the plain and the fast leaf (messaging driver, the shared
+    RabbitMQ, defaults otherwise: journal, gathering) and keystonemiddleware.audit
+    (messaging driver: it sends in the request thread).  Process CPU per call minus
+    the bare app's, and audit_notifier's sender-thread CPU per call, after a warm-up
+    (connections made, routes loaded); flushed before the clock stops."""
+    app = make_app()
+    template = base_environ(AUDITED_PATH)
+    topic = 'bench-%s-sendercpu' % run_id
+    n, rate = args.sender_calls, args.sender_rate
+    stacks = {'bare': lambda: app,
+              'plain': lambda: make_audit_notifier(app, tmpdir, 'messaging', topic,
+                                                   'sender-plain'),
+              'fast': lambda: make_audit_notifier(app, tmpdir, 'messaging', topic,
+                                                  'sender-fast', fast=True),
+              'km': lambda: make_keystonemiddleware(app, tmpdir, 'messaging', topic,
+                                                    'sender-km')}
+    out = {}
+    try:
+        for key, make in stacks.items():
+            mw = make()
+            delivery = getattr(mw, 'delivery', None)
+            for _ in range(200):                                  # warm-up
+                call(mw, dict(template))
+            if delivery is not None:
+                delivery.flush(120)
+            # The sender thread by its name (the earlier stacks' were closed).
+            senders = [t for t in threading.enumerate() if t.name == 'audit-notifier-sender']
+            assert len(senders) == (delivery is not None), senders
+            sender = senders[0] if senders else None
+            cpu0 = time.process_time()
+            sender0 = _thread_cpu(sender) if sender is not None else 0.0
+            start = time.monotonic()
+            for i in range(n):
+                wait = start + i / rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                call(mw, dict(template))
+            if delivery is not None:
+                delivery.flush(120)
+            out[key] = {'process_us_per_call': (time.process_time() - cpu0) / n * 1e6,
+                        'sender_us_per_call': (_thread_cpu(sender) - sender0) / n * 1e6
+                        if sender is not None else None,
+                        'seconds': time.monotonic() - start}
+            if delivery is not None:
+                delivery.close()
+    finally:
+        delete_queues([topic + '.info'])
+    bare = out['bare']['process_us_per_call']
+    for key in ('plain', 'fast', 'km'):
+        out[key]['added_us_per_call'] = out[key]['process_us_per_call'] - bare
+    out.update(calls=n, rate=rate)
+    return out
+
+
+def report_sender(w, sc: dict) -> None:
+    w('')
+    w('7. CPU of an audited call to its API process, open loop %d calls/s, %d GET calls, '
+      'messaging driver on RabbitMQ (process CPU minus the bare app\'s; sender thread '
+      'included)' % (sc['rate'], sc['calls']))
+    names = {'plain': 'audit_notifier, plain leaf (default)',
+             'fast': 'audit_notifier, fast leaf', 'km': 'keystonemiddleware.audit'}
+    km = sc['km']['added_us_per_call']
+    for key in ('plain', 'fast', 'km'):
+        row = sc[key]
+        sender = ('  sender thread %.0f us' % row['sender_us_per_call']
+                  if row['sender_us_per_call'] is not None else '')
+        ratio = ('  (%.1fx less than keystonemiddleware)' % (km / row['added_us_per_call'])
+                 if key != 'km' and row['added_us_per_call'] > 0 else '')
+        w('  %-38s added %6.0f us per call%s%s'
+          % (names[key], row['added_us_per_call'], sender, ratio))
+    w('  bare app: %.0f us of CPU per call' % sc['bare']['process_us_per_call'])
+
+
 def report_trail(w, tr: dict) -> None:
     w('')
     w('6. Integrity trail (trail = true): request path, trail off vs on (journal, noop '
@@ -2088,6 +2171,8 @@ def report(res: dict, args) -> str:
         report_construct(w, res['construct'])
     if res.get('trail'):
         report_trail(w, res['trail'])
+    if res.get('sender'):
+        report_sender(w, res['sender'])
     rows = goals(res)
     if rows:
         w('')
@@ -2134,7 +2219,7 @@ def versions() -> dict:
     return out
 
 
-SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct', 'trail')
+SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct', 'trail', 'sender')
 
 
 def parse_args(argv=None):
@@ -2184,6 +2269,10 @@ def parse_args(argv=None):
                         'it drains the queue afterwards')
     p.add_argument('--construct-n', type=int, default=10,
                    help='constructions per variant in section 5')
+    p.add_argument('--sender-calls', type=int, default=2000,
+                   help='calls per stack in the sender section (2000)')
+    p.add_argument('--sender-rate', type=float, default=200.0,
+                   help='calls per second in the sender section (200)')
     p.add_argument('--output', default=RESULTS)
     # child processes
     p.add_argument('--child', help=argparse.SUPPRESS)
@@ -2208,6 +2297,7 @@ def parse_args(argv=None):
         args.calibrate_messages = 2000
         args.outage_seconds, args.outage_before, args.outage_after = 10.0, 6.0, 8.0
         args.construct_n = 5
+        args.sender_calls = 600
     return args
 
 
@@ -2266,6 +2356,10 @@ def main(argv=None) -> int:
             print('6. integrity trail ...', flush=True)
             res['trail'] = trail_cost(args, tmpdir, run_id)
             res['load']['trail'] = os.getloadavg()[0]
+        if 'sender' in sections:
+            print('7. CPU per audited call at a live rate ...', flush=True)
+            res['sender'] = sender_cpu(args, tmpdir, run_id)
+            res['load']['sender'] = os.getloadavg()[0]
     res['seconds'] = time.time() - t0
     with open(RESULTS, 'w') as f:
         json.dump(res, f, indent=2, sort_keys=True)
