@@ -650,8 +650,7 @@ class Bench:
         conf = {'formats': formats, 'driver': 'messagingv2',
                 'transport_url': url or SHARED_URL, 'topics': topic or self.topic,
                 'journal_dir': jd, 'record_lookups': 'true' if lookups else 'false'}
-        if self.args.fast_leaf:
-            conf['rabbit_batch_publish'] = 'true'
+        conf['rabbit_batch_publish'] = 'false' if self.args.plain_leaf else 'true'
         return conf
 
     def setup_images(self, port):
@@ -1171,8 +1170,11 @@ def parse_args(argv=None):
     p.add_argument('--outage-after', type=float, help='load after start_app (40; quick 15)')
     p.add_argument('--no-variants', action='store_true',
                    help='only the primary variant (formats cadf, record_lookups on)')
-    p.add_argument('--fast-leaf', action='store_true',
-                   help='filter with rabbit_batch_publish = true')
+    leaf = p.add_mutually_exclusive_group()
+    leaf.add_argument('--fast-leaf', action='store_true',
+                      help='filter with rabbit_batch_publish = true (the default)')
+    leaf.add_argument('--plain-leaf', action='store_true',
+                      help='filter with rabbit_batch_publish = false')
     p.add_argument('--deliver-timeout', type=float, default=120.0,
                    help='deadline for the consumer to see every event of a segment')
     p.add_argument('--keep', action='store_true', help='keep the temp dir')

@@ -453,8 +453,7 @@ def test_filter_keeps_every_event_when_its_node_is_stopped(cluster, tmp_path, le
     keys = {'oslo_config_config': _filter_conf(exchange), 'driver': 'messagingv2',
             'transport_url': cluster.transport_url(), 'formats': 'cadf', 'topics': topic,
             'journal_dir': str(tmp_path / 'journal'), 'retry': '0', 'stats_interval': '0'}
-    if leaf == 'batch':
-        keys['rabbit_batch_publish'] = 'true'
+    keys['rabbit_batch_publish'] = 'true' if leaf == 'batch' else 'false'
     mw = filter_factory({}, **keys)(_image_app)
     publishes = PublishLog(mw.delivery)
     server = AppServer(mw).start()
