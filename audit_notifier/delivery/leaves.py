@@ -19,13 +19,15 @@ take them (connection refused or lost, timeout, broker gone): the sender keeps t
 and tries again later.  Any other exception is a bug (ours or a dependency's) and
 is treated as such: logged with its traceback, counted, dead-lettered.
 
-* :class:`OsloLeaf`, the default: oslo.messaging's notification drivers for the
-  configured driver names (messagingv2, messaging, log, routing, test, noop), one
-  envelope at a time.  When oslo.messaging lacks the private ``_send_notification``
-  (:mod:`.oslo_private`), its public driver is used and a failed send is learnt
-  from the driver's error log record (:func:`.process_hooks.watch_send_failures`).
-* the fast leaf (``rabbit_batch_publish = true``, messaging/messagingv2 over
-  ``rabbit://``): :class:`~audit_notifier.delivery.rabbit_batch.RabbitBatchSender`,
+* :class:`OsloLeaf`, the plain path: oslo.messaging's notification drivers for
+  the configured driver names (messagingv2, messaging, log, routing, test, noop),
+  one envelope at a time (``rabbit_batch_publish = false``, drivers and transports
+  the fast leaf does not cover, or its private names missing).  When
+  oslo.messaging lacks the private ``_send_notification`` (:mod:`.oslo_private`),
+  its public driver is used and a failed send is learnt from the driver's error
+  log record (:func:`.process_hooks.watch_send_failures`).
+* the fast leaf (``rabbit_batch_publish = true``, the default; messaging/messagingv2
+  over ``rabbit://``): :class:`~audit_notifier.delivery.rabbit_batch.RabbitBatchSender`,
   batches in AMQP transactions; it needs private names of oslo.messaging and
   py-amqp (:mod:`.oslo_private`), checked at start-up, else the plain path is used.
 

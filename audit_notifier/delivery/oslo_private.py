@@ -20,7 +20,7 @@ Nothing else in the package touches a private name of a dependency.  Two users:
   them with the whole payload) and the sender must know a notification failed.
   Without it the leaf uses the public driver and learns of failures from the
   driver's error log record (see ``OsloLeaf``);
-* the optional fast leaf (:mod:`.rabbit_batch`, ``rabbit_batch_publish = true``)
+* the fast leaf (:mod:`.rabbit_batch`, ``rabbit_batch_publish = true``, the default)
   rebuilds oslo.messaging's RabbitMQ notification path on one kombu connection.
 
 :func:`missing` checks at start-up that every name of a user exists (and that the

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The optional fast leaf: batches to RabbitMQ in AMQP transactions.
+"""The fast leaf (the default over RabbitMQ): batches in AMQP transactions.
 
 With ``rabbit_batch_publish = true`` and ``messaging``/``messagingv2`` over
 ``rabbit://``, :class:`~audit_notifier.delivery.leaves.OsloLeaf` publishes each
