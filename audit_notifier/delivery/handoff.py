@@ -147,7 +147,6 @@ class Delivery:
         self._pid = None
         self._start_lock = threading.Lock()
         self._calls = itertools.count(1)
-        self._looking_up: dict = {}     # route key -> emitter.looks_up(route)
         self._journal = None
         self._sender = None
         self._thread = None
@@ -167,17 +166,10 @@ class Delivery:
         self._journal.append(record.of_phase(phase, exchange, first, self.headers,
                                              self.emitter.redactor))
         sender = self._sender
-        if sender.idle or (sender.gathering and self._looks_up(exchange.route)):
+        # A gathering sender is woken only for a call whose record look-up must not
+        # wait (emitter.looks_up: a few attribute reads).
+        if sender.idle or (sender.gathering and self.emitter.looks_up(exchange.route)):
             sender.wake.set()
-
-    def _looks_up(self, route) -> bool:
-        """Request path, while the sender gathers: may this route's events need a
-        record look-up (then the sender builds its records at once)?  Decided once
-        per route (a dict read)."""
-        looks_up = self._looking_up.get(route.key)
-        if looks_up is None:
-            looks_up = self._looking_up[route.key] = self.emitter.looks_up(route)
-        return looks_up
 
     def count_filter_error(self) -> None:
         """Request path: an API call the filter failed to classify or journal.  The

@@ -235,9 +235,8 @@ class Sender:
         has been sent, just before its position is committed: a batch that is not
         sent now is read again later, and its bad records must not be
         dead-lettered twice."""
-        runs: list = []
         failed: list = []
-        runs = self._build(items, builder, runs, failed)
+        runs = self._build(items, builder, [], failed)
         if gather > 0.0:
             runs = self._gather(items, builder, runs, failed, gather)
         if not self.publish(runs):
