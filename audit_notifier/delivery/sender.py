@@ -37,7 +37,7 @@ While requests arrive and records wait, the sender works in slices and rests
 between them (:mod:`.pacing`): its own journal, a dead process's journal and import
 follows all yield to the request threads, never slower than five times the arrival
 rate.  Without a backlog, while requests arrive, it gathers what is appended
-within ``pacing.GATHER`` (50 ms) into one publish, building each record as it
+within ``pacing.GATHER`` (200 ms) into one publish, building each record as it
 comes (:meth:`Sender._gather`).
 
 With ``trail = true`` the sender also keeps the integrity trail

@@ -161,10 +161,10 @@ def test_gather_only_when_another_record_is_expected_in_time(make):
     GATHER seconds only if, at the arrival rate, one more record comes by then."""
     pacer, clock, load = make()
     assert pacer.gather() == 0.0                              # idle: publish at once
-    just_enough = 1.0 / pacing.GATHER                         # 20 records/s
-    _arrive(clock, load, just_enough / 2)                     # 10/s: none expected
+    just_enough = 1.0 / pacing.GATHER                         # 5 records/s
+    _arrive(clock, load, just_enough / 2, seconds=2.0)        # 2.5/s: none expected
     assert pacer.gather() == 0.0
-    _arrive(clock, load, just_enough)
+    _arrive(clock, load, just_enough, seconds=2.0)
     assert pacer.gather() == pacing.GATHER
     _arrive(clock, load, 300)
     assert pacer.gather() == pacing.GATHER
