@@ -372,7 +372,9 @@ def _api_conf(base, paste_file, conf_overrides=None):
             'enabled_import_methods': '[glance-direct,web-download]',
         },
         'database': {
-            'connection': 'sqlite:///%s' % os.path.join(base, 'glance.sqlite'),
+            # A writer waits up to 60 s for another's lock (pysqlite's default is
+            # 5 s), as on a server database; see _sqlite_writers_queue.
+            'connection': 'sqlite:///%s?timeout=60' % os.path.join(base, 'glance.sqlite'),
         },
         **store_sections(base),
         'paste_deploy': {'flavor': PASTE_FLAVOR, 'config_file': paste_file},
@@ -412,6 +414,36 @@ def _api_conf(base, paste_file, conf_overrides=None):
         out.extend('%s = %s' % (k, v) for k, v in values.items())
         out.append('')
     return '\n'.join(out)
+
+
+_QUEUED = []
+
+
+def _sqlite_writers_queue():
+    """Begin every SQLite transaction of this process ``BEGIN IMMEDIATE``.
+
+    oslo.db begins Glance's transactions with a plain (deferred) ``BEGIN``: one
+    that read first and writes later fails at once with "database is locked"
+    when another connection committed meanwhile (SQLite's snapshot rule, which
+    no busy timeout waits out).  A busy machine widens that window: Glance's
+    own import thread and an API call writing the same image then fail with a
+    500 (seen under a CPU hog).  Taking the write lock at BEGIN makes them wait
+    their turn instead (the URL's ``timeout``), as row locks on Glance's
+    production databases (MySQL, PostgreSQL) do.  The test process has no
+    other SQLite engine.  Installed once per process.
+    """
+    if _QUEUED:
+        return
+    import sqlalchemy
+
+    def immediate(conn, cursor, statement, parameters, context, executemany):
+        if statement == 'BEGIN' and conn.dialect.name == 'sqlite':
+            statement = 'BEGIN IMMEDIATE'
+        return statement, parameters
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, 'before_cursor_execute', immediate,
+                            retval=True)
+    _QUEUED.append(immediate)
 
 
 class GlanceEnv(object):
@@ -465,6 +497,7 @@ class GlanceEnv(object):
 
             self._db_sync()
             self._sqlite_wal()
+            _sqlite_writers_queue()
             t1 = time.perf_counter()
             self._install_auth_fixture()
             self.app = self._init_app(etc)
