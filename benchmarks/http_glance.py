@@ -56,6 +56,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -282,6 +283,39 @@ class Server:
 
 
 _STARTED = []
+
+
+def proc_cpu_seconds(pid):
+    """user + system CPU of a process so far (/proc/<pid>/stat), or None."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def listener_pid(port):
+    """The pid of the process listening on TCP ``port`` (Linux /proc), or None."""
+    inodes = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == '0A' and int(parts[1].rsplit(':', 1)[1], 16) == port:
+                        inodes.add('socket:[%s]' % parts[9])
+        except OSError:
+            continue
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            fds = os.listdir('/proc/%s/fd' % pid)
+            if any(os.readlink('/proc/%s/fd/%s' % (pid, fd)) in inodes for fd in fds):
+                return int(pid)
+        except OSError:
+            continue
+    return None
 
 
 def http_call(port, method, path, body=None, headers=None, timeout=30):
@@ -644,6 +678,7 @@ class Bench:
             os.makedirs(os.path.join(self.base, sub))
         open(os.path.join(self.base, 'policy.yaml'), 'w').close()
         self.exchange = 'httpbench-%s' % self.run_id
+        self.broker_pid = None          # the shared RabbitMQ, when local (its CPU)
         self.topic = 'httpbench-%s' % self.run_id
         self.ctx = multiprocessing.get_context('spawn')
         self.results = {'run_id': self.run_id, 'started': time.strftime('%Y-%m-%d %H:%M:%S'),
@@ -727,7 +762,14 @@ class Bench:
         if audited:
             consumer.pause(True)
         cpu0 = server.cpu_seconds()
+        broker0 = proc_cpu_seconds(self.broker_pid)
         res = self.drive(job)
+        broker1 = proc_cpu_seconds(self.broker_pid)
+        # RabbitMQ's CPU while the segment ran (it shares these cores): what taking
+        # the publishes costs it (a few sent after the last call are not counted).
+        res['broker_cpu_ms_per_call'] = ((broker1 - broker0) * 1000.0 / res['calls']
+                                         if broker0 is not None and broker1 is not None
+                                         else None)
         res['load'] = os.getloadavg()[0]
         if audited:
             self.expected += res['calls']
@@ -787,6 +829,9 @@ class Bench:
                 rate_key = 'rate' if 'rate' in rs[0] else 'achieved'
                 fig[side]['rate'] = med([x[rate_key] for x in rs])
                 fig[side]['cpu_ms_per_call'] = med([x['cpu_ms_per_call'] for x in rs])
+                broker = [x['broker_cpu_ms_per_call'] for x in rs
+                          if x.get('broker_cpu_ms_per_call') is not None]
+                fig[side]['broker_cpu_ms_per_call'] = med(broker) if broker else None
                 bad = sum(x['bad'] for x in rs)
                 extra = ''
                 if 'late_1ms' in rs[0]:
@@ -803,6 +848,10 @@ class Bench:
                 self.say('%-22s %-4s %8.2f %8.2f %8.2f %9.1f %8.2f %5d  %s' % (
                     key, side, fig[side]['median'], fig[side]['p90'], fig[side]['p99'],
                     fig[side]['rate'], fig[side]['cpu_ms_per_call'], bad, extra))
+            if fig['on']['broker_cpu_ms_per_call'] is not None:
+                self.say('%-22s      RabbitMQ CPU per call %s' % (key, ', '.join(
+                    '%s %.3f ms' % (side, fig[side]['broker_cpu_ms_per_call'])
+                    for side in sides)))
             added = _added(sides['on'], sides['off'], fig['off'])
             self.say('%-22s      added median %+.3f ms (%+.1f %%), p99 %+.3f ms (%+.1f %%), '
                      'throughput on/off %.3f' % (
@@ -832,6 +881,9 @@ class Bench:
         if only and not only & (set(WORKLOADS) | {'open', 'closed'}):
             return
         self.consumer = Consumer(self.ctx, SHARED_URL, self.exchange, self.topic, False)
+        broker = urllib.parse.urlsplit(SHARED_URL.split(',')[0])
+        if broker.hostname in ('127.0.0.1', 'localhost'):
+            self.broker_pid = listener_pid(broker.port or 5672)
         off = self.off_server
         variants = [('cadf', True)] + [v for v in (('cadf', False), ('cadf,glance', True),
                                                    ('cadf,glance', False))
@@ -1078,6 +1130,13 @@ class Bench:
                 rows.append(('  worker CPU per call off / on', '%.2f / %.2f ms (%+.1f %%)' % (
                     cpu_off, cpu_on, 100.0 * (cpu_on - cpu_off) / cpu_off),
                     '(what bounds it)', None))
+                b_off, b_on = s['off'].get('broker_cpu_ms_per_call'), \
+                    s['on'].get('broker_cpu_ms_per_call')
+                if b_off is not None and b_on is not None:
+                    share = 100.0 * (b_on - b_off) / cpu_off
+                    rows.append(('  RabbitMQ CPU per call off / on',
+                                 '%.3f / %.3f ms (%+.1f %% of a worker\'s call)' % (
+                                     b_off, b_on, share), '(same cores)', None))
                 if 'control' in s:
                     rows.append(('  A/A control: off2/off', '%.1f / %.1f calls/s = %.3f' % (
                         s['off2']['rate'], s['off']['rate'], s['control']['rate_ratio']),
