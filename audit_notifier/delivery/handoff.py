@@ -249,14 +249,18 @@ class Delivery:
         target = journal.appended
         deadline = time.monotonic() + timeout
         with sender.done:
-            while sender.processed + journal.dropped < target:
-                if sender.stopping and not self._thread.is_alive():
-                    return False
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                sender.wake.set()
-                sender.done.wait(min(left, 0.5))
+            sender.hurry += 1                   # a gathering sender publishes now
+            try:
+                while sender.processed + journal.dropped < target:
+                    if sender.stopping and not self._thread.is_alive():
+                        return False
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    sender.wake.set()
+                    sender.done.wait(min(left, 0.5))
+            finally:
+                sender.hurry -= 1
         return not self.stats.bus_is_down
 
     def close(self, timeout: float = 10.0) -> None:

@@ -94,6 +94,7 @@ class Sender:
         # Gathering records for one publish (_gather): only calls that need a prompt
         # build wake the sender then.
         self.gathering = False
+        self.hurry = 0                  # flush() callers waiting: a gathering ends at once
         self.stopping = False
         self.stop_deadline = 0.0
         self.done = threading.Condition()
@@ -276,7 +277,8 @@ class Sender:
         except a call whose events may need a record look-up
         (:meth:`Delivery.submit`): it is built at once, as without gathering,
         since a later look-up would see the resource as the next calls left it.
-        A stop ends the gathering after one last read."""
+        A stop or a flush (:meth:`Delivery.flush`) ends the gathering after one last
+        read."""
         deadline = time.monotonic() + seconds
         self.idle = False                       # (run() may have set it for this step)
         self.gathering = True
@@ -289,7 +291,7 @@ class Sender:
                     self._in_hand = len(items)
                     continue
                 left = deadline - time.monotonic()
-                if left <= 0.0 or self.stopping:
+                if left <= 0.0 or self.stopping or self.hurry:
                     break
                 self.wake.wait(left)
                 self.wake.clear()

@@ -253,6 +253,25 @@ def test_records_arriving_while_gathering_share_one_publish(make_filter, wsgi):
     assert built == [2, 3, 4] and pacer.asked_to_gather == 1
 
 
+def test_a_flush_ends_a_gathering_at_once(make_filter, wsgi):
+    """flush() (AuditNotifier.flush) wants what was submitted sent now: a gathering
+    sender publishes what it holds instead of waiting out its gathering (600 s
+    here; flush's own 60 s deadline would make it return False)."""
+    mw, leaf, pacer, built, _ = gathering_filter(make_filter, wsgi, gather=600.0)
+    sender = mw.delivery._sender
+    call(mw, wsgi, IMAGES[1], 'req-a')
+    wait_until(lambda: sender.gathering and built == [2], 60,
+               'req-a built and the sender gathering')
+    call(mw, wsgi, IMAGES[2], 'req-b')
+    assert leaf.batches == [1]
+    assert mw.delivery.flush(60) is True
+    assert leaf.batches == [1, 2]
+    assert request_ids(leaf.sent) == ['req-first', 'req-a', 'req-b']
+    assert sender.hurry == 0 and pacer.asked_to_gather == 1
+    mw.delivery.close(30)
+    assert leaf.batches == [1, 2]
+
+
 def test_a_call_that_may_look_up_is_built_at_once_while_gathering(make_filter, wsgi):
     """With the Glance format and record look-ups, a deactivate's image.update
     needs the image record: such a call wakes the gathering sender, which builds
