@@ -233,15 +233,24 @@ def gathering_filter(make_filter, wsgi, gather, **paste):
     return mw, leaf, pacer, built, sent_first
 
 
-def test_records_arriving_while_gathering_share_one_publish(make_filter, wsgi):
-    """A call whose events need no record look-up does not wake a gathering
-    sender (nothing is published meanwhile, and nothing lost: ``unsent`` counts
-    them); a stop ends the gathering and the calls go in one publish, in order."""
-    mw, leaf, pacer, built, _ = gathering_filter(make_filter, wsgi, gather=600.0)
+def gathering_after_one_call(make_filter, wsgi, **paste):
+    """gathering_filter with a 600 s gathering, once a first call after it (req-a,
+    call 2) is built and the sender gathers."""
+    mw, leaf, pacer, built, sent_first = gathering_filter(make_filter, wsgi, gather=600.0,
+                                                          **paste)
     sender = mw.delivery._sender
     call(mw, wsgi, IMAGES[1], 'req-a')
     wait_until(lambda: sender.gathering and built == [2], 60,
                'req-a built and the sender gathering')
+    return mw, leaf, pacer, built, sent_first
+
+
+def test_records_arriving_while_gathering_share_one_publish(make_filter, wsgi):
+    """A call whose events need no record look-up does not wake a gathering
+    sender (nothing is published meanwhile, and nothing lost: ``unsent`` counts
+    them); a stop ends the gathering and the calls go in one publish, in order."""
+    mw, leaf, pacer, built, _ = gathering_after_one_call(make_filter, wsgi)
+    sender = mw.delivery._sender
     call(mw, wsgi, IMAGES[2], 'req-b')
     call(mw, wsgi, IMAGES[3], 'req-c')
     assert not sender.wake.is_set()             # deactivate, formats cadf: no look-up
@@ -257,11 +266,8 @@ def test_a_flush_ends_a_gathering_at_once(make_filter, wsgi):
     """flush() (AuditNotifier.flush) wants what was submitted sent now: a gathering
     sender publishes what it holds instead of waiting out its gathering (600 s
     here; flush's own 60 s deadline would make it return False)."""
-    mw, leaf, pacer, built, _ = gathering_filter(make_filter, wsgi, gather=600.0)
+    mw, leaf, pacer, built, _ = gathering_after_one_call(make_filter, wsgi)
     sender = mw.delivery._sender
-    call(mw, wsgi, IMAGES[1], 'req-a')
-    wait_until(lambda: sender.gathering and built == [2], 60,
-               'req-a built and the sender gathering')
     call(mw, wsgi, IMAGES[2], 'req-b')
     assert leaf.batches == [1]
     assert mw.delivery.flush(60) is True
@@ -276,15 +282,13 @@ def test_a_call_that_may_look_up_is_built_at_once_while_gathering(make_filter, w
     """With the Glance format and record look-ups, a deactivate's image.update
     needs the image record: such a call wakes the gathering sender, which builds
     it (and looks the record up) at once, not when the gathering ends (600 s)."""
-    mw, leaf, pacer, built, sent_first = gathering_filter(
-        make_filter, wsgi, gather=600.0, formats='cadf,glance', record_lookups='true',
+    mw, leaf, pacer, built, sent_first = gathering_after_one_call(
+        make_filter, wsgi, formats='cadf,glance', record_lookups='true',
         app=deactivate_or_show_app)
     sender = mw.delivery._sender
-    call(mw, wsgi, IMAGES[1], 'req-a')
-    wait_until(lambda: sender.gathering and built == [2], 60,
-               'req-a built and the sender gathering')
     call(mw, wsgi, IMAGES[2], 'req-b')
     wait_until(lambda: built == [2, 3], 60, 'req-b built while gathering')
+    assert sender.gathering
     assert len(leaf.batches) == sent_first      # still gathering: nothing published
     mw.delivery.close(30)
     cadf = [e for e in leaf.sent if e['event_type'].startswith('audit.')]
