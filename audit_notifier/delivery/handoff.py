@@ -245,23 +245,29 @@ class Delivery:
         when the bus is down."""
         if not self.started:
             return True
-        sender, journal = self._sender, self._journal
-        target = journal.appended
-        deadline = time.monotonic() + timeout
+        sender = self._sender
         with sender.done:
             sender.hurry += 1                   # a gathering sender publishes now
             try:
-                while sender.processed + journal.dropped < target:
-                    if sender.stopping and not self._thread.is_alive():
-                        return False
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    sender.wake.set()
-                    sender.done.wait(min(left, 0.5))
+                handled = self._wait_handled(self._journal.appended, timeout)
             finally:
                 sender.hurry -= 1
-        return not self.stats.bus_is_down
+        return handled and not self.stats.bus_is_down
+
+    def _wait_handled(self, target: int, timeout: float) -> bool:
+        """flush(), holding ``sender.done``: wait until ``target`` records were
+        handled; False on timeout or when the sender thread ended first."""
+        sender, journal = self._sender, self._journal
+        deadline = time.monotonic() + timeout
+        while sender.processed + journal.dropped < target:
+            if sender.stopping and not self._thread.is_alive():
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sender.wake.set()
+            sender.done.wait(min(left, 0.5))
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is waiting (up to ``timeout`` s), stop the sender, release the
