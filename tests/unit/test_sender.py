@@ -99,6 +99,20 @@ def request_ids(envelopes):
     return [e['payload']['initiator']['request_id'] for e in envelopes]
 
 
+def deactivations(envelopes):
+    """What a consumer reads of each CADF event of deactivate_app's calls."""
+    return [(e['event_type'], e['priority'], e['payload']['action'], e['payload']['outcome'],
+             e['payload']['reason'], e['payload']['target']['id'],
+             e['payload']['initiator']['request_id']) for e in envelopes]
+
+
+def deactivated(*calls):
+    """deactivations() of successful deactivate calls ``(image index, request id)``."""
+    return [('audit.image.deactivate', 'INFO', 'update/deactivate', 'success',
+             {'reasonType': 'HTTP', 'reasonCode': '204'}, IMAGES[i], request_id)
+            for i, request_id in calls]
+
+
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
     monkeypatch.setattr(sender_mod, 'RETRY_FIRST', 0.01)
@@ -258,7 +272,8 @@ def test_records_arriving_while_gathering_share_one_publish(make_filter, wsgi):
     assert mw.delivery.snapshot()['unsent'] == 3
     mw.delivery.close(30)
     assert leaf.batches == [1, 3]
-    assert request_ids(leaf.sent) == ['req-first', 'req-a', 'req-b', 'req-c']
+    assert deactivations(leaf.sent) == deactivated(
+        (0, 'req-first'), (1, 'req-a'), (2, 'req-b'), (3, 'req-c'))
     assert built == [2, 3, 4] and pacer.asked_to_gather == 1
 
 
@@ -272,7 +287,8 @@ def test_a_flush_ends_a_gathering_at_once(make_filter, wsgi):
     assert leaf.batches == [1]
     assert mw.delivery.flush(60) is True
     assert leaf.batches == [1, 2]
-    assert request_ids(leaf.sent) == ['req-first', 'req-a', 'req-b']
+    assert deactivations(leaf.sent) == deactivated((0, 'req-first'), (1, 'req-a'),
+                                                   (2, 'req-b'))
     assert sender.hurry == 0 and pacer.asked_to_gather == 1
     mw.delivery.close(30)
     assert leaf.batches == [1, 2]
