@@ -254,16 +254,8 @@ class Server:
         self._log.close()
 
     def cpu_seconds(self):
-        """user + system CPU of the workers so far (/proc/<pid>/stat)."""
-        total = 0
-        for pid in self.worker_pids:
-            try:
-                with open('/proc/%d/stat' % pid) as f:
-                    fields = f.read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total / os.sysconf('SC_CLK_TCK')
+        """user + system CPU of the workers so far."""
+        return sum(proc_cpu_seconds(pid) or 0.0 for pid in self.worker_pids)
 
     def stats(self):
         """Sum of the filter's stats files (one per worker; written every 5 s)."""
@@ -293,29 +285,6 @@ def proc_cpu_seconds(pid):
     except (OSError, TypeError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def listener_pid(port):
-    """The pid of the process listening on TCP ``port`` (Linux /proc), or None."""
-    inodes = set()
-    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == '0A' and int(parts[1].rsplit(':', 1)[1], 16) == port:
-                        inodes.add('socket:[%s]' % parts[9])
-        except OSError:
-            continue
-    for pid in filter(str.isdigit, os.listdir('/proc')):
-        try:
-            fds = os.listdir('/proc/%s/fd' % pid)
-            if any(os.readlink('/proc/%s/fd/%s' % (pid, fd)) in inodes for fd in fds):
-                return int(pid)
-        except OSError:
-            continue
-    return None
 
 
 def http_call(port, method, path, body=None, headers=None, timeout=30):
@@ -883,7 +852,9 @@ class Bench:
         self.consumer = Consumer(self.ctx, SHARED_URL, self.exchange, self.topic, False)
         broker = urllib.parse.urlsplit(SHARED_URL.split(',')[0])
         if broker.hostname in ('127.0.0.1', 'localhost'):
-            self.broker_pid = listener_pid(broker.port or 5672)
+            glance_app()                # the repository root on sys.path
+            from tests.support import proc_sockets
+            self.broker_pid = proc_sockets.listening_pid(broker.port or 5672)
         off = self.off_server
         variants = [('cadf', True)] + [v for v in (('cadf', False), ('cadf,glance', True),
                                                    ('cadf,glance', False))

@@ -124,3 +124,31 @@ def test_ceilometer_event_traits():
     assert ceilometer.event(_envelope('image.send', SEND, priority='ERROR')) is not None
     with pytest.raises(ValueError):     # Ceilometer cannot convert it either
         ceilometer.event(_envelope('image.upload', dict(image, size='big')))
+
+
+def test_proc_sockets_tell_a_listener_and_a_connection_apart():
+    """proc_sockets: the pid listening on a port (the HTTP benchmark finds RabbitMQ's
+    by it), None for a port nobody listens on; the connection to it is ESTABLISHED
+    in this process, from its own local port to the listener's."""
+    import os
+    import socket
+
+    from tests.support import proc_sockets
+
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    client = socket.create_connection(('127.0.0.1', port))
+    try:
+        assert proc_sockets.listening_pid(port) == os.getpid()
+        local = client.getsockname()[1]
+        assert (local, port) in proc_sockets.established()
+        spare = socket.socket()
+        spare.bind(('127.0.0.1', 0))
+        unused = spare.getsockname()[1]          # bound, not listening
+        assert proc_sockets.listening_pid(unused) is None
+        spare.close()
+    finally:
+        client.close()
+        server.close()

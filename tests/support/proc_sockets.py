@@ -36,6 +36,7 @@ import threading
 import time
 
 _ESTABLISHED = '01'
+_LISTEN = '0A'
 
 
 def _socket_inodes(pid: int) -> set:
@@ -51,24 +52,45 @@ def _socket_inodes(pid: int) -> set:
     return inodes
 
 
+def _tcp_sockets(pid: int, state: str):
+    """``(inode, local port, remote port)`` of each TCP socket in ``state`` in the
+    network namespace of ``pid``."""
+    for table in ('tcp', 'tcp6'):
+        try:
+            with open('/proc/%d/net/%s' % (pid, table)) as f:
+                next(f)
+                rows = [line.split() for line in f]
+        except OSError:
+            continue
+        for fields in rows:
+            if len(fields) > 9 and fields[3] == state:
+                yield (fields[9], int(fields[1].rsplit(':', 1)[1], 16),
+                       int(fields[2].rsplit(':', 1)[1], 16))
+
+
 def established(pid: int | None = None) -> set:
     """``(local port, remote port)`` of the ESTABLISHED TCP connections of ``pid``
     (default: this process)."""
     pid = os.getpid() if pid is None else pid
     inodes = _socket_inodes(pid)
-    ports = set()
-    for table in ('tcp', 'tcp6'):
+    return {(local, remote) for inode, local, remote in _tcp_sockets(pid, _ESTABLISHED)
+            if inode in inodes}
+
+
+def listening_pid(port: int) -> int | None:
+    """The pid of the process listening on TCP ``port`` (e.g. a local RabbitMQ), or
+    None (no listener, or its /proc entries are not readable by this user)."""
+    wanted = {inode for inode, local, _ in _tcp_sockets(os.getpid(), _LISTEN)
+              if local == port}
+    if not wanted:
+        return None
+    for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
-            with open('/proc/%d/net/%s' % (pid, table)) as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 9 and fields[3] == _ESTABLISHED and fields[9] in inodes:
-                        ports.add((int(fields[1].rsplit(':', 1)[1], 16),
-                                   int(fields[2].rsplit(':', 1)[1], 16)))
-        except OSError:
+            if _socket_inodes(int(pid)) & wanted:
+                return int(pid)
+        except OSError:                 # gone, or not ours to read
             continue
-    return ports
+    return None
 
 
 class PortTimeline:
