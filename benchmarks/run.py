@@ -39,6 +39,10 @@ Sections (see benchmarks/README.md for the method):
    keystonemiddleware; twice each, alternating, the fastest reported; a real
    oslo.messaging notification listener drains each queue afterwards and counts.
 5. Filter construction time (a fresh process per variant, shipped route maps).
+6. The integrity trail's cost (``--only trail``).
+7. The CPU an audited call costs its process at a live rate, sender included (``--only sender``).
+8. Tail latency with an app that holds the GIL for 3.9 ms per call: does the sender's work
+   make requests wait (``--only tail``)?
 
 Only ``AuditMiddleware.delivery`` (``flush()``, ``counters``, ``snapshot()``, ``leaves``) of
 audit_notifier's internals is used.  The script exits 0 unless something crashed; PASS/MISS
@@ -2140,6 +2144,96 @@ def report_sender(w, sc: dict) -> None:
     w('  bare app: %.0f us of CPU per call' % sc['bare']['process_us_per_call'])
 
 
+def _cpu_bound(app, seconds: float):
+    """``app`` after ``seconds`` of pure-Python CPU work per call: it holds the GIL
+    as a real API's request handling does (Glance's GET: about 3.9 ms of CPU here)."""
+    def burning(environ, start_response):
+        until = time.thread_time() + seconds
+        while time.thread_time() < until:
+            pass
+        return app(environ, start_response)
+    return burning
+
+
+def tail_latency(args, tmpdir: str, run_id: str) -> dict:
+    """Section 8: does the filter's background work show in the API's tail latency?
+
+    One request thread, open loop at each of ``--tail-rates`` calls per second (a
+    worker's share: 75 and 150 are 150 and 300 calls/s over two workers), an app that
+    spends ``--tail-app-ms`` of CPU per call holding the GIL.  Stacks: the bare app
+    twice (the second one is the A/A control), audit_notifier (defaults: journal,
+    fast leaf, gathering; its sender thread competes for the GIL) and
+    keystonemiddleware.audit (messaging driver: it sends in the request thread).
+    Latency of a call: its end minus the time it was due (a call that waits behind
+    the sender is late).  ``--tail-rounds`` rounds of ``--tail-calls`` calls per
+    stack, order rotating; audit_notifier is flushed after its blocks."""
+    base = _cpu_bound(make_app(), args.tail_app_ms / 1000.0)
+    template = base_environ(AUDITED_PATH)
+    topic = 'bench-%s-tail' % run_id
+    stacks = {'off': base, 'off2': base,
+              'on': make_audit_notifier(base, tmpdir, 'messaging', topic, 'tail', fast=True),
+              'km': make_keystonemiddleware(base, tmpdir, 'messaging', topic, 'tail-km')}
+    delivery = stacks['on'].delivery
+    out: dict = {'app_ms': args.tail_app_ms, 'calls': args.tail_calls,
+                 'rounds': args.tail_rounds, 'rates': {}}
+    try:
+        for _ in range(200):                                  # warm-up, connections
+            for key in ('on', 'km'):
+                call(stacks[key], dict(template))
+        delivery.flush(120)
+        for rate in args.tail_rates:
+            late: dict = {key: [] for key in stacks}
+            order = list(stacks)
+            for r in range(args.tail_rounds):
+                for key in order[r % len(order):] + order[:r % len(order)]:
+                    app = stacks[key]
+                    start = time.monotonic() + 0.05
+                    for i in range(args.tail_calls):
+                        due = start + i / rate
+                        wait = due - time.monotonic()
+                        if wait > 0:
+                            time.sleep(wait)
+                        call(app, dict(template))
+                        late[key].append(int((time.monotonic() - due) * 1e9))
+                    if key == 'on':
+                        delivery.flush(120)
+            row = {}
+            for key, values in late.items():
+                values.sort()
+                row[key] = {'p50_us': pct(values, 50), 'p90_us': pct(values, 90),
+                            'p99_us': pct(values, 99), 'n': len(values)}
+            out['rates'][str(rate)] = row
+        counters = delivery.counters
+        out['audit_notifier'] = {k: counters[k] for k in ('journaled', 'sent', 'dropped',
+                                                          'dead_letters')}
+    finally:
+        delivery.close()
+        delete_queues([topic + '.info'])
+    return out
+
+
+def report_tail(w, tl: dict) -> None:
+    w('')
+    w('8. Tail latency with a CPU-bound app (%.1f ms of CPU per call, holding the GIL), '
+      'one request thread, open loop, %d rounds x %d calls per stack; latency = end of '
+      'the call minus when it was due' % (tl['app_ms'], tl['rounds'], tl['calls']))
+    names = {'off': 'bare app', 'off2': 'bare app again (A/A)',
+             'on': 'audit_notifier (defaults)', 'km': 'keystonemiddleware.audit'}
+    for rate, row in tl['rates'].items():
+        off = row['off']
+        w('  %s calls/s:' % rate)
+        for key in ('off', 'off2', 'on', 'km'):
+            r = row[key]
+            added = ('' if key == 'off' else '  added p50 %+.1f %%, p99 %+.1f %%'
+                     % ((r['p50_us'] / off['p50_us'] - 1) * 100,
+                        (r['p99_us'] / off['p99_us'] - 1) * 100))
+            w('    %-28s p50 %7.0f  p90 %7.0f  p99 %7.0f us%s'
+              % (names[key], r['p50_us'], r['p90_us'], r['p99_us'], added))
+    c = tl['audit_notifier']
+    w('  audit_notifier: %d calls journaled, %d notifications sent, %d dropped, %d dead '
+      'letters' % (c['journaled'], c['sent'], c['dropped'], c['dead_letters']))
+
+
 def report_trail(w, tr: dict) -> None:
     w('')
     w('6. Integrity trail (trail = true): request path, trail off vs on (journal, noop '
@@ -2173,6 +2267,8 @@ def report(res: dict, args) -> str:
         report_trail(w, res['trail'])
     if res.get('sender'):
         report_sender(w, res['sender'])
+    if res.get('tail'):
+        report_tail(w, res['tail'])
     rows = goals(res)
     if rows:
         w('')
@@ -2220,7 +2316,8 @@ def versions() -> dict:
     return out
 
 
-SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct', 'trail', 'sender')
+SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct', 'trail', 'sender',
+            'tail')
 
 
 def parse_args(argv=None):
@@ -2274,6 +2371,12 @@ def parse_args(argv=None):
                    help='calls per stack in the sender section (2000)')
     p.add_argument('--sender-rate', type=float, default=200.0,
                    help='calls per second in the sender section (200)')
+    p.add_argument('--tail-rates', type=lambda v: [float(x) for x in v.split(',')],
+                   default=[75.0, 150.0], help='section 8: calls per second, comma-separated')
+    p.add_argument('--tail-calls', type=int, default=600, help='section 8: calls per block')
+    p.add_argument('--tail-rounds', type=int, default=4, help='section 8: rounds')
+    p.add_argument('--tail-app-ms', type=float, default=3.9,
+                   help='section 8: CPU per call of the app, ms')
     p.add_argument('--output', default=RESULTS)
     # child processes
     p.add_argument('--child', help=argparse.SUPPRESS)
@@ -2299,6 +2402,7 @@ def parse_args(argv=None):
         args.outage_seconds, args.outage_before, args.outage_after = 10.0, 6.0, 8.0
         args.construct_n = 5
         args.sender_calls = 600
+        args.tail_calls, args.tail_rounds = 200, 2
     return args
 
 
@@ -2361,6 +2465,10 @@ def main(argv=None) -> int:
             print('7. CPU per audited call at a live rate ...', flush=True)
             res['sender'] = sender_cpu(args, tmpdir, run_id)
             res['load']['sender'] = os.getloadavg()[0]
+        if 'tail' in sections:
+            print('8. tail latency with a CPU-bound app ...', flush=True)
+            res['tail'] = tail_latency(args, tmpdir, run_id)
+            res['load']['tail'] = os.getloadavg()[0]
     res['seconds'] = time.time() - t0
     with open(RESULTS, 'w') as f:
         json.dump(res, f, indent=2, sort_keys=True)
