@@ -21,14 +21,25 @@ per request (measured before pacing: p99 5.6 ms before a 30 s outage at 150 call
 process's journal are the same kind of work.
 
 So the sender works in slices and rests between them (:class:`Pacer`, used by the
-sender thread only; a few clock reads and float operations per slice):
+sender thread only; a few clock reads and float operations per slice, a clock
+read per record and per message):
 
 * while requests arrive (journal appends seen in the last ``WINDOW`` seconds) and
   records wait (a backlog), the sender takes at most ``BUSY_SHARE`` of a CPU:
   after a slice that cost it ``c`` seconds of CPU it rests
-  ``c * (1 / BUSY_SHARE - 1)``; a slice is about
+  ``c * (1 / BUSY_SHARE - 1)``, less what it yielded in the slice (below); a slice
+  is about
   ``SLICE_CPU`` of CPU (a number of records from the measured cost per record), so
   no request waits behind a long run of sender work;
+* within a slice, while requests arrive, the sender lets go of the GIL between two
+  records and between two messages of a publish once it has worked ``YIELD_EVERY``
+  (0.3 ms) since it last did (:meth:`Pacer.yield_gil`): it sleeps ``YIELD_REST``
+  (0.1 ms), long enough for a request thread waiting for the GIL to take it (a
+  thread that releases the GIL and asks for it again at once usually gets it back
+  before a waiting thread has woken up).  A request that comes while the sender
+  works waits at most that long, not for a whole slice or publish (in process,
+  an app holding the GIL 3.9 ms per call, 150 calls/s: the p99 the filter adds
+  went from +82-128 % to +36-50 %; benchmarks/README.md, section 8);
 * ``background_max_rate`` (records per second, 0: none) caps the rate further;
 * neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
   a backlog always shrinks, at five times the rate calls add to it or faster;
@@ -52,7 +63,7 @@ the sender rests more, down to the floor rate.
 
 from __future__ import annotations
 
-from time import monotonic
+from time import monotonic, sleep
 
 # Share of one CPU the sender may take while requests arrive.
 BUSY_SHARE = 0.25
@@ -71,6 +82,14 @@ BATCH = 100
 # calls/s, 200 ms took a fifth to a third off the sender's CPU per call against 50 ms
 # (fewer publishes, commits and wake-ups); the request p99 did not measurably rise.
 GATHER = 0.2
+# While requests arrive: the sender's longest run of work between two records or two
+# messages before it lets go of the GIL (seconds), and how long it lets go.  A yield
+# costs the sender about 50 us of CPU (the sleep, the GIL hand-over, colder caches
+# after it): about 15 us per call at 200 calls/s (0.3 yields per call).  Yielding
+# after 0.6 ms of work took about half as much off the p99 (in process, CPU-bound
+# app); sleeping 20 us instead of 100 us cost as much CPU.
+YIELD_EVERY = 0.0003
+YIELD_REST = 0.0001
 
 
 class Pacer:
@@ -84,7 +103,9 @@ class Pacer:
         self._window_count = arrivals()
         self.arrival_rate = 0.0          # records per second in the last window
         self._cost = None                # CPU seconds per record (moving average)
-        self.rested = 0.0                # seconds rested in all
+        self.rested = 0.0                # seconds rested in all (yields included)
+        self._working_since = monotonic()  # when the sender last had to take the GIL
+        self._yielded = 0.0              # seconds yielded since the slice began
 
     # -- what the request load is ---------------------------------------------------------
     def _observe(self) -> None:
@@ -119,8 +140,10 @@ class Pacer:
 
     # -- what the sender asks --------------------------------------------------------------
     def slice(self) -> int:
-        """How many records to take now."""
+        """How many records to take now (the sender's work starts again)."""
         self._observe()
+        self.resumed()
+        self._yielded = 0.0
         size = BATCH
         if self.busy and self._cost:
             size = min(size, int(SLICE_CPU / self._cost))
@@ -135,6 +158,25 @@ class Pacer:
         self._observe()
         return GATHER if self.arrival_rate * GATHER >= 1.0 else 0.0
 
+    def resumed(self) -> None:
+        """The sender works again after a wait or a rest (it had let go of the GIL)."""
+        self._working_since = monotonic()
+
+    def yield_gil(self) -> None:
+        """Between two records or two messages (sender thread; a clock read when it
+        does not yield): while requests arrive, once the sender has worked
+        ``YIELD_EVERY`` since it last let go of the GIL, sleep ``YIELD_REST`` so that a
+        request thread waiting for it takes it."""
+        if self.arrival_rate <= 0.0:
+            return
+        now = monotonic()
+        if now - self._working_since < YIELD_EVERY:
+            return
+        sleep(YIELD_REST)
+        self.rested += YIELD_REST
+        self._yielded += YIELD_REST
+        self._working_since = monotonic()
+
     def pause(self, records: int, cpu: float, wall: float, drained: bool = False) -> float:
         """Seconds to rest after a slice of ``records`` records (0: other background
         work, a poll of import follows) that took ``cpu`` seconds of the sender's CPU
@@ -145,7 +187,8 @@ class Pacer:
             self._cost = cost if self._cost is None else 0.8 * self._cost + 0.2 * cost
         rest = 0.0
         if self.busy:
-            rest = cpu * (1.0 / BUSY_SHARE - 1.0)
+            # The slice's GIL yields were rests already.
+            rest = cpu * (1.0 / BUSY_SHARE - 1.0) - self._yielded
         if records > 0:
             if self.max_rate:
                 rest = max(rest, records / self.max_rate - wall)

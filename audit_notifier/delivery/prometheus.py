@@ -60,7 +60,8 @@ METRICS = (
     ('send_rate_limit', 'send_rate_limit_per_second', 'gauge',
      'Rate the sender paces its work to, records per second (0: no limit).'),
     ('paced_seconds', 'paced_seconds_total', 'counter',
-     'Seconds the sender rested between slices of work, yielding to requests.'),
+     'Seconds the sender rested between slices of work or let go of the GIL, '
+     'yielding to requests.'),
     ('time', 'stats_updated_timestamp_seconds', 'gauge',
      'When the process last wrote its stats (every 5 s while it runs).'),
 )

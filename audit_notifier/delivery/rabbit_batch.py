@@ -49,6 +49,7 @@ import sys
 import threading
 import time
 import uuid
+from typing import Callable
 
 
 from audit_notifier.delivery import oslo_private
@@ -153,17 +154,19 @@ class RabbitBatchSender:
             return None
 
     # -- sending --------------------------------------------------------------------------
-    def send(self, envelopes: list, versions: list, contexts: list | None = None) -> None:
+    def send(self, envelopes: list, versions: list, contexts: list | None = None,
+             between: Callable[[], None] | None = None) -> None:
         """Publish every envelope (to every topic, in each version) in one
         transaction, each with its oslo.messaging context (``contexts``, one dict
-        per envelope; None: ``{}``); raises when it could not be committed."""
+        per envelope; None: ``{}``); raises when it could not be committed.
+        ``between`` (None: nothing) is called before each envelope is encoded."""
         with self._lock:
             attempt = 0
             fresh_tried = False
             while True:
                 reused = self._conn is not None and self._pid == os.getpid()
                 try:
-                    self._send_once(envelopes, versions, contexts)
+                    self._send_once(envelopes, versions, contexts, between)
                     return
                 except Exception as exc:
                     recoverable = isinstance(exc, self._recoverable())
@@ -178,7 +181,8 @@ class RabbitBatchSender:
                     time.sleep(self._pause(attempt))
                     attempt += 1
 
-    def _send_once(self, envelopes: list, versions: list, contexts: list | None) -> None:
+    def _send_once(self, envelopes: list, versions: list, contexts: list | None,
+                   between: Callable[[], None] | None) -> None:
         if self._conn is None or self._pid != os.getpid():
             self._connect()
         topics = self.topics
@@ -199,6 +203,8 @@ class RabbitBatchSender:
         if contexts is None:
             contexts = [{}] * len(envelopes)
         for envelope, priority, context in zip(envelopes, priorities, contexts):
+            if between is not None:
+                between()
             for version in versions:
                 for topic in topics:
                     # What amqpdriver._send does to a notification before notify_send.

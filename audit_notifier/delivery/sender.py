@@ -212,6 +212,12 @@ class Sender:
         self._rest(len(items), started, drained=drained)
         return True
 
+    def _yield_gil(self) -> None:
+        """Between two records or two messages (sender thread): let a waiting request
+        thread have the GIL (:meth:`Pacer.yield_gil`), except while stopping."""
+        if not self.stopping:
+            self.pacer.yield_gil()
+
     @staticmethod
     def _clocks() -> tuple[float, float]:
         return time.thread_time(), time.monotonic()
@@ -256,6 +262,7 @@ class Sender:
         """``runs`` with the envelopes of ``items`` added; a record that cannot be
         built is counted, logged and added to ``failed`` (with its whole call)."""
         for position, rec in items:
+            self._yield_gil()
             try:
                 built = builder.build(position, rec)
             except Exception as exc:
@@ -295,6 +302,7 @@ class Sender:
                     break
                 self.wake.wait(left)
                 self.wake.clear()
+                self.pacer.resumed()
         finally:
             self.gathering = False
         return runs
@@ -344,10 +352,7 @@ class Sender:
         while True:
             outage = None
             try:
-                if contexts is None:
-                    self.leaves[fmt].publish_many(envelopes)
-                else:
-                    self.leaves[fmt].publish_many(envelopes, contexts)
+                self.leaves[fmt].publish_many(envelopes, contexts, between=self._yield_gil)
             except BusUnavailable as exc:
                 outage = exc
             except Exception:

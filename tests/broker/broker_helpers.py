@@ -283,9 +283,9 @@ def record_envelopes(delivery) -> list:
     def recording_factory():
         leaves = factory()
         for leaf in leaves.values():
-            def recording_many(envelopes, _publish_many=leaf.publish_many):
+            def recording_many(envelopes, *rest, _publish_many=leaf.publish_many, **kw):
                 before = copy.deepcopy(list(envelopes))
-                _publish_many(before)        # a batch counts only when all of it went
+                _publish_many(before, *rest, **kw)   # a batch counts only when all went
                 with lock:
                     sent.extend(copy.deepcopy(before))
             leaf.publish_many = recording_many

@@ -254,11 +254,11 @@ class PublishLog:
         def recording_factory():
             leaves = factory()
             for leaf in leaves.values():
-                def publish_many(envelopes, _inner=leaf.publish_many):
+                def publish_many(envelopes, *rest, _inner=leaf.publish_many, **kw):
                     envelopes = list(envelopes)
                     began = time.monotonic()
                     try:
-                        _inner(envelopes)
+                        _inner(envelopes, *rest, **kw)
                     except BaseException as exc:
                         with self.lock:
                             self.calls.append((began, time.monotonic(), len(envelopes),

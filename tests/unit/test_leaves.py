@@ -100,6 +100,21 @@ def test_without_send_notification_the_public_driver_is_used_and_failures_still_
             process_hooks._send_failures)
 
 
+def test_plain_leaf_does_not_call_between(monkeypatch):
+    """The plain path waits for each message's confirm (the GIL is let go then): the
+    sender's GIL yield (``between``) is for batched publishes only."""
+    leaf = leaves.OsloLeaf(cfg.ConfigOpts(), ['messagingv2'], ['t'], 'fake:///', 0)
+    steps = []
+    monkeypatch.setattr(leaf, '_send_direct',
+                        lambda envelope, ctxt: steps.append(envelope['message_id']))
+    try:
+        leaf.publish_many([envelope(1), envelope(2)], between=lambda: steps.append('between'))
+        assert not leaf.batched
+        assert steps == [envelope(1)['message_id'], envelope(2)['message_id']]
+    finally:
+        leaf.close()
+
+
 def test_a_bug_in_a_driver_is_not_a_bus_outage(monkeypatch):
     leaf = leaves.OsloLeaf(cfg.ConfigOpts(), ['test'], ['t'], None, 0)
     leaf.publish_many([envelope(1)])                  # sets the drivers up

@@ -170,3 +170,58 @@ def test_gather_only_when_another_record_is_expected_in_time(make):
     assert pacer.gather() == pacing.GATHER
     clock.now += 3 * pacing.WINDOW                            # requests stopped
     assert pacer.gather() == 0.0
+
+
+@pytest.fixture
+def sleeps(monkeypatch, clock):
+    """The pacer's sleeps, recorded; each moves the test's clock."""
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock.now += seconds
+    monkeypatch.setattr(pacing, 'sleep', sleep)
+    return slept
+
+
+def test_yield_gil_after_a_run_of_work_while_requests_arrive(make, sleeps):
+    pacer, clock, load = make()
+    _arrive(clock, load, 150)
+    pacer.slice()                                  # work starts: the clock of the run
+    clock.now += pacing.YIELD_EVERY / 2
+    pacer.yield_gil()
+    assert sleeps == []                            # a short run: no yield
+    clock.now += pacing.YIELD_EVERY
+    pacer.yield_gil()
+    assert sleeps == [pacing.YIELD_REST]
+    pacer.yield_gil()
+    assert sleeps == [pacing.YIELD_REST]           # the run starts again after a yield
+    assert pacer.rested == pytest.approx(pacing.YIELD_REST)
+    clock.now += pacing.YIELD_EVERY
+    pacer.resumed()                                # after a wait: a new run
+    pacer.yield_gil()
+    assert sleeps == [pacing.YIELD_REST]
+
+
+def test_no_yield_while_no_requests_arrive(make, sleeps):
+    pacer, clock, load = make()
+    pacer.slice()
+    clock.now += 10 * pacing.YIELD_EVERY
+    pacer.yield_gil()
+    assert sleeps == [] and not pacer.busy
+
+
+def test_yields_count_as_the_slices_rest(make, sleeps):
+    """A busy slice's rest (3x its CPU) is shortened by what it yielded meanwhile, so
+    that yielding does not slow a backlog's drain; the next slice starts afresh."""
+    pacer, clock, load = make()
+    _arrive(clock, load, 150)
+    pacer.slice()
+    for _ in range(3):
+        clock.now += pacing.YIELD_EVERY
+        pacer.yield_gil()
+    assert sleeps == [pacing.YIELD_REST] * 3
+    rest = pacer.pause(30, cpu=0.003, wall=0.0042)
+    assert rest == pytest.approx(0.009 - 3 * pacing.YIELD_REST)
+    pacer.slice()
+    assert pacer.pause(30, cpu=0.003, wall=0.003) == pytest.approx(0.009)

@@ -131,8 +131,8 @@ per second (0: no limit).
 # TYPE audit_notifier_send_rate_limit_per_second gauge
 audit_notifier_send_rate_limit_per_second{journal_dir="DIR",\
 process="api1-4242-1764700000000"} 2500.0
-# HELP audit_notifier_paced_seconds_total Seconds the sender rested between slices of work, \
-yielding to requests.
+# HELP audit_notifier_paced_seconds_total Seconds the sender rested between slices of work \
+or let go of the GIL, yielding to requests.
 # TYPE audit_notifier_paced_seconds_total counter
 audit_notifier_paced_seconds_total{journal_dir="DIR",process="api1-4242-1764700000000"} 3.25
 # HELP audit_notifier_stats_updated_timestamp_seconds When the process last wrote its \

@@ -58,9 +58,12 @@ class FakeLeaf:
         self.gate = gate
         self.lock = threading.Lock()
 
-    def publish_many(self, envelopes):
+    def publish_many(self, envelopes, contexts=None, between=None):
         if self.gate is not None:
             assert self.gate.wait(60), 'the test never opened the gate'
+        for _ in envelopes:             # as the real leaf: before each envelope
+            if between is not None:
+                between()
         with self.lock:
             self.calls += 1
             if self.down > 0:
@@ -149,9 +152,16 @@ class ScriptedPacer:
         self.told = []                  # (records, drained)
         self.gathering = gather
         self.asked_to_gather = 0
+        self.yields = 0                 # yield_gil calls: between records, messages
 
     def slice(self):
         return 7
+
+    def resumed(self):
+        pass
+
+    def yield_gil(self):
+        self.yields += 1
 
     def gather(self):
         self.asked_to_gather += 1
@@ -188,6 +198,27 @@ def test_a_backlog_is_sent_in_the_pacers_slices_with_its_rests(make_filter, wsgi
     assert leaf.batches == [1, 7, 7, 7, 7, 7, 5]
     assert pacer.told == [(1, True)] + [(7, False)] * 5 + [(5, True)]
     assert rests == [0.001] * 5
+    # Before each record built and each message published (the first record was
+    # built before the pacer was swapped): 40 + 41.
+    assert pacer.yields == 81
+
+
+def test_a_stopping_sender_does_not_yield(make_filter, wsgi):
+    """Between records the sender asks the pacer to yield the GIL, except while
+    stopping (a close waits for it)."""
+    leaf = FakeLeaf()
+    mw = fake_filter(make_filter, leaf)
+    call(mw, wsgi, IMAGES[0], 'req-first')            # the sender starts
+    assert mw.delivery.flush(30) and request_ids(leaf.sent) == ['req-first']
+    sender = mw.delivery._sender
+    sender.pacer = pacer = ScriptedPacer()
+    sender._yield_gil()
+    assert pacer.yields == 1
+    sender.stopping = True
+    sender._yield_gil()
+    assert pacer.yields == 1
+    sender.stopping = False
+    mw.delivery.close()
 
 
 def test_a_closing_sender_does_not_rest(make_filter, wsgi):
