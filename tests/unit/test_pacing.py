@@ -78,24 +78,26 @@ def test_busy_api_sender_takes_its_share_in_small_slices(make):
 
 def test_floor_wins_over_the_share(make):
     """Costly records (look-ups): the share would allow 125 records/s; arrivals at
-    300/s need 1,500/s, so the sender does not rest at all."""
+    300/s need 1,500/s (aimed at: 1,800/s), so the sender does not rest at all."""
     pacer, clock, load = make()
     pacer.pause(10, cpu=0.02, wall=0.02)          # 2 ms per record
     _arrive(clock, load, 300)
     assert pacer.slice() == 1
     assert pacer.floor() == 5 * 300
-    assert pacer.limit() == 1500
+    assert pacer.limit() == pytest.approx(1500 * pacing.FLOOR_AIM)
     assert pacer.pause(1, cpu=0.002, wall=0.002) == 0.0
 
 
 def test_floor_bounds_the_rest(make):
-    """A rest never takes a slice below five times the arrival rate."""
+    """A rest never takes a slice below five times the arrival rate (it aims at
+    six times)."""
     pacer, clock, load = make()
     pacer.pause(10, cpu=0.0005, wall=0.0005)      # 50 us per record
-    _arrive(clock, load, 100)                     # floor 500/s: 10 records in 20 ms
+    _arrive(clock, load, 100)                     # floor 500/s, aim 600/s
+    aimed = 10 / (500 * pacing.FLOOR_AIM)         # 10 records in 16.7 ms
     share_rest = 0.004 * (1 / pacing.BUSY_SHARE - 1)          # 12 ms
-    assert pacer.pause(10, cpu=0.004, wall=0.012) == pytest.approx(0.020 - 0.012)
-    assert share_rest > 0.020 - 0.012
+    assert pacer.pause(10, cpu=0.004, wall=0.012) == pytest.approx(aimed - 0.012)
+    assert share_rest > aimed - 0.012
 
 
 def test_cap_limits_an_idle_api_too(make):
@@ -112,9 +114,9 @@ def test_cap_never_below_the_floor(make):
     pacer.pause(10, cpu=0.0001, wall=0.0001)
     _arrive(clock, load, 100)                     # floor 500/s above the cap
     pacer.slice()
-    assert pacer.limit() == 500
+    assert pacer.limit() == pytest.approx(500 * pacing.FLOOR_AIM)
     rest = pacer.pause(10, cpu=0.0001, wall=0.001)
-    assert rest == pytest.approx(10 / 500 - 0.001)
+    assert rest == pytest.approx(10 / (500 * pacing.FLOOR_AIM) - 0.001)
 
 
 def test_rest_is_bounded(make):
@@ -152,8 +154,9 @@ def test_busy_and_drained_no_rest(make):
     _arrive(clock, load, 1000)                    # floor 5,000/s
     pacer.slice()
     assert pacer.pause(2, cpu=0.0002, wall=0.001, drained=True) == 0.0
-    # with a backlog: 2 records at 5,000/s
-    assert pacer.pause(2, cpu=0.0002, wall=0.0001) == pytest.approx(0.0004 - 0.0001)
+    # with a backlog: 2 records at 5,000/s (aimed at: 6,000/s)
+    assert pacer.pause(2, cpu=0.0002, wall=0.0001) == pytest.approx(
+        2 / (5000 * pacing.FLOOR_AIM) - 0.0001)
 
 
 def test_gather_only_when_another_record_is_expected_in_time(make):
