@@ -60,7 +60,9 @@ read per record and per message):
 
 CPU time is the sender thread's (``time.thread_time``); under eventlet, where the
 sender is a green thread of the one OS thread, that includes the requests' time, so
-the sender rests more, down to the floor rate.
+the sender rests more, down to the floor rate; a GIL yield is then a green sleep
+(eventlet patches ``time.sleep`` before this module is imported), during which the
+request green threads run.
 """
 
 from __future__ import annotations
