@@ -302,9 +302,9 @@ def test_burst_of_20000_through_one_sender_loses_nothing_and_keeps_order(broker,
     batch_sizes = collections.Counter()
     send = rabbit_batch.RabbitBatchSender.send
 
-    def counting_send(self, envelopes, versions):
+    def counting_send(self, envelopes, versions, *rest):
         batch_sizes[len(envelopes)] += 1
-        return send(self, envelopes, versions)
+        return send(self, envelopes, versions, *rest)
     monkeypatch.setattr(rabbit_batch.RabbitBatchSender, 'send', counting_send)
     mw = filter_factory({}, oslo_config_config=bh.private_conf(exchange),
                         driver='messagingv2', transport_url=broker.transport_url,
