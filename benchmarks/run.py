@@ -13,7 +13,7 @@
 
 """audit_notifier vs keystonemiddleware.audit: one run, same machine, same app, same requests.
 
-    python benchmarks/run.py            # full run, ~6-8 minutes; writes benchmarks/results.json
+    python benchmarks/run.py            # full run, ~10 minutes; writes benchmarks/results.json
     python benchmarks/run.py --quick    # smaller counts and a 10 s outage, ~2-3 minutes
     python benchmarks/run.py --profile  # cProfile of audit_notifier's request path, then exit
 

@@ -39,7 +39,8 @@ read per record and per message):
   before a waiting thread has woken up).  A request that comes while the sender
   works waits at most that long, not for a whole slice or publish (in process,
   an app holding the GIL 3.9 ms per call, 150 calls/s: the p99 the filter adds
-  went from +82-128 % to +36-50 %; benchmarks/README.md, section 8);
+  went from +82-128 % to +36-50 % in three quiet runs, the p90 from +28-33 % to
+  +9 % in two noisy ones; benchmarks/README.md, section 8);
 * ``background_max_rate`` (records per second, 0: none) caps the rate further;
 * neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
   a backlog always shrinks, at five times the rate calls add to it or faster; the
