@@ -2061,6 +2061,22 @@ def trail_cost(args, tmpdir: str, run_id: str) -> dict:
             'notifications': len(envelopes)}
 
 
+def open_loop(app, template: dict, n: int, rate: float) -> list:
+    """``n`` calls of ``app`` (a copy of ``template`` each), one due every ``1 / rate``
+    seconds from now; how late each ended after it was due (ns): a call that waited
+    (for the GIL, behind the one before) is late by that much."""
+    late = []
+    start = time.monotonic()
+    for i in range(n):
+        due = start + i / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        call(app, dict(template))
+        late.append(int((time.monotonic() - due) * 1e9))
+    return late
+
+
 def _thread_cpu(thread) -> float:
     """CPU seconds of another thread of this process (Linux)."""
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
@@ -2103,11 +2119,7 @@ def sender_cpu(args, tmpdir: str, run_id: str) -> dict:
             cpu0 = time.process_time()
             sender0 = _thread_cpu(sender) if sender is not None else 0.0
             start = time.monotonic()
-            for i in range(n):
-                wait = start + i / rate - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                call(mw, dict(template))
+            open_loop(mw, template, n, rate)
             if delivery is not None:
                 delivery.flush(120)
             out[key] = {'process_us_per_call': (time.process_time() - cpu0) / n * 1e6,
@@ -2186,15 +2198,7 @@ def tail_latency(args, tmpdir: str, run_id: str) -> dict:
             order = list(stacks)
             for r in range(args.tail_rounds):
                 for key in order[r % len(order):] + order[:r % len(order)]:
-                    app = stacks[key]
-                    start = time.monotonic() + 0.05
-                    for i in range(args.tail_calls):
-                        due = start + i / rate
-                        wait = due - time.monotonic()
-                        if wait > 0:
-                            time.sleep(wait)
-                        call(app, dict(template))
-                        late[key].append(int((time.monotonic() - due) * 1e9))
+                    late[key] += open_loop(stacks[key], template, args.tail_calls, rate)
                     if key == 'on':
                         delivery.flush(120)
             row = {}
