@@ -388,10 +388,8 @@ class Sender:
         while True:
             outage = error = None
             try:
-                if context is None:
-                    self.leaves[fmt].publish_many([envelope])
-                else:
-                    self.leaves[fmt].publish_many([envelope], [context])
+                self.leaves[fmt].publish_many(
+                    [envelope], [context] if context is not None else None)
             except BusUnavailable as exc:
                 outage = exc
             except Exception as exc:
