@@ -27,8 +27,9 @@ routing key and default queue with oslo's durable/auto-delete/HA/quorum
 arguments; the v1 or v2 envelope with ``_unique_id``; kombu's content type,
 encoding and delivery mode 2.  A batch's frames are written with one system call,
 and what kombu would compute again per message (the publish arguments per routing
-key, the content header) is computed once: checked at every connect by encoding a
-probe both ways (used only if the bytes are identical).
+key, the content header) is computed once, and the v2 envelope's JSON is written
+directly (:func:`envelope_json`): checked at every connect by encoding two probes
+both ways (used only if the bytes are identical).
 
 On purpose unlike oslo: transactions instead of confirms; no heartbeat thread (a
 batch failing on an idle, dropped connection is tried once more on a new one);
@@ -248,10 +249,14 @@ class RabbitBatchSender:
             arguments: dict = {}
 
             def publish(msg, routing_key):
-                # Producer._prepare (no serializer given: kombu's default, json).
-                content_type, content_encoding, body = kombu_dumps(msg)
-                if isinstance(body, str):              # as py-amqp's frame writer does
-                    body = body.encode(content_encoding)
+                body = envelope_json(msg)
+                if body is not None:
+                    content_type, content_encoding = JSON_CONTENT
+                else:
+                    # Producer._prepare (no serializer given: kombu's default, json).
+                    content_type, content_encoding, body = kombu_dumps(msg)
+                    if isinstance(body, str):          # as py-amqp's frame writer does
+                        body = body.encode(content_encoding)
                 header = headers.get((content_type, content_encoding))
                 if header is None:
                     header = headers[content_type, content_encoding] = channel.prepare_message(
@@ -264,19 +269,26 @@ class RabbitBatchSender:
                         'Bssbb', (0, exchange_name, routing_key, False, False))
                 write_frame(1, channel_id, method, args, _Content(body, header))
 
-            probe = {'oslo.version': '2.0',
-                     'oslo.message': '{"probe": "\u00e9\u20ac", "n": %d}' % os.getpid()}
-            frames.start()
-            self._producer_publish(dict(probe), 'probe.info')
-            expected = frames.take()
-            frames.start()
-            publish(dict(probe), 'probe.info')
-            got = frames.take()
+            # Text kombu's encoder escapes (envelope_json gives way to it), and an
+            # envelope as serialize_msg makes it, with what needs escaping in JSON.
+            probes = ({'oslo.version': '2.0',
+                       'oslo.message': '{"probe": "\u00e9\u20ac", "n": %d}' % os.getpid()},
+                      {'oslo.version': '2.0',
+                       'oslo.message': '{"probe": "a\\"b\\\\c\\u00e9\\n", "n": %d}'
+                                       % os.getpid()})
+            expected, got = [], []
+            for probe in probes:
+                frames.start()
+                self._producer_publish(dict(probe), 'probe.info')
+                expected.append(frames.take())
+                frames.start()
+                publish(dict(probe), 'probe.info')
+                got.append(frames.take())
         except Exception as exc:
             frames.take()
             LOG.debug('audit_notifier: kombu publish path kept (%s)', exc)
             return None
-        if not expected or got != expected:
+        if not all(expected) or got != expected:
             LOG.debug('audit_notifier: kombu publish path kept (frames differ)')
             return None
         return publish
@@ -377,6 +389,40 @@ class RabbitBatchSender:
                 except Exception:
                     with contextlib.suppress(Exception):    # closing: nothing left to do
                         conn.collect()
+
+
+#: kombu's content type and encoding of a JSON body.
+JSON_CONTENT = ('application/json', 'utf-8')
+_CONTROL = bytes(range(32)) + b'\x7f'
+
+
+def envelope_json(msg: dict) -> bytes | None:
+    """kombu's JSON of oslo.messaging's v2 envelope (``serialize_msg``), written
+    directly; None for any other message (kombu's serializer then).
+
+    ``oslo.message`` is oslo's own JSON, printable ASCII (ensure_ascii), so JSON needs
+    only its quotes and backslashes escaped: two ``bytes.replace`` instead of the json
+    module's per-character escaper and kombu's serializer registry: 43,000
+    instructions instead of 86,000 for a 1.2 KB CADF event (callgrind).  Runs in the
+    sender thread.  The bytes are kombu's; the fast leaf checks it at every connect."""
+    if len(msg) != 2 or next(iter(msg)) != 'oslo.version':
+        return None
+    version, message = msg.get('oslo.version'), msg.get('oslo.message')
+    if version.__class__ is not str or message.__class__ is not str:
+        return None
+    try:
+        version, message = version.encode('ascii'), message.encode('ascii')
+    except UnicodeEncodeError:
+        return None
+    if len(message.translate(None, _CONTROL)) != len(message) or \
+            len(version.translate(None, _CONTROL)) != len(version):
+        return None
+    return b''.join((b'{"oslo.version": "', _escaped(version), b'", "oslo.message": "',
+                     _escaped(message), b'"}'))
+
+
+def _escaped(text: bytes) -> bytes:
+    return text.replace(b'\\', b'\\\\').replace(b'"', b'\\"')
 
 
 class _FrameBuffer:
