@@ -173,23 +173,10 @@ def child(args) -> None:
         for _ in range(args.warmup):
             call()
         flush()
-        collections = Collections()     # every variant starts with a fresh collector
-        control('--zero')               # every thread (a client request: only this one)
-        shim.zero()                     # this thread again, without the line above
-        began = time.monotonic()
+        count = Count(args, shim)
         for _ in range(args.calls):
             call()
-        # The request thread's count ends here: waiting for the sender is not its work.
-        shim.dump(REQUEST_THREAD.encode())
-        flush()
-        control('--dump=' + OTHER_THREADS)
-        collections.stop()
-        # What the other threads do anyway (timers, heartbeats), per second of wall time.
-        counted = time.monotonic() - began
-        time.sleep(min(counted, args.idle))
-        control('--dump=' + IDLE)
-        out = {'variant': args.child, 'calls': args.calls, 'counted_seconds': counted,
-               'idle_seconds': min(counted, args.idle), 'gc': collections.seen}
+        out = count.finish(flush)
         if ours is not None:
             out['counters'] = {k: v for k, v in ours.counters.items() if v}
         if args.child != 'bare':
@@ -229,31 +216,50 @@ def child_backlog(args) -> None:
             tempfile.mkdtemp(prefix='sender-', dir=base),
             audit_filter=audit_filter(args.child, base, topic, journal_dir))
         ours = harness.find_audit_middleware(env.app).delivery
+
+        def flush():
+            assert ours.flush(600.0), 'audit_notifier did not drain'
+
         shim.start()
-        collections = Collections()
-        control('--zero')
-        shim.zero()
-        began = time.monotonic()
+        count = Count(args, shim)
         # The first audited call starts the sender, which first sends the dead process's
         # journal, then this call.
         r = env.request('GET', '/v2/images/%s' % uuid.UUID(int=1 << 64))
         assert r.status == 404, r.text
-        shim.dump(REQUEST_THREAD.encode())
-        assert ours.flush(600.0), 'audit_notifier did not drain'
-        control('--dump=' + OTHER_THREADS)
-        collections.stop()
-        counted = time.monotonic() - began
-        time.sleep(min(counted, args.idle))
-        control('--dump=' + IDLE)
-        out = {'variant': args.child, 'calls': args.calls, 'counted_seconds': counted,
-               'idle_seconds': min(counted, args.idle), 'gc': collections.seen,
-               'counters': {k: v for k, v in ours.counters.items() if v},
-               'queued': queued(topic)}
+        out = count.finish(flush)
+        out.update(counters={k: v for k, v in ours.counters.items() if v},
+                   queued=queued(topic))
         with open(args.out, 'w') as f:
             json.dump(out, f)
         env.stop()
     finally:
         queued(topic, delete=True)
+
+
+class Count:
+    """The counted stretch, from construction to :meth:`finish`."""
+
+    def __init__(self, args, shim):
+        self.args, self.shim = args, shim
+        self.collections = Collections()    # every variant starts with a fresh collector
+        control('--zero')           # every thread (a client request reaches only this one)
+        shim.zero()                 # this thread again, without the line above
+        self.began = time.monotonic()
+
+    def finish(self, flush) -> dict:
+        """The request thread's count ends first (waiting for the sender is not its
+        work), the other threads' once ``flush()`` returned; then what they do idle."""
+        self.shim.dump(REQUEST_THREAD.encode())
+        flush()
+        control('--dump=' + OTHER_THREADS)
+        self.collections.stop()
+        counted = time.monotonic() - self.began
+        idle = min(counted, self.args.idle)
+        time.sleep(idle)            # timers, heartbeats: per second of wall time
+        control('--dump=' + IDLE)
+        return {'variant': self.args.child, 'calls': self.args.calls,
+                'counted_seconds': counted, 'idle_seconds': idle,
+                'gc': self.collections.seen}
 
 
 class Collections:
