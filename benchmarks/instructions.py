@@ -90,6 +90,7 @@ WORKLOADS = {
     'backlog': 'GET /v2/images/<id> (404) journaled in an outage, sent by the next process',
 }
 DATA = bytes(range(256)) * 4
+IMAGE_ID = '6f1c2a9e-4b7d-4e3a-9c58-0d2e7b1a4f63'
 PATCH_CT = 'application/openstack-images-v2.1-json-patch'
 REQUEST_THREAD = 'request-thread'     # dump labels
 OTHER_THREADS = 'other-threads'
@@ -140,8 +141,8 @@ def child(args) -> None:
     try:
         env = harness.GlanceEnv().start(os.path.join(tmpdir, 'glance'),
                                         audit_filter=audit_filter(args.child, tmpdir, topic))
-        made = env.request('POST', '/v2/images', body={
-            'name': 'instr', 'disk_format': 'raw', 'container_format': 'bare'})
+        made = env.request('POST', '/v2/images', body={    # the same id in every run
+            'id': IMAGE_ID, 'name': 'instr', 'disk_format': 'raw', 'container_format': 'bare'})
         assert made.status == 201, made.text
         path = '/v2/images/%s' % made.json['id']
         stored = env.request('PUT', path + '/file', body=DATA,
