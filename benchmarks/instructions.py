@@ -12,29 +12,35 @@
 
 """What a filter adds to a real Glance call, in CPU instructions counted by callgrind.
 
-    python benchmarks/instructions.py                           # ~12 minutes on 2 cores
+    python benchmarks/instructions.py                           # GET, ~17 minutes on 2 cores
+    python benchmarks/instructions.py --workload get --workload backlog --workload download
     python benchmarks/instructions.py --calls 30 --repeats 1    # ~3 minutes, to try it
 
 Time on a shared 2-core machine moves by 5-50 % between identical runs (the A/A control
 of benchmarks/http_glance.py); instructions do not.  Each variant runs in its own process
 under ``valgrind --tool=callgrind``: the real Glance 33 API in process
 (tests/functional/glance_app.py: SQLite, the file store, keystonemiddleware's real
-auth_token with fixture tokens), then ``--calls`` audited ``GET /v2/images/<id>`` from
-one thread, after ``--warmup`` calls that are not counted.  Variants: no filter,
-audit_notifier (formats ``cadf``, and ``cadf,glance``; every other option at its
-default: the journal, the fast leaf, the sender thread) and keystonemiddleware.audit
-(pycadf's Glance map, messagingv2), both publishing to the local RabbitMQ; each
-filter's work is flushed to the bus inside the counted stretch.  Printed per call: the
-request thread's instructions, the other threads' (audit_notifier's sender;
-oslo.messaging's heartbeat), their sum, and what each filter adds against the unfiltered
-Glance.  ``--repeats`` runs every variant again, alternating, to show the spread.
+auth_token with fixture tokens), then ``--calls`` audited calls of each ``--workload``
+(``GET /v2/images/<id>``, a 1 KiB download, a PATCH) from one thread, after ``--warmup``
+calls that are not counted.  Variants: no filter, audit_notifier (formats ``cadf``, and
+``cadf,glance``; every other option at its default: the journal, the fast leaf, the
+sender thread) and keystonemiddleware.audit (pycadf's Glance map, messagingv2), both
+publishing to the local RabbitMQ.  Printed per call: the request thread's instructions
+(until the last response), the other threads' (audit_notifier's sender, until its
+``flush()`` returned; oslo.messaging's), their sum, what each filter adds against the
+unfiltered Glance, and the garbage collections in the counted stretch (a full one walks
+every object of the process; the collector is run before each stretch).  The
+``backlog`` workload counts the sender's batched path per record: ``--calls`` GETs
+journaled by a process that died with the bus down, sent by the next one (the difference
+with an empty journal).  ``--repeats`` runs every variant again, alternating.
 
 Not counted: RabbitMQ (another process: 0.08-0.14 ms of CPU per notification on this
 machine, see http_glance.py), the kernel (system calls, socket writes), and the HTTP
 server; instructions are not time (cache misses, the GIL hand-over), so this is the
 filter's CPU share of a saturated worker, not its latency.  The sender gathers what
-arrives within 200 ms into one publish: under callgrind (about 20x slower) fewer calls
-share a publish than at a live rate, so the sender's figure is an upper bound.
+arrives within 200 ms into one publish once 5 calls per second arrive: under callgrind
+(about 20x slower) they do not, so the live workloads' sender figure is the unbatched one
+and the backlog's the batched one.
 
 The counted stretch is marked from Python: the request thread's with callgrind's client
 requests (a tiny C library built here with gcc from valgrind's ``callgrind.h``; they
