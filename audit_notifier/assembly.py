@@ -105,6 +105,8 @@ class Pipeline:
             self.route_map, settings.audit_reads, settings.audit_lists,
             settings.unmatched_requests == 'audit', 'cadf' in self.formats,
             'glance' in self.formats, redactor, self.policy)
+        if settings.sender == 'external':
+            _check_external_sender(self.route_map, self.emitter)
         self.leaves()                       # the bus settings are checked now, at start-up
         self.delivery = Delivery(self.emitter, self.classifier.route_for, self.leaves,
                                  settings, _response_headers(self.route_map))
@@ -125,6 +127,18 @@ class Pipeline:
         return {fmt: OsloLeaf(conf, drivers, settings.get(fmt + '_topics') or topics,
                               transport_url, settings.retry, settings.rabbit_batch_publish)
                 for fmt in ('cadf', 'glance')}
+
+
+def _check_external_sender(route_map, emitter) -> None:
+    """The sender process has no app to ask: no event may need a look-up after the
+    call (a look-up before it, journaled with the call, is fine)."""
+    needing = [r for r in route_map.routes if emitter.looks_up(r)]
+    if needing:
+        raise _config.config_error(
+            'sender', 'external, but the events of %d route(s) (e.g. %s %s) need a record '
+            'look-up after the call, which only the API process can make'
+            % (len(needing), needing[0].method, needing[0].path),
+            'set record_lookups = false, or sender = thread')
 
 
 def _response_headers(route_map) -> set:

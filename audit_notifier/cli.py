@@ -213,6 +213,30 @@ def _run_replay(args) -> int:
     return 1 if result.left else 0
 
 
+# -- send: the sender process of sender = external ----------------------------------------
+
+def _add_send(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'send', help='send what the API processes journal (sender = external)',
+        description='Run the sender process of sender = external: read the journals the '
+                    'API processes of this host write to the journal directory, build their '
+                    'notifications and publish them, through the drivers and topics of the '
+                    'conf file, until SIGTERM or SIGINT. Journals of processes that are gone '
+                    'are sent too. One per journal directory; run it as a service beside the '
+                    'API, with the API\'s conf file and user.')
+    _journal_arguments(parser)
+    parser.set_defaults(func=_run_send, driver=None, transport_url=None)
+
+
+def _run_send(args) -> int:
+    import logging
+
+    from audit_notifier.delivery import service
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format='%(asctime)s %(levelname)s %(name)s %(message)s')
+    return service.serve(_replay_pipeline(args))
+
+
 # -- tail: live notifications from the bus -----------------------------------------------
 
 def _add_tail(subparsers) -> None:
@@ -387,7 +411,7 @@ def _run_routes(args) -> int:
                            as_json=args.json)
 
 
-SUBCOMMANDS = [_add_demo, _add_stats, _add_replay, _add_tail, _add_verify, _add_check,
+SUBCOMMANDS = [_add_demo, _add_stats, _add_replay, _add_send, _add_tail, _add_verify, _add_check,
                _add_routes]
 
 

@@ -41,6 +41,7 @@ from oslo_config import cfg
 
 from audit_notifier import trail as trail_mod
 from audit_notifier._config import ConfigError
+from audit_notifier.delivery import external as external_mod
 from audit_notifier.delivery import follow as follow_mod
 from audit_notifier.delivery import process_hooks, record
 from audit_notifier.delivery import stats as stats_mod
@@ -57,6 +58,17 @@ delivery_opts = [
                         ('memory', 'keep them in memory only, for hosts without a writable '
                                    'disk: what is not sent is lost when the process dies')],
                help='Where an API call\'s facts wait for the sender.'),
+    cfg.StrOpt('sender', default='thread',
+               choices=[('thread', 'a thread in each API process builds and publishes the '
+                                   'notifications of that process\'s journal'),
+                        ('external', 'API processes only journal; one audit-notifier send '
+                                     'process per host (same conf file and journal_dir) '
+                                     'builds and publishes them, so that this work never '
+                                     'takes CPU or the GIL from API calls. Needs '
+                                     'delivery_mode = journal and no record look-ups after '
+                                     'the call (record_lookups = false, or formats = cadf '
+                                     'without record attachments)')],
+               help='Who sends what the API processes journal.'),
     cfg.StrOpt('journal_dir', default='/var/lib/audit_notifier/journal',
                deprecated_name='spool_dir',
                help='Directory of the journals (one per process, mode 0600), checkpoints, '
@@ -138,6 +150,11 @@ class Delivery:
         self.settings = settings
         self.mode = settings.delivery_mode
         self.directory = settings.journal_dir if self.mode == 'journal' else None
+        self.external = settings.sender == 'external'
+        if self.external and self.directory is None:
+            raise ConfigError('audit_notifier: option sender: external needs the journal '
+                              '(the sender process reads it); set delivery_mode = journal, '
+                              'or sender = thread')
         if self.directory is not None:
             check_journal_dir(self.directory)
         # Checked (and a signing key read) at start-up; the chain itself is the sender's.
@@ -216,24 +233,34 @@ class Delivery:
                               max_records=settings.queue_size,
                               overflow=settings.journal_overflow,
                               block_seconds=settings.journal_block_seconds,
-                              fsync=settings.journal_fsync, stats=self.stats)
-            sender = Sender(journal, self.emitter, self.route_for, self.leaf_factory(),
-                            DeadLetters(self.directory, journal.owner, self.stats), self.stats,
-                            dead_letter_after=settings.dead_letter_after,
-                            stats_interval=settings.stats_interval,
-                            trail=trail_mod.Chain(self.trail_config, journal.owner,
-                                                  self.directory, self.emitter.publisher_id)
-                            if self.trail_config.enabled else None,
-                            follower=self._follower(journal.owner),
-                            max_rate=settings.background_max_rate)
+                              fsync=settings.journal_fsync, stats=self.stats,
+                              external=self.external)
+            if self.external:
+                sender = external_mod.JournalOnly(journal, self.stats,
+                                                  stats_interval=settings.stats_interval)
+            else:
+                sender = self._sender_thread(journal)
             thread = threading.Thread(target=sender.run, daemon=True,
-                                      name=process_hooks.THREAD_PREFIX + 'sender')
+                                      name=process_hooks.THREAD_PREFIX +
+                                      ('journal' if self.external else 'sender'))
             self._journal, self._sender, self._thread = journal, sender, thread
             self._pid = os.getpid()
             thread.start()
             # A delivery nobody references any more stops its sender.  Not at exit:
             # there close_all() stops it and waits (a finalizer would only signal).
             weakref.finalize(self, sender.stop, process_hooks.SHUTDOWN_SECONDS).atexit = False
+
+    def _sender_thread(self, journal) -> Sender:
+        settings = self.settings
+        return Sender(journal, self.emitter, self.route_for, self.leaf_factory(),
+                      DeadLetters(self.directory, journal.owner, self.stats), self.stats,
+                      dead_letter_after=settings.dead_letter_after,
+                      stats_interval=settings.stats_interval,
+                      trail=trail_mod.Chain(self.trail_config, journal.owner,
+                                            self.directory, self.emitter.publisher_id)
+                      if self.trail_config.enabled else None,
+                      follower=self._follower(journal.owner),
+                      max_rate=settings.background_max_rate)
 
     @property
     def started(self) -> bool:
@@ -246,6 +273,8 @@ class Delivery:
         if not self.started:
             return True
         sender = self._sender
+        if self.external:
+            return sender.flush(timeout)
         with sender.done:
             sender.hurry += 1                   # a gathering sender publishes now
             try:
@@ -271,7 +300,9 @@ class Delivery:
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is waiting (up to ``timeout`` s), stop the sender, release the
-        journal (left on disk for the next process if anything is unsent)."""
+        journal (left on disk for the next process if anything is unsent).  With
+        ``sender = external``: release the journal at once; the sender process
+        sends the rest and removes it."""
         if not self.started or self._sender.stopping:
             return
         self._sender.stop(timeout)

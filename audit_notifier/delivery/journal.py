@@ -31,6 +31,14 @@ ERROR line per condition and minute): delivery goes on while the bus is up, only
 crash safety is lost until a disk segment can be opened again (retried every
 ``DISK_RETRY`` s).  ``delivery_mode = memory`` uses memory segments only.
 
+With ``sender = external`` (:class:`Journal` ``external=True``) this process only
+writes: another process (``audit-notifier send``, :mod:`.live`) reads the segments
+while they are written, commits the checkpoint and deletes what it sent.  The
+writer then keeps no memory segments (a record the disk cannot take is dropped,
+counted and logged: no other process could read it), unmaps a segment once it
+starts the next one, and learns what was sent from the files that are gone and
+from the checkpoint (:meth:`Journal.confirmed`).
+
 Caps: ``journal_max_bytes`` on disk, ``queue_size`` records in memory; at a cap the
 overflow policy decides (``drop_oldest``, ``drop_newest``, ``block``); every
 dropped record is counted and logged.
@@ -59,6 +67,7 @@ SEGMENT_BYTES = 4 * 1024 * 1024
 DISK_RETRY = 5.0                 # seconds between attempts to go back to disk
 READ_BYTES = 256 * 1024          # bytes the sender reads at once
 TAIL_RETIRE_BYTES = 64 * 1024    # a tail all sent and this big is removed
+EXTERNAL_MARK = b'sender=external\n'   # in the lock file of a journal another process sends
 _births = itertools.count()
 _SEGMENT = re.compile(r'^(?P<owner>.+-\d+-\d+)\.(?P<seq>\d+)\.journal$')
 
@@ -129,12 +138,36 @@ def remove(path: str) -> None:
 
 
 def read_checkpoint(path: str) -> tuple[int, int]:
+    return read_checkpoint_count(path)[:2]
+
+
+def read_checkpoint_count(path: str) -> tuple[int, int, int]:
+    """(seq, offset, records): the position, and how many records before it an
+    external sender confirmed (0 when the file does not say)."""
     try:
         with open(path, 'rb') as f:
-            seq, offset = f.read(64).split()[:2]
-        return int(seq), int(offset)
-    except (OSError, ValueError):
-        return (0, 0)
+            fields = f.read(64).split()[:3]
+        return int(fields[0]), int(fields[1]), int(fields[2]) if len(fields) > 2 else 0
+    except (OSError, ValueError, IndexError):
+        return (0, 0, 0)
+
+
+def count_frames(path: str, size: int, offset: int) -> int:
+    """Frames of the segment file ``path`` that start at or after ``offset`` within
+    its first ``size`` bytes (headers only, no decoding)."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read(size)
+    except OSError:
+        return 0
+    n = pos = 0
+    while pos + record_mod.HEADER_SIZE <= len(data):
+        magic, length, _crc = record_mod.HEADER.unpack_from(data, pos)
+        if magic != record_mod.MAGIC:
+            break
+        n += pos >= offset
+        pos += record_mod.HEADER_SIZE + length
+    return n
 
 
 class Journal:
@@ -142,8 +175,9 @@ class Journal:
 
     def __init__(self, directory: str | None, *, max_bytes: int, max_records: int,
                  overflow: str, block_seconds: float, fsync: bool, stats,
-                 segment_bytes: int = SEGMENT_BYTES):
+                 segment_bytes: int = SEGMENT_BYTES, external: bool = False):
         self.directory = directory             # None: memory only
+        self.external = external and directory is not None   # another process sends
         self.max_bytes = max_bytes
         self.max_records = max_records
         self.overflow = overflow
@@ -163,6 +197,7 @@ class Journal:
         self._reading: Segment | None = None   # the segment the sender reads right now
         self._last_read_start = -1             # offset of the last record read (disk)
         self.appended = 0                      # records accepted
+        self.last_position = (0, -1)           # (seq, offset) of the last record on disk
         self.dropped = 0                       # records dropped before the sender read them
         self._lock_fd = None
         self._ckpt_fd = None
@@ -172,6 +207,8 @@ class Journal:
                 self._lock_fd = try_lock(self._path('lock'))
                 self._ckpt_fd = os.open(self._path('ckpt'), os.O_WRONLY | os.O_CREAT,
                                         FILE_MODE)
+                if self.external and self._lock_fd is not None:
+                    os.pwrite(self._lock_fd, EXTERNAL_MARK, 0)
             except OSError as exc:
                 problem = exc.strerror or str(exc)
             if problem is not None:
@@ -187,32 +224,44 @@ class Journal:
         """Keep ``record``; False when it was dropped (counted and logged)."""
         data = record_mod.encode(record) if self.directory is not None else None
         with self._lock:
-            if self._append_locked(record, data):
-                return True
+            kept = self._append_locked(record, data)
+        if kept is not False:
+            return bool(kept)
         if self.overflow == 'block':
             until = time.monotonic() + self.block_seconds
             while time.monotonic() < until:
                 time.sleep(0.01)
                 with self._lock:
-                    if self._append_locked(record, data):
-                        return True
+                    kept = self._append_locked(record, data)
+                if kept is not False:
+                    return bool(kept)
         self._count_drop(1, self.overflow)
         return False
 
-    def _append_locked(self, record: dict, data: bytes | None) -> bool:
+    def _append_locked(self, record: dict, data: bytes | None) -> bool | None:
+        """True: kept; False: no room (the overflow policy decides); None: dropped
+        because the disk cannot take it and nothing may wait in memory (external
+        sender), counted and logged here."""
         tail = self._segments[-1] if self._segments else None
         if data is not None and (tail is None or tail.on_disk or
                                  time.monotonic() >= self._disk_retry_at):
+            if self.external and time.monotonic() < self._disk_retry_at:
+                return self._unkept()          # no system call per request meanwhile
             # The cap first: a segment is opened only for a record that fits.
-            if self._disk_bytes + len(data) > self.max_bytes and \
-                    not self._make_room_on_disk(len(data)):
-                return False
+            if self._disk_bytes + len(data) > self.max_bytes:
+                if self.external:
+                    self._forget_sent()
+                if self._disk_bytes + len(data) > self.max_bytes and \
+                        not self._make_room_on_disk(len(data)):
+                    return False
             tail = self._segments[-1] if self._segments else None
             if tail is None or not tail.on_disk or not tail.writable or \
                     tail.size + len(data) > len(tail.mm):
                 tail = self._new_disk_segment(len(data))
             if tail is not None and self._write(tail, data):
                 return True
+            if self.external:
+                return self._unkept()
         tail = self._memory_tail()
         if self._memory_records >= self.max_records and not self._make_room_in_memory():
             return False
@@ -221,6 +270,23 @@ class Journal:
         self._memory_records += 1
         self.appended += 1
         return True
+
+    def _unkept(self) -> None:
+        self.stats.add('dropped')
+        self.stats.limited(logging.ERROR, 'journal-unkept',
+                           'audit_notifier: the journal directory %s cannot take a record and '
+                           'with sender = external none is kept in memory; %d notification '
+                           'record(s) dropped', self.directory, 1)
+        return None
+
+    def _forget_sent(self) -> None:
+        """External sender: segments it has deleted (all sent) no longer count
+        against ``journal_max_bytes``.  A stat per unmapped segment, only when the
+        journal looks full or a segment is added."""
+        for segment in [s for s in self._segments if s.mm is None and s.on_disk]:
+            if not os.path.exists(segment.path):
+                self._segments.remove(segment)
+                self._disk_bytes -= segment.size
 
     def _write(self, tail: Segment, data: bytes) -> bool:
         end = tail.size + len(data)
@@ -233,6 +299,7 @@ class Journal:
                 problem = exc.strerror or str(exc)
             if problem is not None:
                 self._disk_failed('cannot flush %s (%s)' % (tail.path, problem))
+        self.last_position = (tail.seq, tail.size)
         tail.size = end
         tail.records += 1
         self._disk_bytes += len(data)
@@ -266,6 +333,8 @@ class Journal:
                               % (self.directory, problem))
             return None
         self._close_writer()
+        if self.external:
+            self._forget_sent()
         segment.writable = True
         self._segments.append(segment)
         return segment
@@ -284,6 +353,8 @@ class Journal:
         tail = self._segments[-1] if self._segments else None
         if tail is not None:
             tail.writable = False
+            if self.external:
+                tail.close()               # this process never reads it: unmapped now
 
     def _disk_failed(self, problem: str) -> None:
         self._disk_retry_at = time.monotonic() + DISK_RETRY
@@ -312,17 +383,38 @@ class Journal:
         return True
 
     def _drop_segment(self, segment: Segment) -> None:
-        unread = segment.records - segment.read_records
+        unread = self._unconfirmed(segment) if self.external else \
+            segment.records - segment.read_records
         self._segments.remove(segment)
         self._disk_bytes -= segment.size
         if segment.seq == self._read_pos[0]:
             self._read_pos = (segment.seq + 1, 0)
         # The sender may be reading it right now: it closes the read fd itself.
-        self._retired.append(segment)
+        if self.external:
+            segment.close()
+        else:
+            self._retired.append(segment)
         remove(segment.path)
         if unread:
             self.dropped += unread
             self._count_drop(unread, 'drop_oldest')
+
+    def _unconfirmed(self, segment: Segment) -> int:
+        """External sender: records of ``segment`` it has not confirmed (from the
+        checkpoint; the overflow path only).  A batch it has read but not yet
+        committed counts as dropped, though it may still reach the bus."""
+        seq, offset = read_checkpoint(self._path('ckpt'))
+        if seq > segment.seq:
+            return 0
+        if seq < segment.seq:
+            return segment.records
+        return count_frames(segment.path, segment.size, offset)
+
+    def confirmed(self) -> tuple[tuple[int, int], int]:
+        """External sender: its checkpoint (a position) and the records of this
+        journal it has confirmed (a file read: the reporter thread and flush only)."""
+        seq, offset, records = read_checkpoint_count(self._path('ckpt'))
+        return (seq, offset), records
 
     def _make_room_in_memory(self) -> bool:
         if self.overflow != 'drop_oldest':
@@ -484,7 +576,8 @@ class Journal:
         unread: (on disk, in memory only: lost)."""
         with self._lock:
             left = self._unread_locked()
-            clean = not keep and not left[0]
+            # External sender: it finishes (and removes) a journal with records.
+            clean = not keep and not left[0] and not (self.external and self.appended)
             segments, self._segments = list(self._segments), collections.deque()
             retired, self._retired = self._retired, []
             for segment in segments:

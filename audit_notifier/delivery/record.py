@@ -59,8 +59,8 @@ MAGIC = b'\xa7\x1d'
 # What the journal keeps of an error body: events quote at most 256 characters of its
 # explanation, and redacting it runs on the request path (~1 us per 100 bytes).
 ERROR_BODY_LIMIT = 4096
-_HEADER = struct.Struct('<2sII')
-HEADER_SIZE = _HEADER.size
+HEADER = struct.Struct('<2sII')
+HEADER_SIZE = HEADER.size
 MAX_RECORD = 8 * 1024 * 1024          # far above any record the filter writes
 
 # Response headers event building reads (plus the route map's header sources).
@@ -75,7 +75,7 @@ class CorruptRecord(ValueError):
 
 def encode(record: dict) -> bytes:
     payload = marshal.dumps(record)
-    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+    return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
 def decode_frames(data: bytes, offset: int = 0) -> Iterator[tuple[int, int, dict | None]]:
@@ -85,7 +85,7 @@ def decode_frames(data: bytes, offset: int = 0) -> Iterator[tuple[int, int, dict
     size = len(data)
     pos = offset
     while pos + HEADER_SIZE <= size:
-        magic, length, crc = _HEADER.unpack_from(data, pos)
+        magic, length, crc = HEADER.unpack_from(data, pos)
         if magic == b'\0\0' and length == 0 and crc == 0:
             return                                  # never written (a segment's tail)
         end = pos + HEADER_SIZE + length

@@ -55,6 +55,7 @@ import time
 
 from audit_notifier.delivery import journal as journal_mod
 from audit_notifier.delivery import legacy_spool
+from audit_notifier.delivery import live as live_mod
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.builder import Builder
 from audit_notifier.delivery.leaves import BusUnavailable
@@ -73,8 +74,11 @@ class Sender:
 
     def __init__(self, journal, emitter, route_for, leaves: dict, dead_letters, stats, *,
                  dead_letter_after: int = 3, stats_interval: float = 60.0,
-                 trail=None, follower=None, max_rate: float = 0.0):
+                 trail=None, follower=None, max_rate: float = 0.0, live=None):
         self.journal = journal
+        # sender = external (audit-notifier send): the journals API processes write
+        # now (delivery/live.py), read after this process's own; None in an API process.
+        self.live = live
         # Slice sizes and rests (reads the journal's append counter for the load).
         self.pacer = Pacer(lambda: journal.appended, max_rate)
         self.emitter = emitter
@@ -137,7 +141,11 @@ class Sender:
         return self.follower.watch if self.follower is not None else None
 
     def _idle_wait(self) -> float:
-        """Seconds to wait for work: 1 s, less when an import follow is due sooner."""
+        """Seconds to wait for work: 1 s, less when an import follow is due sooner;
+        the live journals' poll interval in the external sender (appends in other
+        processes do not wake it)."""
+        if self.live is not None:
+            return live_mod.POLL_SECONDS
         due = self.follower.next_due() if self.follower is not None else None
         if due is None:
             return 1.0
@@ -166,6 +174,8 @@ class Sender:
         if now >= self._next_stats:
             self._next_stats = now + STATS_EVERY
             self.report()
+        if self.live is not None and self.live.scan():
+            self._next_orphan_scan = now         # a writer is gone: its journal is an orphan
         if self.journal.directory is not None and now >= self._next_orphan_scan and \
                 not self.stopping:
             self._next_orphan_scan = now + ORPHAN_SCAN_EVERY
@@ -180,6 +190,8 @@ class Sender:
             for fmt in self.trail.due():
                 self._publish_digest(fmt)
         followed = self._follow()
+        if self.live is not None:
+            followed = self._send_live() or followed
         started = self._clocks()
         wanted = self.pacer.slice()
         items = self.journal.read(wanted)
@@ -211,6 +223,29 @@ class Sender:
             self.done.notify_all()
         self._rest(len(items), started, drained=drained)
         return True
+
+    def _send_live(self) -> bool:
+        """External sender: one batch of each live journal (delivery/live.py); True
+        when some were sent.  A batch that fails other than by an outage becomes
+        dead letters, as in :meth:`_step`."""
+        moved = False
+        for source in self.live.sources():
+            items = source.read(BATCH)
+            if not items:
+                continue
+            moved = True
+            try:
+                if not self._send(items, source.builder, source):
+                    return True                   # stopping with the bus down
+            except Exception as exc:
+                self.stats.limited(logging.ERROR, 'sender-step', 'audit_notifier: unexpected '
+                                   'error while sending %d journal record(s) of %s; they are '
+                                   'moved to the dead letters', len(items), source.owner,
+                                   exc_info=True)
+                for _, rec in items:
+                    self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
+                                          record=rec)
+        return moved
 
     def _yield_gil(self) -> None:
         """Between two records or two messages (sender thread): let a waiting request
@@ -485,6 +520,8 @@ class Sender:
 
     def _shutdown(self) -> None:
         self._final_digests()
+        if self.live is not None:
+            self.live.close()
         held_on_disk = len(self.builder.open) + self._held - self._held_in_memory
         # Closed first, under the journal's lock: what a request thread appends
         # up to this moment is counted below, never removed with the files.

@@ -1,0 +1,163 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""sender = external without a broker: a filter that only journals, and the sender
+of ``audit-notifier send`` (delivery/service.py) with a recording leaf, in threads of
+this process; the options it refuses at start-up."""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+
+import pytest
+from oslo_config import cfg
+
+from audit_notifier import _config
+from audit_notifier.assembly import Pipeline
+from audit_notifier.delivery import external as external_mod
+from audit_notifier.delivery import journal as journal_mod
+from audit_notifier.delivery import service
+from test_sender import FakeLeaf, call, deactivate_app, request_ids
+
+
+def wait_until(predicate, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for ' + what
+        time.sleep(0.01)
+
+
+def send_process(directory, leaf):
+    """The sender of audit-notifier send (built as serve() builds it), in a thread."""
+    pipeline = Pipeline({'driver': 'test', 'journal_dir': directory, 'formats': 'cadf',
+                         'sender': 'external', 'stats_interval': '0',
+                         'process_hooks': 'false', 'oslo_config_config': cfg.ConfigOpts()})
+    pipeline.leaves = lambda: {'cadf': leaf}
+    sender = service._sender(pipeline, pipeline.delivery.settings, directory)
+    thread = threading.Thread(target=sender.run, daemon=True)
+    thread.start()
+    return sender, thread
+
+
+def journal_files(directory, owner):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, owner + '.*'))
+                  if not p.endswith('.stats.json'))
+
+
+def test_the_filter_journals_and_the_send_process_sends_in_order(make_filter, wsgi, tmp_path):
+    directory = str(tmp_path)
+    mw = make_filter(deactivate_app, formats='cadf', sender='external', journal_dir=directory)
+    mw.delivery.leaf_factory = lambda: pytest.fail('an external-sender filter made leaves')
+    for i in range(5):
+        call(mw, wsgi, 'img-%d' % i, 'req-%d' % i)
+    assert mw.delivery.leaves == {}
+    assert [t.name for t in threading.enumerate()
+            if t.name == 'audit-notifier-journal'] == ['audit-notifier-journal']
+    assert not any(t.name == 'audit-notifier-sender' for t in threading.enumerate())
+    owner = mw.delivery._journal.owner
+    leaf = FakeLeaf()
+    sender, thread = send_process(directory, leaf)
+    try:
+        wait_until(lambda: len(leaf.sent) == 5, 'the first five notifications')
+        for i in range(5, 8):                     # while the send process runs
+            call(mw, wsgi, 'img-%d' % i, 'req-%d' % i)
+        assert mw.delivery.flush(30.0) is True    # the checkpoint covers all eight
+        assert request_ids(leaf.sent) == ['req-%d' % i for i in range(8)]
+        assert [e['event_type'] for e in leaf.sent] == ['audit.image.deactivate'] * 8
+        snap = mw.delivery.snapshot()
+        assert (snap['journaled'], snap['unsent'], snap['dropped']) == (8, 0, 0)
+        mw.delivery.close()                       # the API process stops
+        # the send process adopts what it left and removes its files
+        wait_until(lambda: journal_files(directory, owner) == [], 'the files removed')
+        assert len(leaf.sent) == 8                # nothing sent twice: nothing was open
+        assert sender.stats.counters['sent'] == 8
+    finally:
+        sender.stop(5.0)
+        thread.join(10.0)
+    assert not thread.is_alive()
+
+
+def test_an_upload_in_progress_is_not_committed_past(make_filter, wsgi, tmp_path):
+    """The checkpoint stays before a call still open, so the process that adopts the
+    journal of a killed writer builds the call whole (here: as incomplete)."""
+    directory = str(tmp_path)
+    release = threading.Event()
+
+    def slow_upload(environ, start_response):
+        if environ['REQUEST_METHOD'] != 'PUT':
+            return deactivate_app(environ, start_response)
+        environ['wsgi.input'].read(1)             # the upload starts
+        assert release.wait(30)
+        start_response('204 No Content', [])
+        return []
+
+    mw = make_filter(slow_upload, formats='cadf', sender='external', journal_dir=directory)
+    leaf = FakeLeaf()
+    sender, thread = send_process(directory, leaf)
+    environ = wsgi.environ('PUT', '/v2/images/img-0/file', body=b'x' * 10,
+                           headers=dict(wsgi.IDENTITY, **{'Content-Type':
+                                                          'application/octet-stream'}))
+    upload = threading.Thread(target=wsgi.run, args=(mw, environ))
+    try:
+        upload.start()
+        wait_until(lambda: mw.delivery.counters['journaled'] >= 1, 'the upload started')
+        call(mw, wsgi, 'img-1', 'req-1')
+        wait_until(lambda: request_ids(leaf.sent) == ['req-1'], 'the call after it')
+        position, confirmed = mw.delivery._journal.confirmed()
+        assert position[1] <= 1 and confirmed == 0          # before the upload's start
+        release.set()
+        upload.join(30)
+        assert mw.delivery.flush(30.0) is True
+        assert [e['event_type'] for e in leaf.sent] == ['audit.image.deactivate',
+                                                         'audit.image.upload']
+    finally:
+        release.set()
+        sender.stop(5.0)
+        thread.join(10.0)
+
+
+def test_a_second_send_process_for_the_directory_is_refused(tmp_path, caplog):
+    directory = str(tmp_path)
+    fd = journal_mod.try_lock(os.path.join(directory, external_mod.SEND_LOCK))
+    try:
+        pipeline = Pipeline({'driver': 'test', 'journal_dir': directory,
+                             'process_hooks': 'false',
+                             'oslo_config_config': cfg.ConfigOpts()})
+        assert service.serve(pipeline) == 1
+    finally:
+        os.close(fd)
+    assert 'another audit-notifier send serves %s' % directory in caplog.text
+
+
+def test_external_needs_the_journal(make_filter):
+    with pytest.raises(_config.ConfigError) as err:
+        make_filter(deactivate_app, sender='external', delivery_mode='memory')
+    assert str(err.value) == (
+        'audit_notifier: option sender: external needs the journal (the sender process '
+        'reads it); set delivery_mode = journal, or sender = thread')
+
+
+def test_external_refuses_events_that_need_a_look_up_after_the_call(make_filter):
+    with pytest.raises(_config.ConfigError) as err:
+        make_filter(deactivate_app, sender='external', formats='cadf,glance',
+                    record_lookups='true')
+    message = str(err.value)
+    assert message.startswith('audit_notifier: option sender: external, but the events of ')
+    assert message.endswith('need a record look-up after the call, which only the API '
+                            'process can make; set record_lookups = false, or sender = thread')
+    # the same formats without look-ups, and CADF alone with them, are fine
+    make_filter(deactivate_app, sender='external', formats='cadf,glance',
+                record_lookups='false')
+    make_filter(deactivate_app, sender='external', formats='cadf', record_lookups='true')
