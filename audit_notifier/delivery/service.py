@@ -24,6 +24,7 @@ its events would need them).
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import signal
@@ -54,6 +55,7 @@ def serve(pipeline) -> int:
         return 1
     try:
         sender = _sender(pipeline, settings, directory)
+        _succeed(directory, lock_fd, sender.journal.owner)
 
         def stop(signum, frame):
             LOG.info('audit_notifier: signal %d: sending what was read, then stopping',
@@ -70,6 +72,21 @@ def serve(pipeline) -> int:
     finally:
         os.close(lock_fd)
     return 0
+
+
+def _succeed(directory: str, lock_fd: int, owner: str) -> None:
+    """Name this process in the send lock, and remove the (empty) journal files of
+    the send process named there before, gone (it held the lock): one killed by
+    SIGKILL leaves its lock and checkpoint, which no orphan adoption removes (an
+    orphan is found by its segments, and a send process never appends)."""
+    previous = os.pread(lock_fd, 256, 0).decode('ascii', 'replace').strip()
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, owner.encode('ascii') + b'\n', 0)
+    if not previous or previous == owner or os.sep in previous or \
+            glob.glob(os.path.join(glob.escape(directory), glob.escape(previous) + '.*.journal')):
+        return
+    for suffix in ('lock', 'ckpt', 'ckpt.tmp'):
+        journal_mod.remove(os.path.join(directory, '%s.%s' % (previous, suffix)))
 
 
 def _sender(pipeline, settings, directory: str) -> Sender:

@@ -120,8 +120,8 @@ def test_an_upload_in_progress_is_not_committed_past(make_filter, wsgi, tmp_path
         release.set()
         upload.join(30)
         assert mw.delivery.flush(30.0) is True
-        assert [e['event_type'] for e in leaf.sent] == ['audit.image.deactivate',
-                                                         'audit.image.upload']
+        assert [e['event_type'] for e in leaf.sent] == [
+            'audit.image.deactivate', 'audit.image.upload']
     finally:
         release.set()
         sender.stop(5.0)
@@ -161,3 +161,19 @@ def test_external_refuses_events_that_need_a_look_up_after_the_call(make_filter)
     make_filter(deactivate_app, sender='external', formats='cadf,glance',
                 record_lookups='false')
     make_filter(deactivate_app, sender='external', formats='cadf', record_lookups='true')
+
+
+def test_a_send_process_names_itself_and_removes_what_a_killed_one_left(tmp_path):
+    directory = str(tmp_path)
+    killed = 'host-1-1000'
+    for suffix in ('lock', 'ckpt'):
+        (tmp_path / ('%s.%s' % (killed, suffix))).write_text('')
+    (tmp_path / ('%s.stats.json' % killed)).write_text('{}')
+    (tmp_path / external_mod.SEND_LOCK).write_text(killed + '\n')
+    fd = journal_mod.try_lock(os.path.join(directory, external_mod.SEND_LOCK))
+    try:
+        service._succeed(directory, fd, 'host-2-2000')
+    finally:
+        os.close(fd)
+    assert (tmp_path / external_mod.SEND_LOCK).read_text() == 'host-2-2000\n'
+    assert sorted(os.listdir(directory)) == [external_mod.SEND_LOCK, killed + '.stats.json']
