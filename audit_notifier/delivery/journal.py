@@ -198,6 +198,7 @@ class Journal:
         self._last_read_start = -1             # offset of the last record read (disk)
         self.appended = 0                      # records accepted
         self.last_position = (0, -1)           # (seq, offset) of the last record on disk
+        self._forget_at = 0.0                  # external: next look for deleted segments
         self.dropped = 0                       # records dropped before the sender read them
         self._lock_fd = None
         self._ckpt_fd = None
@@ -245,11 +246,14 @@ class Journal:
         tail = self._segments[-1] if self._segments else None
         if data is not None and (tail is None or tail.on_disk or
                                  time.monotonic() >= self._disk_retry_at):
-            if self.external and time.monotonic() < self._disk_retry_at:
-                return self._unkept()          # no system call per request meanwhile
+            if self.external and time.monotonic() < self._disk_retry_at and \
+                    (tail is None or not tail.writable or
+                     tail.size + len(data) > len(tail.mm)):
+                return self._unkept()          # no new segment tried meanwhile
             # The cap first: a segment is opened only for a record that fits.
             if self._disk_bytes + len(data) > self.max_bytes:
-                if self.external:
+                if self.external and time.monotonic() >= self._forget_at:
+                    self._forget_at = time.monotonic() + 1.0      # not per call when full
                     self._forget_sent()
                 if self._disk_bytes + len(data) > self.max_bytes and \
                         not self._make_room_on_disk(len(data)):
@@ -281,8 +285,8 @@ class Journal:
 
     def _forget_sent(self) -> None:
         """External sender: segments it has deleted (all sent) no longer count
-        against ``journal_max_bytes``.  A stat per unmapped segment, only when the
-        journal looks full or a segment is added."""
+        against ``journal_max_bytes``.  A stat per unmapped segment, only when a
+        segment is added or (at most once a second) when the journal looks full."""
         for segment in [s for s in self._segments if s.mm is None and s.on_disk]:
             if not os.path.exists(segment.path):
                 self._segments.remove(segment)
