@@ -174,6 +174,11 @@ def _pdeathsig():
         _PRCTL(1, signal.SIGTERM, 0, 0, 0)            # PR_SET_PDEATHSIG
 
 
+def _niced_pdeathsig():
+    _pdeathsig()
+    os.nice(10)
+
+
 def _orphaned(parent):
     return os.getppid() != parent
 
@@ -199,8 +204,15 @@ class Server:
         with open(os.path.join(self.etc, 'glance-api-paste.ini'), 'w') as f:
             f.write(paste_ini(audit_filter))
         self.conf = os.path.join(self.etc, 'glance-api.conf')
+        # sender = external: audit-notifier send runs beside gunicorn and reads the
+        # filter's options from the [audit_notifier] section, as an operator sets them
+        self.external = (audit_filter or {}).get('sender') == 'external'
+        self.sender = None
         with open(self.conf, 'w') as f:
             f.write(glance_conf(base, self.etc, self.port, exchange, durable))
+            if self.external:
+                f.write('[audit_notifier]\n%s\n' % '\n'.join(
+                    '%s = %s' % kv for kv in audit_filter.items()))
 
     def start(self, timeout=180.0):
         ready = os.path.join(self.etc, 'ready')
@@ -227,6 +239,12 @@ class Server:
                                    'glance-api.log' % (self.name, self.etc))
             time.sleep(0.2)
         self.worker_pids = sorted(int(n.split('-')[1]) for n in os.listdir(ready))
+        if self.external:
+            # at Nice=10, as etc/audit_notifier/audit-notifier-send.service runs it
+            self.sender = subprocess.Popen(
+                [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file',
+                 self.conf], env=env, stdout=self._log, stderr=self._log,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_niced_pdeathsig)
         while True:
             try:
                 st, _ = http_call(self.port, 'GET', '/healthcheck')
@@ -242,20 +260,24 @@ class Server:
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
+        for proc in (self.proc, self.sender):      # the sender last: it ends the journals
+            if proc is None:
+                continue
+            proc.send_signal(signal.SIGTERM)
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.proc.wait(10)
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                proc.wait(10)
         self._log.close()
 
     def cpu_seconds(self):
-        """user + system CPU of the workers so far."""
-        return sum(proc_cpu_seconds(pid) or 0.0 for pid in self.worker_pids)
+        """user + system CPU of the workers (and of the send process) so far."""
+        pids = self.worker_pids + ([self.sender.pid] if self.sender is not None else [])
+        return sum(proc_cpu_seconds(pid) or 0.0 for pid in pids)
 
     def stats(self):
         """Sum of the filter's stats files (one per worker; written every 5 s)."""
@@ -685,6 +707,8 @@ class Bench:
                 'transport_url': url or SHARED_URL, 'topics': topic or self.topic,
                 'journal_dir': jd, 'record_lookups': 'true' if lookups else 'false'}
         conf['rabbit_batch_publish'] = 'false' if self.args.plain_leaf else 'true'
+        if self.args.sender == 'external':
+            conf['sender'] = 'external'
         return conf
 
     def setup_images(self, port):
@@ -785,7 +809,8 @@ class Bench:
         rows = {}
         self.say()
         self.say('%s: median of per-round figures (ms; cpu/call: CPU ms of the 2 gunicorn '
-                 'workers per call, sender included); added = on - off, same round' % label)
+                 'workers per call, sender (thread or process) included); added = on - off, '
+                 'same round' % label)
         self.say('%-22s %-4s %8s %8s %8s %9s %8s %5s  %s' % (
             'workload/mode', 'srv', 'median', 'p90', 'p99', 'calls/s', 'cpu/call', 'bad',
             'extra'))
@@ -859,6 +884,8 @@ class Bench:
         variants = [('cadf', True)] + [v for v in (('cadf', False), ('cadf,glance', True),
                                                    ('cadf,glance', False))
                                        if not a.no_variants]
+        if a.sender == 'external':      # refused: the send process makes no look-ups
+            variants = [v for v in variants if v != ('cadf,glance', True)]
         for vi, (formats, lookups) in enumerate(variants):
             primary = vi == 0
             vname = '%s/lookups %s' % (formats, 'on' if lookups else 'off')
@@ -1272,6 +1299,10 @@ def parse_args(argv=None):
                       help='filter with rabbit_batch_publish = true (the default)')
     leaf.add_argument('--plain-leaf', action='store_true',
                       help='filter with rabbit_batch_publish = false')
+    p.add_argument('--sender', choices=['thread', 'external'], default='thread',
+                   help='the filter\'s sender option: a thread in each worker (default), or '
+                        'external: an audit-notifier send process beside gunicorn, at nice 10 '
+                        '(its CPU counts in cpu/call)')
     p.add_argument('--deliver-timeout', type=float, default=120.0,
                    help='deadline for the consumer to see every event of a segment')
     p.add_argument('--keep', action='store_true', help='keep the temp dir')

@@ -24,15 +24,18 @@ auth_token with fixture tokens), then ``--calls`` audited calls of each ``--work
 (``GET /v2/images/<id>``, a 1 KiB download, a PATCH) from one thread, after ``--warmup``
 calls that are not counted.  Variants: no filter, audit_notifier (formats ``cadf``, and
 ``cadf,glance``; every other option at its default: the journal, the fast leaf, the
-sender thread) and keystonemiddleware.audit (pycadf's Glance map, messagingv2), both
-publishing to the local RabbitMQ.  Printed per call: the request thread's instructions
-(until the last response), the other threads' (audit_notifier's sender, until its
-``flush()`` returned; oslo.messaging's), their sum, what each filter adds against the
+sender thread; and ``cadf`` with ``sender = external``: the API process only journals,
+an ``audit-notifier send`` process, not counted, sends) and keystonemiddleware.audit
+(pycadf's Glance map, messagingv2), all publishing to the local RabbitMQ.  Printed per
+call: the request thread's instructions (until the last response), the other threads'
+(audit_notifier's sender, until its ``flush()`` returned, or until the send process
+confirmed everything; oslo.messaging's), their sum, what each filter adds against the
 unfiltered Glance, and the garbage collections in the counted stretch (a full one walks
 every object of the process; the collector is run before each stretch).  The
 ``backlog`` workload counts the sender's batched path per record: ``--calls`` GETs
 journaled by a process that died with the bus down, sent by the next one (the difference
-with an empty journal).  ``--repeats`` runs every variant again, alternating.
+with an empty journal; not for ``sender = external``: its sender is another process).
+``--repeats`` runs every variant again, alternating.
 
 Not counted: RabbitMQ (another process: 0.08-0.14 ms of CPU per notification on this
 machine, see http_glance.py), the kernel (system calls, socket writes), and the HTTP
@@ -60,6 +63,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,10 +80,12 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)                # the working tree's audit_notifier and tests
 
 BROKER_URL = os.environ.get('BENCH_TRANSPORT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
-VARIANTS = ('bare', 'audit_notifier', 'audit_notifier_glance', 'keystonemiddleware')
+VARIANTS = ('bare', 'audit_notifier', 'audit_notifier_external', 'audit_notifier_glance',
+            'keystonemiddleware')
 LABELS = {
     'bare': 'Glance, no filter',
     'audit_notifier': 'audit_notifier (cadf)',
+    'audit_notifier_external': 'audit_notifier (cadf) external',
     'audit_notifier_glance': 'audit_notifier (cadf,glance)',
     'keystonemiddleware': 'keystonemiddleware.audit',
 }
@@ -130,9 +136,34 @@ def audit_filter(variant: str, tmpdir: str, topic: str, journal_dir: str | None 
         return {'paste.filter_factory': 'keystonemiddleware.audit:filter_factory',
                 'audit_map_file': run.write_audit_map(tmpdir),
                 'driver': 'messagingv2', 'transport_url': BROKER_URL, 'topics': topic}
-    return {'formats': 'cadf,glance' if variant == 'audit_notifier_glance' else 'cadf',
-            'driver': 'messagingv2', 'transport_url': transport_url, 'topics': topic,
-            'journal_dir': journal_dir or os.path.join(tmpdir, 'journal')}
+    settings = {'formats': 'cadf,glance' if variant == 'audit_notifier_glance' else 'cadf',
+                'driver': 'messagingv2', 'transport_url': transport_url, 'topics': topic,
+                'journal_dir': journal_dir or os.path.join(tmpdir, 'journal')}
+    if variant == 'audit_notifier_external':
+        settings['sender'] = 'external'
+    return settings
+
+
+def start_send_process(tmpdir: str, settings: dict) -> subprocess.Popen:
+    """``audit-notifier send`` for ``sender = external``, with the filter's options in
+    its conf file (Glance's default exchange: neither sets control_exchange).  Not under
+    callgrind (valgrind does not trace children): its work is not the API process's."""
+    conf = os.path.join(tmpdir, 'audit-notifier-send.conf')
+    with open(conf, 'w') as f:
+        f.write('[audit_notifier]\n' + ''.join('%s = %s\n' % kv for kv in settings.items()))
+    with open(os.path.join(tmpdir, 'send.log'), 'wb') as log:
+        return subprocess.Popen(
+            [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', conf,
+             '--journal-dir', settings['journal_dir']],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_send_process(proc: subprocess.Popen, tmpdir: str) -> None:
+    proc.send_signal(signal.SIGTERM)
+    if proc.wait(120):
+        with open(os.path.join(tmpdir, 'send.log'), errors='replace') as f:
+            sys.exit('audit-notifier send failed (%d):\n%s'
+                     % (proc.returncode, f.read()[-4000:]))
 
 
 def child(args) -> None:
@@ -144,9 +175,14 @@ def child(args) -> None:
     # Under the parent's temp dir, which the parent removes: Glance logs there until exit.
     tmpdir = tempfile.mkdtemp(prefix=args.child + '-', dir=os.path.dirname(args.out))
     topic = 'instr_%s_%d' % (args.child, os.getpid())
+    sending = None
     try:
+        settings = audit_filter(args.child, tmpdir, topic)
         env = harness.GlanceEnv().start(os.path.join(tmpdir, 'glance'),
-                                        audit_filter=audit_filter(args.child, tmpdir, topic))
+                                        audit_filter=settings)
+        if args.child == 'audit_notifier_external':
+            # it reads the journal from its start: the two calls below are sent too
+            sending = start_send_process(tmpdir, settings)
         made = env.request('POST', '/v2/images', body={    # the same id in every run
             'id': IMAGE_ID, 'name': 'instr', 'disk_format': 'raw', 'container_format': 'bare'})
         assert made.status == 201, made.text
@@ -184,6 +220,8 @@ def child(args) -> None:
         for _ in range(args.calls):
             call()
         out = count.finish(flush)
+        if sending is not None:
+            stop_send_process(sending, tmpdir)
         if ours is not None:
             out['counters'] = {k: v for k, v in ours.counters.items() if v}
         if args.child != 'bare':
@@ -193,6 +231,9 @@ def child(args) -> None:
             json.dump(out, f)
         env.stop()
     finally:
+        if sending is not None and sending.poll() is None:    # the child failed
+            sending.kill()
+            sending.wait()
         if args.child != 'bare':
             queued(topic, delete=True)
 
@@ -510,8 +551,10 @@ def main(argv=None) -> None:
         runs = {}
         for workload in args.workload or ['get']:
             for repeat in range(args.repeats):
+                # sender = external has no sender in the API process to count
                 order = variants if workload != 'backlog' else [
-                    v for v in variants if v.startswith('audit_notifier')]
+                    v for v in variants if v.startswith('audit_notifier')
+                    and v != 'audit_notifier_external']
                 order = order if repeat % 2 == 0 else order[::-1]
                 for variant in order:
                     r = run_variant(args, workload, variant, repeat, tmpdir, shim)
