@@ -106,7 +106,7 @@ class Pipeline:
             settings.unmatched_requests == 'audit', 'cadf' in self.formats,
             'glance' in self.formats, redactor, self.policy)
         if settings.sender == 'external':
-            _check_external_sender(self.route_map, self.emitter)
+            check_external_sender(settings.delivery_mode, self.route_map, self.emitter)
         self.leaves()                       # the bus settings are checked now, at start-up
         self.delivery = Delivery(self.emitter, self.classifier.route_for, self.leaves,
                                  settings, _response_headers(self.route_map))
@@ -129,10 +129,16 @@ class Pipeline:
                 for fmt in ('cadf', 'glance')}
 
 
-def _check_external_sender(route_map, emitter) -> None:
-    """The sender process has no app to ask: no event may need a look-up after the
-    call (a look-up before it, journaled with the call, is fine)."""
-    needing = [r for r in route_map.routes if emitter.looks_up(r)]
+def check_external_sender(delivery_mode: str, route_map, emitter) -> None:
+    """sender = external: the sender process reads the journal, and it has no app
+    to ask: no event may need a look-up after the call (a look-up before it,
+    journaled with the call, is fine).  Checked with or without the app: the
+    filter, ``audit-notifier send`` and ``audit-notifier check`` agree."""
+    if delivery_mode != 'journal':
+        raise _config.config_error('sender', 'external needs the journal (the sender process '
+                                   'reads it)', 'set delivery_mode = journal, or sender = '
+                                   'thread')
+    needing = [r for r in route_map.routes if emitter.may_look_up(r)]
     if needing:
         raise _config.config_error(
             'sender', 'external, but the events of %d route(s) (e.g. %s %s) need a record '

@@ -231,10 +231,15 @@ def _add_send(subparsers) -> None:
 def _run_send(args) -> int:
     import logging
 
+    from audit_notifier import _config
     from audit_notifier.delivery import service
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='%(asctime)s %(levelname)s %(name)s %(message)s')
-    return service.serve(_replay_pipeline(args))
+    try:
+        pipeline = _replay_pipeline(args)
+    except _config.ConfigError:
+        return 1                     # the pipeline logged the one line that says why
+    return service.serve(pipeline)
 
 
 # -- tail: live notifications from the bus -----------------------------------------------

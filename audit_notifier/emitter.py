@@ -186,12 +186,14 @@ class Emitter:
 
     def looks_up(self, route) -> bool:
         """May building this route's events make a record look-up after the call
-        (an in-process GET of the app, in the sender thread): a Glance-format usage
-        rule, or a record attachment (Magnum's cluster_data)?"""
-        if self._subrequests is None:
-            return False
-        return route.target.data is not None or (
-            'glance' in self.formats and route.usage is not None)
+        (an in-process GET of the app, in the sender thread)?"""
+        return self._subrequests is not None and self.may_look_up(route)
+
+    def may_look_up(self, route) -> bool:
+        """Would it, given the app: record_lookups on, and a Glance-format usage
+        rule or a record attachment (Magnum's cluster_data)?"""
+        return self.glance_settings.lookups and (route.target.data is not None or (
+            'glance' in self.formats and route.usage is not None))
 
     def needs_prefetch(self, route) -> bool:
         """Does this route fetch a record before the app runs?"""

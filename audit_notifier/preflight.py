@@ -33,7 +33,8 @@ from typing import Any, Iterable, Mapping, TextIO
 from oslo_config import cfg
 
 from audit_notifier import _config, bus_probe, paste_pipelines, service_user
-from audit_notifier.assembly import Pipeline
+from audit_notifier.assembly import Pipeline, check_external_sender
+from audit_notifier.delivery import external as external_mod
 from audit_notifier.delivery.drivers import transport_url_in_effect
 from audit_notifier.opts import ALL_OPTS
 
@@ -69,7 +70,9 @@ def offline_pipeline(conf: cfg.ConfigOpts, paste_keys: Mapping[str, Any],
     the service builds it, but keeping records in memory and installing no process
     hooks: no journal directory is created and no thread is started (none starts
     before a call)."""
-    overrides = dict(paste_keys, delivery_mode='memory', process_hooks='false')
+    # (sender = external needs the journal: check_sender checks its options instead)
+    overrides = dict(paste_keys, delivery_mode='memory', process_hooks='false',
+                     sender='thread')
     overrides['oslo_config_config'] = filter_conf(conf, paste_keys)
     return Pipeline(overrides, app=app)
 
@@ -177,7 +180,27 @@ def check_filter(report: Report, conf: cfg.ConfigOpts, name: str | None, keys: d
     report('OK', 'route map: %d routes from %s'
            % (len(route_map.routes), ', '.join(route_map.sources)))
     check_journal(report, settings, user)
+    check_sender(report, settings, pipeline)
     check_bus(report, pipeline, timeout)
+
+
+def check_sender(report: Report, settings: _config.Settings, pipeline: Pipeline) -> None:
+    """sender = external: what the filter checks at start-up, and is an
+    audit-notifier send process serving the journals?"""
+    if settings.sender != 'external':
+        return
+    try:
+        check_external_sender(settings.delivery_mode, pipeline.route_map, pipeline.emitter)
+    except _config.ConfigError as exc:
+        report('ERROR', str(exc))
+        return
+    path = settings.journal_dir
+    if external_mod.sender_running(path):
+        report('OK', 'sender = external: audit-notifier send serves %s' % path)
+    else:
+        report('WARN', 'sender = external: no audit-notifier send process serves %s; start '
+                       'it (etc/audit_notifier/audit-notifier-send.service): until then '
+                       'notifications wait in the journals' % path)
 
 
 def check_journal(report: Report, settings: _config.Settings, user_name: str | None) -> None:

@@ -150,11 +150,8 @@ class Delivery:
         self.settings = settings
         self.mode = settings.delivery_mode
         self.directory = settings.journal_dir if self.mode == 'journal' else None
-        self.external = settings.sender == 'external'
-        if self.external and self.directory is None:
-            raise ConfigError('audit_notifier: option sender: external needs the journal '
-                              '(the sender process reads it); set delivery_mode = journal, '
-                              'or sender = thread')
+        # (assembly.check_external_sender refused it without the journal)
+        self.external = settings.sender == 'external' and self.directory is not None
         if self.directory is not None:
             check_journal_dir(self.directory)
         # Checked (and a signing key read) at start-up; the chain itself is the sender's.

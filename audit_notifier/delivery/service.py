@@ -64,6 +64,10 @@ def serve(pipeline) -> int:
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         LOG.info('audit_notifier: audit-notifier send serves the journals in %s', directory)
+        if settings.sender != 'external':
+            LOG.warning('audit_notifier: the conf file says sender = %s: the API processes '
+                        'send what they journal; this process only sends the journals of '
+                        'processes that are gone', settings.sender)
         try:
             sender.run()
         finally:

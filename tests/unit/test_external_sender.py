@@ -177,3 +177,15 @@ def test_a_send_process_names_itself_and_removes_what_a_killed_one_left(tmp_path
         os.close(fd)
     assert (tmp_path / external_mod.SEND_LOCK).read_text() == 'host-2-2000\n'
     assert sorted(os.listdir(directory)) == [external_mod.SEND_LOCK, killed + '.stats.json']
+
+
+def test_the_send_command_refuses_what_the_filter_refuses(tmp_path, caplog):
+    from audit_notifier import cli
+    conf = tmp_path / 'glance-api.conf'
+    conf.write_text('[audit_notifier]\ndriver = log\nformats = cadf,glance\n'
+                    'sender = external\njournal_dir = %s\n' % tmp_path)
+    assert cli.main(['send', '--config-file', str(conf)]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == 'ERROR']
+    assert len(errors) == 1 and errors[0].startswith(
+        'audit_notifier: option sender: external, but the events of ')
+    assert not os.path.exists(os.path.join(str(tmp_path), external_mod.SEND_LOCK))

@@ -360,3 +360,43 @@ def test_memory_delivery_and_the_log_driver_need_no_journal_and_no_bus(tmp_path)
         'WARN delivery_mode = memory: no journal; what is not sent when a process ends is '
         'lost',
         'OK cadf notifications: driver log, topics notifications']
+
+
+def test_external_sender_lines_say_whether_a_send_process_serves_the_journals(tmp_path):
+    from audit_notifier.delivery import external as external_mod
+    from audit_notifier.delivery import journal as journal_mod
+    journal_dir = tmp_path / 'journal'
+    journal_dir.mkdir(mode=0o700)
+    conf = _write(tmp_path, '[audit_notifier]\ndriver = log\nroute_map = magnum\n'
+                            'record_lookups = false\nsender = external\njournal_dir = %s\n'
+                  % journal_dir, 'magnum.conf')
+    _write(tmp_path, MAGNUM_LIKE.replace('route_map = magnum\n', ''))
+
+    def sender_lines():
+        out = io.StringIO()
+        preflight.run([conf], out=out, user='root')
+        return [line for line in out.getvalue().splitlines()
+                if line.split(' ', 1)[1].startswith('sender')]
+
+    assert sender_lines() == [
+        'WARN sender = external: no audit-notifier send process serves %s; start it '
+        '(etc/audit_notifier/audit-notifier-send.service): until then notifications wait '
+        'in the journals' % journal_dir]
+    fd = journal_mod.try_lock(str(journal_dir / external_mod.SEND_LOCK))
+    try:
+        assert sender_lines() == ['OK sender = external: audit-notifier send serves %s'
+                                  % journal_dir]
+    finally:
+        os.close(fd)
+
+
+def test_external_sender_with_look_ups_is_an_error_line(tmp_path):
+    conf = _write(tmp_path, '[audit_notifier]\ndriver = log\nformats = cadf,glance\n'
+                            'sender = external\n', 'glance-api.conf')
+    _write(tmp_path, MAGNUM_LIKE)
+    out = io.StringIO()
+    assert preflight.run([conf], out=out) == 1
+    errors = [line for line in out.getvalue().splitlines() if line.startswith('ERROR')]
+    assert len(errors) == 1 and errors[0].startswith(
+        'ERROR audit_notifier: option sender: external, but the events of ')
+    assert errors[0].endswith('set record_lookups = false, or sender = thread')
