@@ -60,11 +60,10 @@ class JournalOnly:
     def __init__(self, journal, stats, *, stats_interval: float = 60.0):
         self.journal = journal
         self.stats = stats
-        self.stats_interval = stats_interval
         self.wake = threading.Event()
         self.stopping = False
-        self._next_log = time.monotonic() + stats_interval
-        self._last_logged = None
+        self._reporter = stats_mod.Reporter(
+            os.path.join(journal.directory, journal.owner + '.stats.json'), stats_interval)
         if not sender_running(journal.directory):
             LOG.warning('audit_notifier: sender = external but no audit-notifier send '
                         'process serves %s; notifications wait in the journal (up to '
@@ -113,16 +112,4 @@ class JournalOnly:
                                    oldest_unsent_age=0.0, sender='external')
 
     def report(self) -> dict:
-        snap = self.snapshot()
-        path = os.path.join(self.journal.directory, self.journal.owner + '.stats.json')
-        try:
-            stats_mod.write_file(path, snap)
-        except OSError:
-            pass
-        if self.stats_interval and time.monotonic() >= self._next_log:
-            self._next_log = time.monotonic() + self.stats_interval
-            key = tuple(snap[c] for c in stats_mod.COUNTERS) + (snap['unsent'],)
-            if key != self._last_logged:
-                self._last_logged = key
-                LOG.info(stats_mod.format_line(snap))
-        return snap
+        return self._reporter(self.snapshot())

@@ -87,7 +87,6 @@ class Sender:
         self.dead_letters = dead_letters
         self.stats = stats
         self.dead_letter_after = max(1, dead_letter_after)
-        self.stats_interval = stats_interval
         # Import follows (delivery/follow.py), or None when they are off.
         self.follower = follower
         self.builder = Builder(emitter, route_for, journal.owner, self._watch())
@@ -105,9 +104,9 @@ class Sender:
         self.processed = 0              # own journal records fully handled
         self._retry_wait = RETRY_FIRST
         self._next_stats = 0.0
-        self._next_log = time.monotonic() + stats_interval
+        self._reporter = stats_mod.Reporter(
+            self._stats_path() if journal.directory is not None else None, stats_interval)
         self._next_orphan_scan = 0.0
-        self._last_logged = None
         self.sent_everything = False    # set when the loop ended with nothing unsent
         self._holding_since = None      # time of the oldest record read and not yet sent
         self._held = 0                  # records read but not sent when the loop stopped
@@ -591,16 +590,4 @@ class Sender:
                                    if since else 0.0)
 
     def report(self) -> dict:
-        snap = self.snapshot()
-        if self.journal.directory is not None:
-            try:
-                stats_mod.write_file(self._stats_path(), snap)
-            except OSError:
-                pass
-        if self.stats_interval and time.monotonic() >= self._next_log:
-            self._next_log = time.monotonic() + self.stats_interval
-            key = tuple(snap[c] for c in stats_mod.COUNTERS) + (snap['unsent'],)
-            if key != self._last_logged:
-                self._last_logged = key
-                LOG.info(stats_mod.format_line(snap))
-        return snap
+        return self._reporter(self.snapshot())

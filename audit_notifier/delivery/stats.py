@@ -115,3 +115,29 @@ def write_file(path: str, snap: dict) -> None:
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as f:
         json.dump(snap, f, sort_keys=True)
     os.replace(tmp, path)
+
+
+class Reporter:
+    """Writes a process's counters to its stats file (``path``; None: none) and,
+    every ``interval`` seconds (0: never), one log line when they changed.  Called
+    by the thread that owns the counters' process role (sender or journal thread)."""
+
+    def __init__(self, path: str | None, interval: float):
+        self.path = path
+        self.interval = interval
+        self._next_log = time.monotonic() + interval
+        self._last_logged = None
+
+    def __call__(self, snap: dict) -> dict:
+        if self.path is not None:
+            try:
+                write_file(self.path, snap)
+            except OSError:
+                pass
+        if self.interval and time.monotonic() >= self._next_log:
+            self._next_log = time.monotonic() + self.interval
+            key = tuple(snap[c] for c in COUNTERS) + (snap['unsent'],)
+            if key != self._last_logged:
+                self._last_logged = key
+                LOG.info(format_line(snap))
+        return snap
