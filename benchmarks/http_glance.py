@@ -176,7 +176,7 @@ def _pdeathsig():
 
 def _niced_pdeathsig():
     _pdeathsig()
-    os.nice(10)
+    os.nice(19)
 
 
 def _orphaned(parent):
@@ -240,7 +240,7 @@ class Server:
             time.sleep(0.2)
         self.worker_pids = sorted(int(n.split('-')[1]) for n in os.listdir(ready))
         if self.external:
-            # at Nice=10, as etc/audit_notifier/audit-notifier-send.service runs it
+            # at Nice=19, as etc/audit_notifier/audit-notifier-send.service runs it
             self.sender = subprocess.Popen(
                 [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file',
                  self.conf], env=env, stdout=self._log, stderr=self._log,
@@ -1301,7 +1301,7 @@ def parse_args(argv=None):
                       help='filter with rabbit_batch_publish = false')
     p.add_argument('--sender', choices=['thread', 'external'], default='thread',
                    help='the filter\'s sender option: a thread in each worker (default), or '
-                        'external: an audit-notifier send process beside gunicorn, at nice 10 '
+                        'external: an audit-notifier send process beside gunicorn, at nice 19 '
                         '(its CPU counts in cpu/call)')
     p.add_argument('--deliver-timeout', type=float, default=120.0,
                    help='deadline for the consumer to see every event of a segment')

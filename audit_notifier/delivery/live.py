@@ -44,7 +44,7 @@ import time
 from audit_notifier.delivery import journal as journal_mod
 from audit_notifier.delivery import record as record_mod
 
-POLL_SECONDS = 0.05      # between two reads of the journals when nothing was new
+POLL_SECONDS = 0.2       # between two reads of the journals (unless a batch was full)
 SCAN_SECONDS = 1.0       # between two looks for journals that came or went
 SETTLE_SECONDS = 1.0     # a frame that stays bad this long is corrupt, not half written
 _LOCK = re.compile(r'^(?P<owner>.+-\d+-\d+)\.lock$')
@@ -125,7 +125,7 @@ class LiveJournal:
         """The writer's next segment after the one read now, once it exists (then
         this one is complete); listed at most every few polls."""
         if self._next is None and time.monotonic() >= self._next_listing:
-            self._next_listing = time.monotonic() + POLL_SECONDS * 4
+            self._next_listing = time.monotonic() + POLL_SECONDS
             later = self._later_segments()
             self._next = later[0] if later else None
         return self._next

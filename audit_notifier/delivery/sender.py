@@ -79,6 +79,7 @@ class Sender:
         # sender = external (audit-notifier send): the journals API processes write
         # now (delivery/live.py), read after this process's own; None in an API process.
         self.live = live
+        self._live_read_at = 0.0        # when the live journals are read next
         # Slice sizes and rests (reads the journal's append counter for the load).
         self.pacer = Pacer(lambda: journal.appended, max_rate)
         self.emitter = emitter
@@ -144,7 +145,8 @@ class Sender:
         the live journals' poll interval in the external sender (appends in other
         processes do not wake it)."""
         if self.live is not None:
-            return live_mod.POLL_SECONDS
+            return min(live_mod.POLL_SECONDS,
+                       max(0.005, self._live_read_at - time.monotonic()))
         due = self.follower.next_due() if self.follower is not None else None
         if due is None:
             return 1.0
@@ -224,27 +226,37 @@ class Sender:
         return True
 
     def _send_live(self) -> bool:
-        """External sender: one batch of each live journal (delivery/live.py); True
-        when some were sent.  A batch that fails other than by an outage becomes
-        dead letters, as in :meth:`_step`."""
-        moved = False
+        """External sender: what each live journal (delivery/live.py) holds, up to a
+        batch of each, built and published together (one publish per format: a
+        publish costs about as much as building a dozen records), then each journal
+        committed; True when some were sent.  A failure other than an outage makes
+        the records dead letters, as in :meth:`_step`."""
+        now = time.monotonic()
+        if now < self._live_read_at and not self.stopping:
+            return False
+        groups = []
         for source in self.live.sources():
             items = source.read(BATCH)
-            if not items:
-                continue
-            moved = True
-            try:
-                if not self._send(items, source.builder, source):
-                    return True                   # stopping with the bus down
-            except Exception as exc:
-                self.stats.limited(logging.ERROR, 'sender-step', 'audit_notifier: unexpected '
-                                   'error while sending %d journal record(s) of %s; they are '
-                                   'moved to the dead letters', len(items), source.owner,
-                                   exc_info=True)
+            if items:
+                groups.append((items, source.builder, source))
+        # A full batch: a backlog, read on at once; else what comes meanwhile is
+        # gathered for one round (one publish), as the thread's gathering does.
+        full = any(len(g[0]) >= BATCH for g in groups)
+        self._live_read_at = now if full else now + live_mod.POLL_SECONDS
+        if not groups:
+            return False
+        try:
+            self._send_groups(groups)
+        except Exception as exc:
+            self.stats.limited(logging.ERROR, 'sender-step', 'audit_notifier: unexpected '
+                               'error while sending %d journal record(s) of %d process(es); '
+                               'they are moved to the dead letters',
+                               sum(len(g[0]) for g in groups), len(groups), exc_info=True)
+            for items, _builder, _source in groups:
                 for _, rec in items:
                     self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
                                           record=rec)
-        return moved
+        return True
 
     def _yield_gil(self) -> None:
         """Between two records or two messages (sender thread): let a waiting request
@@ -270,16 +282,24 @@ class Sender:
         """Build one batch of ``stream``'s records, publish it and commit it (never
         past the first record of a call still open); False when stopping with the
         bus down.  ``gather`` (own journal only): seconds to go on reading the records
-        appended meanwhile into the same batch (``items`` grows in place).
+        appended meanwhile into the same batch (``items`` grows in place)."""
+        return self._send_groups([(items, builder, stream)], gather)
+
+    def _send_groups(self, groups: list, gather: float = 0.0) -> bool:
+        """:meth:`_send` for batches of several streams ``[(items, builder, stream)]``
+        published together (in this order), then each committed.  ``gather``: the
+        first group's (own journal only).
 
         A record that cannot be built is dead-lettered once the batch it came in
         has been sent, just before its position is committed: a batch that is not
         sent now is read again later, and its bad records must not be
         dead-lettered twice."""
         failed: list = []
-        runs = self._build(items, builder, [], failed)
-        if gather > 0.0:
-            runs = self._gather(items, builder, runs, failed, gather)
+        runs: list = []
+        for index, (items, builder, _stream) in enumerate(groups):
+            runs = self._build(items, builder, runs, failed)
+            if index == 0 and gather > 0.0:
+                runs = self._gather(items, builder, runs, failed, gather)
         if not self.publish(runs):
             return False
         for rec, exc in failed:
@@ -287,9 +307,10 @@ class Sender:
                                   record=rec if isinstance(rec, dict) else {'value': repr(rec)})
         if self.trail is not None:
             self.trail.save()                   # the chain state next to the journal
-        position = (items[-1][0][0], items[-1][0][1] + 1)
-        oldest = builder.oldest_open()
-        stream.commit(min(position, oldest) if oldest is not None else position)
+        for items, builder, stream in groups:
+            position = (items[-1][0][0], items[-1][0][1] + 1)
+            oldest = builder.oldest_open()
+            stream.commit(min(position, oldest) if oldest is not None else position)
         return True
 
     def _build(self, items, builder: Builder, runs: list, failed: list) -> list:
