@@ -189,3 +189,71 @@ def test_the_send_command_refuses_what_the_filter_refuses(tmp_path, caplog):
     assert len(errors) == 1 and errors[0].startswith(
         'audit_notifier: option sender: external, but the events of ')
     assert not os.path.exists(os.path.join(str(tmp_path), external_mod.SEND_LOCK))
+
+
+def test_a_killed_api_process_is_finished_by_the_send_process(make_filter, wsgi, tmp_path):
+    """The writer dies (its lock is released, nothing removed) with an upload in
+    progress whose start the send process had already sent: the send process
+    adopts the journal, sends the upload as incomplete (its start again, with the
+    same id: at-least-once) and removes the files."""
+    directory = str(tmp_path)
+    started = threading.Event()
+
+    def stuck_upload(environ, start_response):
+        if environ['REQUEST_METHOD'] != 'PUT':
+            return deactivate_app(environ, start_response)
+        environ['wsgi.input'].read(1)
+        started.set()
+        threading.Event().wait(60)                # never answers: the process "dies"
+        start_response('204 No Content', [])
+        return []
+
+    mw = make_filter(stuck_upload, formats='cadf', sender='external', journal_dir=directory)
+    make_filter.forget(mw)                        # killed: nobody closes it
+    leaf = FakeLeaf()
+    sender, thread = send_process(directory, leaf)
+    environ = wsgi.environ('PUT', '/v2/images/img-0/file', body=b'x' * 10,
+                           headers=dict(wsgi.IDENTITY, **{'Content-Type':
+                                                          'application/octet-stream'}))
+    threading.Thread(target=wsgi.run, args=(mw, environ), daemon=True).start()
+    try:
+        assert started.wait(30)
+        call(mw, wsgi, 'img-1', 'req-1')
+        wait_until(lambda: request_ids(leaf.sent) == ['req-1'], 'the call after the upload')
+        journal = mw.delivery._journal
+        owner = journal.owner
+        os.close(journal._lock_fd)                # what the kernel does when it dies
+        journal._lock_fd = None
+        wait_until(lambda: journal_files(directory, owner) == [], 'the journal adopted')
+        events = [(e['event_type'], e['payload']['outcome'],
+                   e['payload'].get('reason', {}).get('reasonCode')) for e in leaf.sent]
+        assert events == [('audit.image.deactivate', 'success', '204'),
+                          ('audit.image.deactivate', 'success', '204'),
+                          ('audit.image.upload', 'failure', 'incomplete')]
+        # the deactivate after the upload's start was sent again, with the same id
+        assert leaf.sent[0]['message_id'] == leaf.sent[1]['message_id']
+    finally:
+        sender.stop(5.0)
+        thread.join(10.0)
+
+
+def test_the_calls_of_several_api_processes_go_out_in_one_publish(make_filter, wsgi, tmp_path):
+    directory = str(tmp_path)
+    first = make_filter(deactivate_app, formats='cadf', sender='external',
+                        journal_dir=directory)
+    second = make_filter(deactivate_app, formats='cadf', sender='external',
+                         journal_dir=directory)
+    for i in range(3):
+        call(first, wsgi, 'img-a%d' % i, 'a-%d' % i)
+        call(second, wsgi, 'img-b%d' % i, 'b-%d' % i)
+    leaf = FakeLeaf()
+    sender, thread = send_process(directory, leaf)
+    try:
+        assert first.delivery.flush(30.0) and second.delivery.flush(30.0)
+        assert leaf.batches == [6]                # one round: one publish for both
+        ids = request_ids(leaf.sent)
+        assert [i for i in ids if i.startswith('a')] == ['a-0', 'a-1', 'a-2']
+        assert [i for i in ids if i.startswith('b')] == ['b-0', 'b-1', 'b-2']
+    finally:
+        sender.stop(5.0)
+        thread.join(10.0)
