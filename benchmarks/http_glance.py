@@ -176,7 +176,10 @@ def _pdeathsig():
 
 def _niced_pdeathsig():
     _pdeathsig()
-    os.nice(19)
+    if os.environ.get('HTTPBENCH_SENDER_SCHED') == 'idle':
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
 
 
 def _orphaned(parent):
@@ -779,13 +782,16 @@ class Bench:
         return res
 
     # ------------------------------------------------------------------ A/B sections
-    def ab(self, label, on_server, off_server, specs, rounds, control=None):
+    def ab(self, label, on_server, off_server, specs, rounds, control=None, external=None):
         """specs: list of (key, job) run on off and on (and on the A/A ``control``,
-        a second server without the filter, when given), per round, the order
-        rotating from round to round."""
+        a second server without the filter, and on ``external``, the filter with
+        ``sender = external``, when given), per round, the order rotating from round
+        to round."""
         servers = {'off': off_server, 'on': on_server}
         if control is not None:
             servers['off2'] = control
+        if external is not None:
+            servers['ext'] = external
         sides = list(servers)
         per = {key: {side: [] for side in sides} for key, _ in specs}
         for r in range(rounds):
@@ -794,7 +800,7 @@ class Bench:
                 for side in sides[shift:] + sides[:shift]:
                     srv = servers[side]
                     j = dict(job, tag='%s%d%s' % (side, r, key.replace('/', '')))
-                    res = self.segment(srv, self.consumer, j, side == 'on')
+                    res = self.segment(srv, self.consumer, j, side in ('on', 'ext'))
                     res['summary'] = summary(res.pop('lat_ms'))
                     res['round'] = r
                     per[key][side].append(res)
@@ -853,6 +859,12 @@ class Bench:
                          added['p99_pct'], added['rate_ratio']))
             rows[key] = {side: fig[side] for side in sides}
             rows[key].update(added=added, rounds=dict(sides))
+            if 'ext' in sides:
+                rows[key]['external'] = ext = _added(sides['ext'], sides['off'], fig['off'])
+                self.say('%-22s      sender = external (ext - off): median %+.3f ms (%+.1f %%), '
+                         'p99 %+.3f ms (%+.1f %%), throughput ext/off %.3f' % (
+                             key, ext['median'], ext['median_pct'], ext['p99'],
+                             ext['p99_pct'], ext['rate_ratio']))
             if 'off2' in sides:
                 rows[key]['control'] = control = _added(sides['off2'], sides['off'], fig['off'])
                 self.say('%-22s      A/A control (off2 - off): median %+.3f ms (%+.1f %%), '
@@ -921,14 +933,20 @@ class Bench:
                 self.say('A/A control: a second server without the filter up on :%d in '
                          '%.1f s (workers %s)' % (control.port, time.monotonic() - t0,
                                                   control.worker_pids))
+            external = None
+            if primary and a.sender == 'both':
+                conf = dict(self.filter_conf('on-ext', formats, lookups), sender='external')
+                external = Server('ext', self.base, conf, self.exchange).start()
+                self.say('the same filter with sender = external up on :%d (workers %s)' % (
+                    external.port, external.worker_pids))
             before = self.consumer.counts()
             rounds = a.rounds if primary else a.variant_rounds
             try:
-                per = self.ab(vname, on, off, specs, rounds, control)
+                per = self.ab(vname, on, off, specs, rounds, control, external)
             finally:
-                on.stop()
-                if control is not None:
-                    control.stop()
+                for srv in (on, control, external):
+                    if srv is not None:
+                        srv.stop()
             after = self.consumer.counts()
             rows = self.report_ab('Variant %s (formats %s, record_lookups %s)%s' % (
                 vname, formats, lookups, ' [primary]' if primary else ''), per)
@@ -1299,15 +1317,20 @@ def parse_args(argv=None):
                       help='filter with rabbit_batch_publish = true (the default)')
     leaf.add_argument('--plain-leaf', action='store_true',
                       help='filter with rabbit_batch_publish = false')
-    p.add_argument('--sender', choices=['thread', 'external'], default='thread',
+    p.add_argument('--sender', choices=['thread', 'external', 'both'], default='thread',
                    help='the filter\'s sender option: a thread in each worker (default), or '
                         'external: an audit-notifier send process beside gunicorn, at nice 19 '
-                        '(its CPU counts in cpu/call)')
+                        '(its CPU counts in cpu/call); both: thread, and in the primary '
+                        'variant\'s rounds also a server "ext" with sender = external')
+    p.add_argument('--sender-sched', choices=['nice19', 'idle'], default='nice19',
+                   help='CPU priority of the send process: nice 19 (the systemd unit\'s), or '
+                        'the SCHED_IDLE policy (CPUSchedulingPolicy=idle)')
     p.add_argument('--deliver-timeout', type=float, default=120.0,
                    help='deadline for the consumer to see every event of a segment')
     p.add_argument('--keep', action='store_true', help='keep the temp dir')
     a = p.parse_args(argv)
     a.rates = [int(x) for x in a.rates.split(',') if x]
+    os.environ['HTTPBENCH_SENDER_SCHED'] = a.sender_sched      # read in the send process
     q = a.quick
     defaults = {'rounds': 2 if q else 6, 'variant_rounds': 2 if q else 4,
                 'requests': 150 if q else 400, 'variant_requests': 100 if q else 300,
