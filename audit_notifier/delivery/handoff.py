@@ -109,7 +109,9 @@ delivery_opts = [
                     'journal). 0: no cap. Whatever the cap, while requests arrive and records '
                     'wait the sender takes at most a quarter of a CPU and rests between '
                     'slices of work, and it never goes slower than 5 times the rate '
-                    'records arrive, so a backlog always shrinks.'),
+                    'records arrive, so a backlog always shrinks. With sender = external '
+                    'it does not apply: the send process is not paced (run it at a low CPU '
+                    'priority, as its systemd unit does).'),
     cfg.BoolOpt('process_hooks', default=True,
                 help='Install the process-wide hooks: flush at exit and on SIGTERM (when '
                      'the server has no SIGTERM handler of its own), and quiet '
