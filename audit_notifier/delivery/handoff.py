@@ -64,7 +64,7 @@ delivery_opts = [
                         ('external', 'API processes only journal; one audit-notifier send '
                                      'process per host (same conf file and journal_dir) '
                                      'builds and publishes them, so that this work never '
-                                     'takes CPU or the GIL from API calls. Needs '
+                                     'runs in an API process (its CPU time, its GIL). Needs '
                                      'delivery_mode = journal and no record look-ups after '
                                      'the call (record_lookups = false, or formats = cadf '
                                      'without record attachments)')],
