@@ -13,7 +13,7 @@
 """``audit-notifier send``: the sender process of ``sender = external``.
 
 One process per host and journal directory, run as a service beside the API
-(systemd: ``etc/systemd/audit-notifier-send.service``).  Its sender thread is the
+(systemd: ``etc/audit_notifier/audit-notifier-send.service``).  Its sender thread is the
 main thread; it is an ordinary :class:`~.sender.Sender` with an empty journal of
 its own (for its lock, stats file and dead letters) that also reads the journals
 the API processes write now (:mod:`.live`), and, as every sender, adopts those of
