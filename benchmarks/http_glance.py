@@ -853,25 +853,22 @@ class Bench:
                     '%s %.3f ms' % (side, fig[side]['broker_cpu_ms_per_call'])
                     for side in sides)))
             added = _added(sides['on'], sides['off'], fig['off'])
-            self.say('%-22s      added median %+.3f ms (%+.1f %%), p99 %+.3f ms (%+.1f %%), '
-                     'throughput on/off %.3f' % (
-                         key, added['median'], added['median_pct'], added['p99'],
-                         added['p99_pct'], added['rate_ratio']))
+            self._say_added(key, 'added', 'on/off', added)
             rows[key] = {side: fig[side] for side in sides}
             rows[key].update(added=added, rounds=dict(sides))
             if 'ext' in sides:
                 rows[key]['external'] = ext = _added(sides['ext'], sides['off'], fig['off'])
-                self.say('%-22s      sender = external (ext - off): median %+.3f ms (%+.1f %%), '
-                         'p99 %+.3f ms (%+.1f %%), throughput ext/off %.3f' % (
-                             key, ext['median'], ext['median_pct'], ext['p99'],
-                             ext['p99_pct'], ext['rate_ratio']))
+                self._say_added(key, 'sender = external (ext - off):', 'ext/off', ext)
             if 'off2' in sides:
                 rows[key]['control'] = control = _added(sides['off2'], sides['off'], fig['off'])
-                self.say('%-22s      A/A control (off2 - off): median %+.3f ms (%+.1f %%), '
-                         'p99 %+.3f ms (%+.1f %%), throughput off2/off %.3f' % (
-                             key, control['median'], control['median_pct'], control['p99'],
-                             control['p99_pct'], control['rate_ratio']))
+                self._say_added(key, 'A/A control (off2 - off):', 'off2/off', control)
         return rows
+
+    def _say_added(self, key, label, ratio, added):
+        self.say('%-22s      %s median %+.3f ms (%+.1f %%), p99 %+.3f ms (%+.1f %%), '
+                 'throughput %s %.3f' % (key, label, added['median'], added['median_pct'],
+                                         added['p99'], added['p99_pct'], ratio,
+                                         added['rate_ratio']))
 
     def main_sections(self):
         a = self.args

@@ -75,16 +75,19 @@ class LiveJournal:
     def _segment_path(self, seq: int) -> str:
         return self._path('%08d.journal' % seq)
 
-    def _later_segments(self) -> list[int]:
-        """Sequence numbers of this journal's segments after the one read now."""
+    def _segment_seqs(self) -> list[int]:
+        """Sequence numbers of this journal's segments on disk, in order."""
         prefix = self.owner + '.'
         seqs = []
         for path in glob.glob(glob.escape(self._path('')) + '*.journal'):
-            name = os.path.basename(path)
-            middle = name[len(prefix):-len('.journal')]
-            if middle.isdigit() and int(middle) > self._seq:
+            middle = os.path.basename(path)[len(prefix):-len('.journal')]
+            if middle.isdigit():
                 seqs.append(int(middle))
         return sorted(seqs)
+
+    def _later_segments(self) -> list[int]:
+        """Sequence numbers of this journal's segments after the one read now."""
+        return [seq for seq in self._segment_seqs() if seq > self._seq]
 
     def _open(self) -> bool:
         """Map the segment at ``_seq``, or the first later one; False if none."""
@@ -205,17 +208,9 @@ class LiveJournal:
             pass
         if position[0] > self._deleted_before:
             self._deleted_before = position[0]
-            for seq in self._earlier_segments(position[0]):
-                journal_mod.remove(self._segment_path(seq))
-
-    def _earlier_segments(self, seq: int) -> list[int]:
-        prefix = self.owner + '.'
-        out = []
-        for path in glob.glob(glob.escape(self._path('')) + '*.journal'):
-            middle = os.path.basename(path)[len(prefix):-len('.journal')]
-            if middle.isdigit() and int(middle) < seq:
-                out.append(int(middle))
-        return out
+            for seq in self._segment_seqs():
+                if seq < position[0]:
+                    journal_mod.remove(self._segment_path(seq))
 
     def _close_map(self) -> None:
         mm, self._mm = self._mm, None
