@@ -110,8 +110,8 @@ delivery_opts = [
                     'wait the sender takes at most a quarter of a CPU and rests between '
                     'slices of work, and it never goes slower than 5 times the rate '
                     'records arrive, so a backlog always shrinks. With sender = external '
-                    'it does not apply: the send process is not paced (run it at a low CPU '
-                    'priority, as its systemd unit does).'),
+                    'the same applies to the send process, whose arrivals are all the API '
+                    'processes\' journal appends.'),
     cfg.BoolOpt('process_hooks', default=True,
                 help='Install the process-wide hooks: flush at exit and on SIGTERM (when '
                      'the server has no SIGTERM handler of its own), and quiet '

@@ -160,14 +160,38 @@ def count_frames(path: str, size: int, offset: int) -> int:
             data = f.read(size)
     except OSError:
         return 0
-    n = pos = 0
-    while pos + record_mod.HEADER_SIZE <= len(data):
-        magic, length, _crc = record_mod.HEADER.unpack_from(data, pos)
-        if magic != record_mod.MAGIC:
-            break
-        n += pos >= offset
-        pos += record_mod.HEADER_SIZE + length
+    n = 0
+    for start in frame_starts(data, 0):
+        n += start >= offset
     return n
+
+
+def frame_starts(buf, pos: int):
+    """The start of each frame in ``buf`` from ``pos`` on (a header that is not
+    one ends the walk; a frame that runs past ``buf`` counts): headers only, about
+    a microsecond a frame."""
+    while pos + record_mod.HEADER_SIZE <= len(buf):
+        magic, length, _crc = record_mod.HEADER.unpack_from(buf, pos)
+        if magic != record_mod.MAGIC:
+            return
+        yield pos
+        pos += record_mod.HEADER_SIZE + length
+
+
+def write_checkpoint(path: str, position: tuple[int, int], records: int | None = None) -> None:
+    """Replace the checkpoint at ``path``: ``<seq> <offset>``, and the records
+    confirmed before it when given (external sender).  Unwritable: left as it was
+    (the records after the old one are sent again, never lost)."""
+    line = b'%d %d' % position + (b' %d' % records if records is not None else b'') + b'\n'
+    try:
+        fd = os.open(path + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+        os.replace(path + '.tmp', path)
+    except OSError:
+        pass
 
 
 class Journal:
@@ -663,16 +687,7 @@ class Orphan:
             if seq < position[0]:
                 remove(path)
                 self.segments.remove((seq, path))
-        try:
-            tmp = self._path('ckpt.tmp')
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            try:
-                os.write(fd, b'%d %d\n' % position)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self._path('ckpt'))
-        except OSError:
-            pass
+        write_checkpoint(self._path('ckpt'), position)
 
     def finish(self) -> None:
         """Everything was sent (or the walk stopped): remove what is done, unlock."""

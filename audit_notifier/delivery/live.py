@@ -68,6 +68,11 @@ class LiveJournal:
         self._next = None                      # the writer's next segment, once seen
         self._next_listing = 0.0
         self._deleted_before = seq             # segments before it are deleted
+        # The writer's progress for the pacer (count_appended), in a map of its own:
+        # frames counted up to _probe_at in segment _probe_seq.
+        self._probe_seq, self._probe_at = seq, 0
+        self._probe_mm: mmap.mmap | None = None
+        self.count_appended()                  # what is there already did not arrive now
 
     def _path(self, suffix: str) -> str:
         return os.path.join(self.directory, '%s.%s' % (self.owner, suffix))
@@ -85,51 +90,33 @@ class LiveJournal:
                 seqs.append(int(middle))
         return sorted(seqs)
 
-    def _later_segments(self) -> list[int]:
-        """Sequence numbers of this journal's segments after the one read now."""
-        return [seq for seq in self._segment_seqs() if seq > self._seq]
+    def _later_segments(self, seq: int) -> list[int]:
+        """Sequence numbers of this journal's segments after ``seq``."""
+        return [later for later in self._segment_seqs() if later > seq]
 
     def _open(self) -> bool:
         """Map the segment at ``_seq``, or the first later one; False if none."""
-        path = self._segment_path(self._seq)
-        if not os.path.exists(path):
-            later = self._later_segments()
+        if not os.path.exists(self._segment_path(self._seq)):
+            later = self._later_segments(self._seq)
             if not later:
                 return False
             self._seq, self._done_before = later[0], 0
-            path = self._segment_path(self._seq)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
+        self._mm = _map(self._segment_path(self._seq))
+        if self._mm is None:
             return False
-        try:
-            self._mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            return False
-        finally:
-            os.close(fd)
-        self._offset = self._first_frame_at(self._done_before)
+        # A checkpoint is a position, not a frame boundary: read from the first
+        # frame at or after it.
+        done = self._done_before
+        self._offset = next((start for start in journal_mod.frame_starts(self._mm, 0)
+                             if start >= done), done) if done > 0 else 0
         return True
-
-    def _first_frame_at(self, offset: int) -> int:
-        """The start of the first frame at or after ``offset`` (a checkpoint is a
-        position, not a frame boundary)."""
-        if offset <= 0:
-            return 0
-        pos, mm = 0, self._mm
-        while pos < offset and pos + record_mod.HEADER_SIZE <= len(mm):
-            magic, length, _crc = record_mod.HEADER.unpack_from(mm, pos)
-            if magic != record_mod.MAGIC:
-                return offset
-            pos += record_mod.HEADER_SIZE + length
-        return pos
 
     def _successor(self) -> int | None:
         """The writer's next segment after the one read now, once it exists (then
         this one is complete); listed at most every few polls."""
         if self._next is None and time.monotonic() >= self._next_listing:
             self._next_listing = time.monotonic() + POLL_SECONDS
-            later = self._later_segments()
+            later = self._later_segments(self._seq)
             self._next = later[0] if later else None
         return self._next
 
@@ -195,30 +182,56 @@ class LiveJournal:
         while read and read[0] < position:
             read.popleft()
             self.confirmed += 1
-        path = self._path('ckpt')
-        try:
-            fd = os.open(path + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                         journal_mod.FILE_MODE)
-            try:
-                os.write(fd, b'%d %d %d\n' % (position[0], position[1], self.confirmed))
-            finally:
-                os.close(fd)
-            os.replace(path + '.tmp', path)
-        except OSError:
-            pass
+        journal_mod.write_checkpoint(self._path('ckpt'), position, self.confirmed)
         if position[0] > self._deleted_before:
             self._deleted_before = position[0]
             for seq in self._segment_seqs():
                 if seq < position[0]:
                     journal_mod.remove(self._segment_path(seq))
 
+    def count_appended(self) -> int:
+        """Frames the writer appended since the last count: the arrival rate the
+        pacer reads (sender thread, once per pacing window).  Walks the new frames'
+        headers only, about a microsecond each.  The newest frame of a segment is
+        counted once a frame follows it or the writer has moved on (its header may
+        be half copied yet); a whole segment written and sent between two counts is
+        not counted (4 MiB in half a second)."""
+        added = 0
+        while True:
+            if self._probe_mm is None:
+                self._probe_mm = _map(self._segment_path(self._probe_seq))
+            later = self._later_segments(self._probe_seq)
+            if self._probe_mm is not None:
+                added += self._count_frames(final=bool(later))
+            elif not later:
+                return added                   # the writer has not sized it yet
+            if not later:
+                return added
+            _unmap(self._probe_mm)
+            self._probe_mm, self._probe_seq, self._probe_at = None, later[0], 0
+
+    def _count_frames(self, final: bool) -> int:
+        mm, pos, n = self._probe_mm, self._probe_at, 0
+        size, header = len(mm), record_mod.HEADER
+        while pos + record_mod.HEADER_SIZE <= size:
+            magic, length, _crc = header.unpack_from(mm, pos)
+            stop = pos + record_mod.HEADER_SIZE + length
+            if magic != record_mod.MAGIC or stop > size or not final and (
+                    stop + record_mod.HEADER_SIZE > size or
+                    header.unpack_from(mm, stop)[0] != record_mod.MAGIC):
+                break
+            n, pos = n + 1, stop
+        self._probe_at = pos
+        return n
+
     def _close_map(self) -> None:
         mm, self._mm = self._mm, None
-        if mm is not None:
-            mm.close()
+        _unmap(mm)
 
     def close(self) -> None:
         self._close_map()
+        probe, self._probe_mm = self._probe_mm, None
+        _unmap(probe)
 
 
 class LiveJournals:
@@ -230,6 +243,14 @@ class LiveJournals:
         self.make_builder = make_builder       # owner -> Builder
         self.journals: dict[str, LiveJournal] = {}
         self._next_scan = 0.0
+        self.appended = 0                      # frames the followed writers appended
+
+    def count_appended(self) -> int:
+        """Frames appended by the writers followed since they were found: the
+        send process's arrivals for its pacer (delivery/pacing.py)."""
+        for journal in self.journals.values():
+            self.appended += journal.count_appended()
+        return self.appended
 
     def scan(self) -> bool:
         """Every SCAN_SECONDS: follow new writers, let go of those that are gone.
@@ -260,6 +281,26 @@ class LiveJournals:
         for journal in self.journals.values():
             journal.close()
         self.journals.clear()
+
+
+def _map(path: str) -> mmap.mmap | None:
+    """A read-only map of the segment file ``path``; None when it is gone or not
+    sized yet."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _unmap(mm: mmap.mmap | None) -> None:
+    if mm is not None:
+        mm.close()
 
 
 def _external(path: str) -> bool:

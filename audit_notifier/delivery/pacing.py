@@ -59,6 +59,14 @@ read per record and per message):
 * a stopping sender does not rest (the sender asks :meth:`Pacer.pause` only while
   it is not stopping).
 
+The external send process (``sender = external``: :mod:`.service`) is paced by the
+same rules, with all the API processes' appends as its arrivals (counted in their
+journals' maps: :meth:`.live.LiveJournals.count_appended`).  It competes with the
+workers for the cores, not for a GIL: it takes whole batches (the kernel preempts
+it; the unit runs it at nice 19) and does not yield, and while requests arrive it
+rests so as to take at most ``BUSY_SHARE`` of a CPU, never below the floor; the cap
+applies.
+
 CPU time is the sender thread's (``time.thread_time``); under eventlet, where the
 sender is a green thread of the one OS thread, that includes the requests' time, so
 the sender rests more, down to the floor rate; a GIL yield is then a green sleep
@@ -102,11 +110,15 @@ YIELD_REST = 0.0001
 
 class Pacer:
     """Slice sizes and rests of one sender.  ``arrivals`` returns the number of
-    records appended so far (the journal's counter, read without a lock)."""
+    records appended so far (the journal's counter, read without a lock; the
+    external sender's count of the API processes' appends).  ``shares_gil``: the
+    sender runs beside request threads (False in the external send process: no
+    GIL yields, no short slices; its rests, cap and floor are the same)."""
 
-    def __init__(self, arrivals, max_rate: float = 0.0):
+    def __init__(self, arrivals, max_rate: float = 0.0, shares_gil: bool = True):
         self._arrivals = arrivals
         self.max_rate = float(max_rate or 0.0)
+        self.shares_gil = shares_gil
         self._window_start = monotonic()
         self._window_count = arrivals()
         self.arrival_rate = 0.0          # records per second in the last window
@@ -153,7 +165,7 @@ class Pacer:
         self.resumed()
         self._yielded = 0.0
         size = BATCH
-        if self.busy and self._cost:
+        if self.busy and self._cost and self.shares_gil:
             size = min(size, int(SLICE_CPU / self._cost))
         if self.max_rate:
             size = min(size, int(self.max_rate * MAX_PAUSE))
@@ -175,7 +187,7 @@ class Pacer:
         does not yield): while requests arrive, once the sender has worked
         ``YIELD_EVERY`` since it last let go of the GIL, sleep ``YIELD_REST`` so that a
         request thread waiting for it takes it."""
-        if self.arrival_rate <= 0.0:
+        if self.arrival_rate <= 0.0 or not self.shares_gil:
             return
         now = monotonic()
         if now - self._working_since < YIELD_EVERY:

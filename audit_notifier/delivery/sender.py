@@ -80,8 +80,10 @@ class Sender:
         # now (delivery/live.py), read after this process's own; None in an API process.
         self.live = live
         self._live_read_at = 0.0        # when the live journals are read next
-        # Slice sizes and rests (reads the journal's append counter for the load).
-        self.pacer = Pacer(lambda: journal.appended, max_rate)
+        # Slice sizes and rests (the load: the journal's append counter, or the API
+        # processes' appends to the live journals).
+        self.pacer = Pacer(live.count_appended if live is not None else
+                           lambda: journal.appended, max_rate, shares_gil=live is None)
         self.emitter = emitter
         self.route_for = route_for
         self.leaves = leaves
@@ -226,22 +228,26 @@ class Sender:
         return True
 
     def _send_live(self) -> bool:
-        """External sender: what each live journal (delivery/live.py) holds, up to a
-        batch of each, built and published together (one publish per format: a
-        publish costs about as much as building a dozen records), then each journal
-        committed; True when some were sent.  A failure other than an outage makes
-        the records dead letters, as in :meth:`_step`."""
+        """External sender: what each live journal (delivery/live.py) holds, up to
+        the pacer's slice shared among them, built and published together (one
+        publish per format: a publish costs about as much as building a dozen
+        records), then each journal committed and the pacer's rest taken; True when
+        some were sent.  A failure other than an outage makes the records dead
+        letters, as in :meth:`_step`."""
         now = time.monotonic()
         if now < self._live_read_at and not self.stopping:
             return False
+        started = self._clocks()
+        sources = self.live.sources()
+        share = -(-self.pacer.slice() // max(1, len(sources)))     # rounded up
         groups = []
-        for source in self.live.sources():
-            items = source.read(BATCH)
+        for source in sources:
+            items = source.read(share)
             if items:
                 groups.append((items, source.builder, source))
-        # A full batch: a backlog, read on at once; else what comes meanwhile is
-        # gathered for one round (one publish), as the thread's gathering does.
-        full = any(len(g[0]) >= BATCH for g in groups)
+        # A full share: a backlog, read on after the rest; else what comes meanwhile
+        # is gathered for one round (one publish), as the thread's gathering does.
+        full = any(len(g[0]) >= share for g in groups)
         self._live_read_at = now if full else now + live_mod.POLL_SECONDS
         if not groups:
             return False
@@ -256,6 +262,7 @@ class Sender:
                 for _, rec in items:
                     self.dead_letters.add('send', '%s: %s' % (type(exc).__name__, exc),
                                           record=rec)
+        self._rest(sum(len(g[0]) for g in groups), started, drained=not full)
         return True
 
     def _yield_gil(self) -> None:

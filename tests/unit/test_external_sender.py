@@ -28,6 +28,7 @@ from audit_notifier import _config
 from audit_notifier.assembly import Pipeline
 from audit_notifier.delivery import external as external_mod
 from audit_notifier.delivery import journal as journal_mod
+from audit_notifier.delivery import pacing
 from audit_notifier.delivery import service
 from test_sender import FakeLeaf, call, deactivate_app, request_ids
 
@@ -256,5 +257,42 @@ def test_the_calls_of_several_api_processes_go_out_in_one_publish(make_filter, w
         assert [i for i in ids if i.startswith('a')] == ['a-0', 'a-1', 'a-2']
         assert [i for i in ids if i.startswith('b')] == ['b-0', 'b-1', 'b-2']
     finally:
+        sender.stop(5.0)
+        thread.join(10.0)
+
+
+def test_the_send_process_paces_a_backlog_while_requests_arrive(make_filter, wsgi, tmp_path):
+    """A backlog (the publish held, as in an outage) sent while calls go on arriving:
+    the send process counts the API process's appends as arrivals and rests
+    between batches (delivery/pacing.py); every call still arrives, in order."""
+    directory = str(tmp_path)
+    mw = make_filter(deactivate_app, formats='cadf', sender='external', journal_dir=directory)
+    gate = threading.Event()
+    leaf = FakeLeaf(gate=gate)
+    sender, thread = send_process(directory, leaf)
+    stop, made = threading.Event(), []
+
+    def requests():                               # about 100 calls/s
+        while not stop.is_set():
+            call(mw, wsgi, 'img-%d' % len(made), 'req-%d' % len(made))
+            made.append(len(made))
+            stop.wait(0.01)
+
+    api = threading.Thread(target=requests)
+    try:
+        api.start()
+        wait_until(lambda: len(made) >= 400, 'a backlog of 400 calls')
+        gate.set()                                # the bus is back
+        wait_until(lambda: sender.pacer.rested > 0.0, 'a rest between two batches')
+        assert sender.pacer.arrival_rate > 0.0 and sender.pacer.busy
+        assert sender.snapshot()['send_rate_limit'] > 0.0
+        stop.set()
+        api.join(30)
+        assert mw.delivery.flush(60.0) is True
+        assert request_ids(leaf.sent) == ['req-%d' % i for i in range(len(made))]
+        assert max(leaf.batches) <= pacing.BATCH
+    finally:
+        stop.set()
+        gate.set()
         sender.stop(5.0)
         thread.join(10.0)

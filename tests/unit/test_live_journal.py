@@ -291,3 +291,59 @@ def test_checkpoint_files_old_and_new(tmp_path, content, expected):
     path.write_bytes(content)
     assert journal_mod.read_checkpoint_count(str(path)) == expected
     assert journal_mod.read_checkpoint(str(path)) == expected[:2]
+
+
+def test_count_appended_counts_the_writers_new_frames_across_segments(tmp_path):
+    """The send process's arrivals: frames appended since it followed the journal;
+    the newest frame of a segment counts once another follows it or the writer
+    moved on (its header may be half copied)."""
+    journal = writer(tmp_path)
+    for i in range(5):
+        journal.append(rec(i))
+    live = reader(journal)                     # what was there did not arrive now
+    assert live.count_appended() == 0
+    for i in range(5, 8):
+        journal.append(rec(i))
+    assert live.count_appended() == 3          # frames 4..6; 7 is the newest
+    assert live.count_appended() == 0
+    journal.append(rec(8))
+    assert live.count_appended() == 1          # frame 7
+    for i in range(9, 209):                    # ~1.3 KB each: several 64 KiB segments
+        journal.append(rec(i, 1200))
+    assert len(segments(journal)) >= 4
+    assert live.count_appended() == 200        # 8..207: the finished segments whole
+    journal.append(rec(209))
+    assert live.count_appended() == 1
+    got = []
+    while len(got) < 210:                      # reading is separate from counting
+        live._next_listing = 0.0
+        got += calls(live.read(1000))
+    assert got == list(range(210))
+    live.close()
+    journal.close(keep=False)
+
+
+def test_count_appended_skips_segments_already_sent_and_deleted(tmp_path):
+    journal = writer(tmp_path)
+    live = reader(journal)
+    for i in range(100):
+        journal.append(rec(i, 1200))
+    got = []
+    while len(got) < 99:
+        live._next_listing = 0.0
+        got += live.read(1000)
+    live.commit((got[-1][0][0], got[-1][0][1]))   # deletes all but the newest segment
+    [newest] = segments(journal)
+    # the count had not mapped the deleted segments (none existed when it began):
+    # it counts in the newest only
+    assert live.count_appended() == journal_mod.count_frames(newest, SEGMENT, 0) - 1
+    journals = live_mod.LiveJournals(str(tmp_path), Stats(), lambda owner: None)
+    journals.scan()
+    assert journals.count_appended() == 0
+    for i in range(100, 110):
+        journal.append(rec(i))
+    assert journals.count_appended() == 10     # frames 99..108 (the first newest is 99)
+    assert journals.count_appended() == 10     # a running total for the pacer
+    live.close()
+    journals.close()
+    journal.close(keep=False)

@@ -228,3 +228,22 @@ def test_yields_count_as_the_slices_rest(make, sleeps):
     assert rest == pytest.approx(0.009 - 3 * pacing.YIELD_REST)
     pacer.slice()
     assert pacer.pause(30, cpu=0.003, wall=0.003) == pytest.approx(0.009)
+
+
+def test_a_sender_beside_no_request_threads_takes_whole_batches_rests_and_never_yields(
+        clock, sleeps):
+    """The external send process: same share, floor and cap as the thread, but
+    whole batches (the kernel preempts it) and no GIL yields."""
+    load = Load()
+    pacer = pacing.Pacer(load, 0.0, shares_gil=False)
+    pacer.pause(100, cpu=0.01, wall=0.012)        # 100 us of CPU per record
+    _arrive(clock, load, 100)
+    assert pacer.slice() == pacing.BATCH and pacer.busy
+    clock.now += 10 * pacing.YIELD_EVERY
+    pacer.yield_gil()
+    assert sleeps == []
+    rest = pacer.pause(100, cpu=0.01, wall=0.011)
+    assert rest == pytest.approx(0.01 * (1 / pacing.BUSY_SHARE - 1))
+    assert pacer.limit() == pytest.approx(pacing.BUSY_SHARE / 0.0001)
+    capped = pacing.Pacer(load, 50.0, shares_gil=False)
+    assert capped.slice() == int(50.0 * pacing.MAX_PAUSE)
