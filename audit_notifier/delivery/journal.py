@@ -169,7 +169,7 @@ def count_frames(path: str, size: int, offset: int) -> int:
 def frame_starts(buf, pos: int):
     """The start of each frame in ``buf`` from ``pos`` on (a header that is not
     one ends the walk; a frame that runs past ``buf`` counts): headers only, about
-    a microsecond a frame."""
+    half a microsecond a frame."""
     while pos + record_mod.HEADER_SIZE <= len(buf):
         magic, length, _crc = record_mod.HEADER.unpack_from(buf, pos)
         if magic != record_mod.MAGIC:

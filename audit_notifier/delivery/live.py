@@ -192,10 +192,11 @@ class LiveJournal:
     def count_appended(self) -> int:
         """Frames the writer appended since the last count: the arrival rate the
         pacer reads (sender thread, once per pacing window).  Walks the new frames'
-        headers only, about a microsecond each.  The newest frame of a segment is
-        counted once a frame follows it or the writer has moved on (its header may
-        be half copied yet); a whole segment written and sent between two counts is
-        not counted (4 MiB in half a second)."""
+        headers only (0.53 us a frame, 20,000 frames of 1 KB) and lists the
+        segments once.  The newest frame of a segment is counted once a frame
+        follows it or the writer has moved on (its header may be half copied yet);
+        a whole segment written and sent between two counts is not counted (4 MiB
+        in half a second)."""
         added = 0
         while True:
             if self._probe_mm is None:
