@@ -51,6 +51,25 @@ def calls(items) -> list[int]:
     return [r['c'] for _, r in items]
 
 
+def written(tmp_path, n: int):
+    """A writer with ``n`` records of about 1.3 KB (several segments), and its reader."""
+    journal = writer(tmp_path)
+    live = reader(journal)
+    for i in range(n):
+        journal.append(rec(i, 1200))
+    return journal, live
+
+
+def read_at_least(live, n: int) -> list:
+    """What ``live`` reads until it has ``n`` records (the segments listed again each
+    time, without waiting for the listing interval)."""
+    items: list = []
+    while len(items) < n:
+        live._next_listing = 0.0
+        items += live.read(1000)
+    return items
+
+
 def segments(journal) -> list[str]:
     return sorted(glob.glob(os.path.join(journal.directory, journal.owner + '.*.journal')))
 
@@ -95,14 +114,8 @@ def test_records_are_read_in_order_across_segments_while_written(tmp_path):
 
 
 def test_commit_writes_position_and_count_and_deletes_earlier_segments(tmp_path):
-    journal = writer(tmp_path)
-    live = reader(journal)
-    for i in range(150):
-        journal.append(rec(i, 1200))
-    items = []
-    while len(items) < 150:
-        live._next_listing = 0.0
-        items += live.read(1000)
+    journal, live = written(tmp_path, 150)
+    items = read_at_least(live, 150)
     before = segments(journal)
     last = items[-1][0]
     live.commit((last[0], last[1] + 1))
@@ -314,24 +327,14 @@ def test_count_appended_counts_the_writers_new_frames_across_segments(tmp_path):
     assert live.count_appended() == 200        # 8..207: the finished segments whole
     journal.append(rec(209))
     assert live.count_appended() == 1
-    got = []
-    while len(got) < 210:                      # reading is separate from counting
-        live._next_listing = 0.0
-        got += calls(live.read(1000))
-    assert got == list(range(210))
+    assert calls(read_at_least(live, 210)) == list(range(210))   # reading is separate
     live.close()
     journal.close(keep=False)
 
 
 def test_count_appended_skips_segments_already_sent_and_deleted(tmp_path):
-    journal = writer(tmp_path)
-    live = reader(journal)
-    for i in range(100):
-        journal.append(rec(i, 1200))
-    got = []
-    while len(got) < 99:
-        live._next_listing = 0.0
-        got += live.read(1000)
+    journal, live = written(tmp_path, 100)
+    got = read_at_least(live, 99)
     live.commit((got[-1][0][0], got[-1][0][1]))   # deletes all but the newest segment
     [newest] = segments(journal)
     # the count had not mapped the deleted segments (none existed when it began):
