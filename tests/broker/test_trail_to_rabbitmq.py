@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -172,6 +173,52 @@ def test_a_trail_captured_by_a_listener_verifies(bus, broker, tmp_path, batch):
         'stream %s: seq 5 missing' % stream,
         'stream %s: 9 notification(s), seq 1-10, 4 digest(s): 1 problem(s)' % stream]
     assert KEY.decode() not in proc.stdout + proc.stderr
+
+
+def test_a_trail_kept_by_the_external_send_process_verifies(bus, broker, tmp_path):
+    """sender = external: the API process only journals; ``audit-notifier send`` (a real
+    process, options from the service's conf file) chains, signs and publishes, and
+    writes the final digest when stopped with SIGTERM."""
+    journal_dir = tmp_path / 'journal'
+    conf = tmp_path / 'send.conf'
+    conf.write_text(bus.conf_file.read_text() + (
+        'publisher_id = image.trail-test\nsender = external\njournal_dir = %s\n'
+        'trail = true\ntrail_digest_every = 2\ntrail_digest_interval = 3600\n'
+        'trail_hmac_key_file = %s\n' % (journal_dir, bus.key_file)))
+    log = tmp_path / 'send.log'
+    with bh.NotificationListener(broker.transport_url, bh.private_conf(bus.exchange),
+                                 [bus.topic]) as listener, open(log, 'wb') as out:
+        sender = subprocess.Popen(
+            [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', str(conf)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            mw = bus.filter(sender='external')
+            for _ in range(2):
+                three_calls(mw)                  # each call flushed: its checkpoint
+            # the chain's state is the send process's, not the API process's
+            owner = mw.delivery._journal.owner
+            states = [p.name for p in journal_dir.glob('*.trail')]
+            assert len(states) == 1 and not states[0].startswith(owner), states
+            sender.send_signal(signal.SIGTERM)
+            assert sender.wait(WAIT) == 0, log.read_text()
+        finally:
+            if sender.poll() is None:
+                sender.kill()
+                sender.wait(10)
+        items = listener.wait_for(6 + 3 + 1, WAIT)     # a digest after every 2, the final
+    assert len(items) == 10, log.read_text()
+    lines = [stored(item) for item in items]
+    assert [json.loads(line)['context']['audit_seq'] for line in lines] == list(range(1, 11))
+    trail_file = tmp_path / 'trail.jsonl'
+    trail_file.write_text('\n'.join(lines) + '\n')
+    proc = verify(str(trail_file), '--key-file', str(bus.key_file))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stream = json.loads(lines[0])['context']['audit_stream']
+    assert proc.stdout.splitlines() == [
+        'stream %s: 10 notification(s), seq 1-10, 4 digest(s): OK' % stream,
+        'verify: 1 stream(s), 10 notification(s), 0 problem(s): the trail is complete and '
+        'unaltered']
+    assert KEY.decode() not in log.read_text()
 
 
 def test_verify_reads_its_own_queue(bus, broker):
