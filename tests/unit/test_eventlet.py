@@ -63,3 +63,64 @@ def test_delivery_under_eventlet_monkey_patching():
     counters = result['counters']
     assert (counters['journaled'], counters['sent'], counters['dropped'],
             counters['send_errors'], counters['unsent']) == (70, 70, 0, 0, 0)
+
+
+EXTERNAL_SCRIPT = textwrap.dedent('''
+    import eventlet
+    eventlet.monkey_patch()
+    import json, tempfile, threading, webob
+    from oslo_config import cfg
+    from oslo_messaging.notify import _impl_test
+    from audit_notifier.assembly import Pipeline
+    from audit_notifier.delivery import service
+    from audit_notifier.middleware import AuditMiddleware
+
+    def app(environ, start_response):
+        start_response('204 No Content', [])
+        return [b'']
+
+    directory = tempfile.mkdtemp()
+    mw = AuditMiddleware(app, {'driver': 'test', 'formats': 'cadf', 'sender': 'external',
+                               'journal_dir': directory})
+    ids = ['img-%d' % (i % 7) for i in range(70)]
+
+    def call(image_id):
+        webob.Request.blank('/v2/images/%s/actions/deactivate' % image_id,
+                            method='POST').get_response(mw)
+    pool = eventlet.GreenPool(10)
+    for image_id in ids:
+        pool.spawn_n(call, image_id)
+    pool.waitall()
+    before = mw.delivery.flush(0.5)        # nothing sends yet
+    # the sender of audit-notifier send, built as serve() builds it
+    pipeline = Pipeline({'driver': 'test', 'journal_dir': directory, 'formats': 'cadf',
+                         'sender': 'external', 'process_hooks': 'false',
+                         'oslo_config_config': cfg.ConfigOpts()})
+    sender = service._sender(pipeline, pipeline.delivery.settings, directory)
+    thread = threading.Thread(target=sender.run, daemon=True)
+    thread.start()
+    ok = mw.delivery.flush(20)
+    sender.stop(5.0)
+    thread.join(10)
+    got = [m['payload']['target']['id'] for _, m, _, _ in _impl_test.NOTIFICATIONS]
+    print(json.dumps({
+        'before': before, 'flushed': ok, 'targets': got,
+        'thread': mw.delivery._thread.name,
+        'green': eventlet.patcher.is_monkey_patched('thread'),
+        'counters': mw.delivery.snapshot()}))
+''')
+
+
+def test_external_sender_under_eventlet_monkey_patching():
+    """sender = external in a monkey-patched API process: calls are journaled by green
+    threads, the counters thread is green, and flush() waits for the send process's
+    checkpoint (here a send-process sender in the same process)."""
+    out = subprocess.run([sys.executable, '-c', EXTERNAL_SCRIPT], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result['green'] is True and result['thread'] == 'audit-notifier-journal'
+    assert result['before'] is False and result['flushed'] is True
+    assert sorted(result['targets']) == sorted('img-%d' % (i % 7) for i in range(70))
+    counters = result['counters']
+    assert (counters['journaled'], counters['dropped'], counters['unsent']) == (70, 0, 0)
