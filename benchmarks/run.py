@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import glob
 import io
 import json
 import logging
@@ -846,20 +847,27 @@ def outage_sections(exchange: str, listener: bool = False) -> str:
 OUTAGE_WARMUP = 20
 
 
-def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool) -> dict:
+def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool,
+                 sender: str = 'thread') -> dict:
     """Serve ``rate`` audited calls/s, paced, in one thread, until a line on stdin.
 
     Every call's start (wall clock) and in-process latency are recorded.  A call that
     blocks makes the loop skip the slots it missed (counted), as a saturated server
     would not take them.  audit_notifier: delivery snapshots every 0.25 s, and after the
-    stop a flush until everything journaled was sent.
+    stop a flush until everything journaled was sent.  ``sender = external``: this
+    process only journals; an ``audit-notifier send`` process at nice 19 (as its systemd
+    unit runs it), started here with the same options, sends.
     """
     tmpdir = tempfile.mkdtemp(prefix='bench-outage-')
     app = make_app()
     sections = outage_sections(exchange)
+    send_process = None
     if impl == 'an':
         mw = make_audit_notifier(app, tmpdir, 'messagingv2', topic, 'an', sections=sections,
-                                 fast=fast)
+                                 fast=fast, sender=sender)
+        if sender == 'external':
+            send_process = start_send_process(tmpdir, topic, sections, fast,
+                                              os.path.join(tmpdir, 'journal-an'))
     else:
         mw = make_keystonemiddleware(app, tmpdir, 'messagingv2', topic, 'km',
                                      sections=sections)
@@ -923,7 +931,9 @@ def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool) 
     def sample():
         while not stop.wait(0.25):
             s = mw.delivery.snapshot()
-            snapshots.append((round(time.time(), 3), s['journaled'], s['sent'], s['unsent'],
+            # external: what the send process confirmed (its bus counters are its own)
+            sent = s['journaled'] - s['unsent'] - s['dropped'] if send_process else s['sent']
+            snapshots.append((round(time.time(), 3), s['journaled'], sent, s['unsent'],
                               s['bus_down'], s['send_errors']))
 
     loader = threading.Thread(target=load, daemon=True, name='bench-load')
@@ -953,18 +963,45 @@ def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool) 
         out['snapshot'] = mw.delivery.snapshot()
         out['snapshots'] = snapshots
         out['leaves'] = {fmt: leaf.batched for fmt, leaf in mw.delivery.leaves.items()}
+    if send_process is not None:
+        send_process.send_signal(signal.SIGTERM)
+        out['send_process_rc'] = send_process.wait(60)
+        out['send_process_stats'] = []
+        for path in glob.glob(os.path.join(tmpdir, 'journal-an', '*.stats.json')):
+            with open(path) as f:
+                snap = json.load(f)
+            if snap.get('sender') != 'external':          # not the API process's own
+                out['send_process_stats'].append(snap)
     shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def start_send_process(tmpdir: str, topic: str, sections: str, fast: bool,
+                       journal_dir: str) -> subprocess.Popen:
+    """``audit-notifier send`` for the journals in ``journal_dir``, with the options
+    of :func:`make_audit_notifier`'s filter in a conf file of its own, at nice 19."""
+    conf = os.path.join(tmpdir, 'send.conf')
+    with open(conf, 'w') as f:
+        f.write(sections + '[audit_notifier]\ndriver = messagingv2\ntransport_url = %s\n'
+                'topics = %s\nformats = cadf\nsender = external\njournal_dir = %s\n'
+                'rabbit_batch_publish = %s\n'
+                % (BROKER_URL, topic, journal_dir, 'true' if fast else 'false'))
+    return subprocess.Popen(
+        [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', conf],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(tmpdir, 'send.log'), 'wb'), env=_child_env(),
+        preexec_fn=lambda: os.nice(19))
 
 
 class Driver:
     """A paced driver child (section 2): READY, runs until told, then its JSON."""
 
-    def __init__(self, impl: str, topic: str, exchange: str, rate: float, fast: bool):
+    def __init__(self, impl: str, topic: str, exchange: str, rate: float, fast: bool,
+                 sender: str = 'thread'):
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), '--child', 'outage', '--impl', impl,
-             '--topic', topic, '--exchange', exchange, '--rate', str(rate)] +
-            (['--fast'] if fast else []),
+             '--topic', topic, '--exchange', exchange, '--rate', str(rate),
+             '--sender', sender] + (['--fast'] if fast else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=_child_env())
         line = self.proc.stdout.readline()
@@ -1023,7 +1060,8 @@ def outage(args, tmpdir: str, run_id: str) -> dict:
                                        arrivals=True)
         for impl in impls:
             drivers[impl] = Driver(impl, topics[impl], exchange, args.outage_rate,
-                                   args.outage_fast_leaf and impl == 'an')
+                                   args.outage_fast_leaf and impl == 'an',
+                                   args.outage_sender if impl == 'an' else 'thread')
         t_load = time.time()
         print('  load running at %.0f calls/s per middleware; stop_app in %.0f s'
               % (args.outage_rate, args.outage_before), flush=True)
@@ -1059,7 +1097,7 @@ def outage(args, tmpdir: str, run_id: str) -> dict:
         delete_queues(['%s.%s' % (topics[i], p) for i in impls for p in PRIORITIES],
                       exchanges=[exchange])
     out = {'rate': args.outage_rate, 'outage_seconds': args.outage_seconds,
-           'fast_leaf': args.outage_fast_leaf,
+           'fast_leaf': args.outage_fast_leaf, 'sender': args.outage_sender,
            'stop_app': [stop_began, stop_done], 'start_app': [start_began, start_done],
            'broker_down_s': start_done - stop_began, 'answered_early_s': early,
            'load_started': t_load, 'load_stopped': t_end}
@@ -1608,7 +1646,8 @@ def child_main(args) -> None:
     elif args.child == 'drive':
         res = child_drive(args.impl, args.topic, args.n, args.fast)
     elif args.child == 'outage':
-        res = child_outage(args.impl, args.topic, args.exchange, args.rate, args.fast)
+        res = child_outage(args.impl, args.topic, args.exchange, args.rate, args.fast,
+                           args.sender)
     elif args.child == 'construct':
         res = child_construct(args.impl, args.route_map, args.n)
     else:
@@ -1791,8 +1830,10 @@ def report_outage(w, ou: dict) -> None:
           % (an['backlog_at_start_app'], an['first_event_after_start_s'],
              an['backlog_at_listener_s'], an['drain_rate'],
              '%.1f' % an['backlog_sent_s'] if an.get('backlog_sent_s') is not None else '?'))
-        w('   (%s leaf; durable queues: every message is persistent%s)'
-          % ('fast' if ou.get('fast_leaf') else 'plain',
+        w('   (%s%s leaf; durable queues: every message is persistent%s)'
+          % ('sender = external: an audit-notifier send process at nice 19 sends; '
+             if ou.get('sender') == 'external' else '',
+             'fast' if ou.get('fast_leaf') else 'plain',
              ', committed 100 per AMQP transaction' if ou.get('fast_leaf') else
              ', and the plain leaf waits for the broker\'s confirm of each one'))
         w('   audit_notifier request p99 while the backlog drained: %s (%d calls); after it: %s'
@@ -2353,6 +2394,10 @@ def parse_args(argv=None):
     p.add_argument('--outage-fast-leaf', action='store_true',
                    help='audit_notifier with rabbit_batch_publish = true in the outage '
                         'scenario (default: the plain leaf)')
+    p.add_argument('--outage-sender', choices=['thread', 'external'], default='thread',
+                   help='audit_notifier\'s sender in the outage scenario: its thread '
+                        '(default), or external: an audit-notifier send process at nice 19 '
+                        'beside the driver process')
     p.add_argument('--stream-bytes', type=int, default=1 << 30)
     p.add_argument('--km-stream-bytes', type=int, default=1 << 30)
     p.add_argument('--rate-requests', type=int, default=20000)
@@ -2397,6 +2442,7 @@ def parse_args(argv=None):
     p.add_argument('--n', type=int, help=argparse.SUPPRESS)
     p.add_argument('--batch', type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument('--fast', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--sender', default='thread', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.requests, args.km_noop_requests, args.km_msg_requests = 4000, 500, 200
