@@ -1189,8 +1189,10 @@ class Bench:
             s = prim.get('%s/sat' % wl)
             if s:
                 noise = abs(1.0 - s['control']['rate_ratio']) if 'control' in s else None
+                # the rates are medians over rounds; the ratio is the median of each
+                # round's on/off (same round), which need not be their quotient
                 rows.append(('%s C=%d: saturation on/off' % (wl, self.args.sat_clients),
-                             '%.1f / %.1f calls/s = %.3f' % (
+                             '%.1f / %.1f calls/s; per round %.3f' % (
                                  s['on']['rate'], s['off']['rate'], s['added']['rate_ratio']),
                              '>= %.2f' % TARGET_SAT_RATIO,
                              _at_most(-s['added']['rate_ratio'], -TARGET_SAT_RATIO, noise)))
@@ -1206,9 +1208,10 @@ class Bench:
                                  '%.3f / %.3f ms (%+.1f %% of a worker\'s call)' % (
                                      b_off, b_on, share), '(same cores)', None))
                 if 'control' in s:
-                    rows.append(('  A/A control: off2/off', '%.1f / %.1f calls/s = %.3f' % (
-                        s['off2']['rate'], s['off']['rate'], s['control']['rate_ratio']),
-                        '(noise)', None))
+                    rows.append(('  A/A control: off2/off',
+                                 '%.1f / %.1f calls/s; per round %.3f' % (
+                                     s['off2']['rate'], s['off']['rate'],
+                                     s['control']['rate_ratio']), '(noise)', None))
             for r in self.args.rates:
                 o = prim.get('%s/open%d' % (wl, r))
                 if o:
