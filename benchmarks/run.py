@@ -977,20 +977,30 @@ def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool,
 
 
 def start_send_process(tmpdir: str, topic: str, sections: str, fast: bool,
-                       journal_dir: str) -> subprocess.Popen:
+                       journal_dir: str, driver: str = 'messagingv2') -> subprocess.Popen:
     """``audit-notifier send`` for the journals in ``journal_dir``, with the options
-    of :func:`make_audit_notifier`'s filter in a conf file of its own, at nice 19."""
+    of :func:`make_audit_notifier`'s filter in a conf file of its own, at nice 19 (or
+    SCHED_IDLE: ``--send-sched``)."""
     conf = os.path.join(tmpdir, 'send.conf')
     with open(conf, 'w') as f:
-        f.write(sections + '[audit_notifier]\ndriver = messagingv2\ntransport_url = %s\n'
+        f.write(sections + '[audit_notifier]\ndriver = %s\ntransport_url = %s\n'
                 'topics = %s\nformats = cadf\nsender = external\njournal_dir = %s\n'
                 'rabbit_batch_publish = %s\n'
-                % (BROKER_URL, topic, journal_dir, 'true' if fast else 'false'))
+                % (driver, BROKER_URL, topic, journal_dir, 'true' if fast else 'false'))
     return subprocess.Popen(
         [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', conf],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(tmpdir, 'send.log'), 'wb'), env=_child_env(),
-        preexec_fn=lambda: os.nice(19))
+        preexec_fn=_send_process_priority)
+
+
+def _send_process_priority() -> None:
+    """preexec_fn of the send process: nice 19 (its systemd unit's Nice=19), or the
+    SCHED_IDLE policy with ``--send-sched idle`` (CPUSchedulingPolicy=idle)."""
+    if os.environ.get('BENCH_SEND_SCHED') == 'idle':
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19)
 
 
 class Driver:
@@ -1831,7 +1841,7 @@ def report_outage(w, ou: dict) -> None:
              an['backlog_at_listener_s'], an['drain_rate'],
              '%.1f' % an['backlog_sent_s'] if an.get('backlog_sent_s') is not None else '?'))
         w('   (%s%s leaf; durable queues: every message is persistent%s)'
-          % ('sender = external: an audit-notifier send process at nice 19 sends; '
+          % ('sender = external: an audit-notifier send process at low priority sends; '
              if ou.get('sender') == 'external' else '',
              'fast' if ou.get('fast_leaf') else 'plain',
              ', committed 100 per AMQP transaction' if ou.get('fast_leaf') else
@@ -2215,8 +2225,10 @@ def tail_latency(args, tmpdir: str, run_id: str) -> dict:
     worker's share: 75 and 150 are 150 and 300 calls/s over two workers), an app that
     spends ``--tail-app-ms`` of CPU per call holding the GIL.  Stacks: the bare app
     twice (the second one is the A/A control), audit_notifier (defaults: journal,
-    fast leaf, gathering; its sender thread competes for the GIL) and
-    keystonemiddleware.audit (messaging driver: it sends in the request thread).
+    fast leaf, gathering; its sender thread competes for the GIL), audit_notifier
+    with ``sender = external`` (an ``audit-notifier send`` process at nice 19 beside
+    this one sends) and keystonemiddleware.audit (messaging driver: it sends in the
+    request thread).
     Latency of a call: its end minus the time it was due (a call that waits behind
     the sender is late).  ``--tail-rounds`` rounds of ``--tail-calls`` calls per
     stack, order rotating; audit_notifier is flushed after its blocks."""
@@ -2224,24 +2236,31 @@ def tail_latency(args, tmpdir: str, run_id: str) -> dict:
     template = base_environ(AUDITED_PATH)
     topic = 'bench-%s-tail' % run_id
     stacks = {'off': base, 'off2': base,
-              'on': make_audit_notifier(base, tmpdir, 'messaging', topic, 'tail', fast=True),
+              'on': make_audit_notifier(base, tmpdir, args.tail_driver, topic, 'tail',
+                                        fast=True),
+              'ext': make_audit_notifier(base, tmpdir, args.tail_driver, topic, 'tail-ext',
+                                         fast=True, sender='external'),
               'km': make_keystonemiddleware(base, tmpdir, 'messaging', topic, 'tail-km')}
-    delivery = stacks['on'].delivery
+    delivery, external = stacks['on'].delivery, stacks['ext'].delivery
+    send_process = start_send_process(tmpdir, topic, '', True,
+                                      os.path.join(tmpdir, 'journal-tail-ext'),
+                                      driver=args.tail_driver)
     out: dict = {'app_ms': args.tail_app_ms, 'calls': args.tail_calls,
                  'rounds': args.tail_rounds, 'rates': {}}
     try:
         for _ in range(200):                                  # warm-up, connections
-            for key in ('on', 'km'):
+            for key in ('on', 'ext', 'km'):
                 call(stacks[key], dict(template))
         delivery.flush(120)
+        external.flush(120)
         for rate in args.tail_rates:
             late: dict = {key: [] for key in stacks}
             order = list(stacks)
             for r in range(args.tail_rounds):
                 for key in order[r % len(order):] + order[:r % len(order)]:
                     late[key] += open_loop(stacks[key], template, args.tail_calls, rate)
-                    if key == 'on':
-                        delivery.flush(120)
+                    if key in ('on', 'ext'):
+                        stacks[key].delivery.flush(120)
             row = {}
             for key, values in late.items():
                 values.sort()
@@ -2251,8 +2270,15 @@ def tail_latency(args, tmpdir: str, run_id: str) -> dict:
         counters = delivery.counters
         out['audit_notifier'] = {k: counters[k] for k in ('journaled', 'sent', 'dropped',
                                                           'dead_letters')}
+        snap = external.snapshot()
+        out['audit_notifier_external'] = {'journaled': snap['journaled'],
+                                          'unsent': snap['unsent'],
+                                          'dropped': snap['dropped']}
     finally:
         delivery.close()
+        external.close()
+        send_process.send_signal(signal.SIGTERM)
+        send_process.wait(60)
         delete_queues([topic + '.info'])
     return out
 
@@ -2263,11 +2289,14 @@ def report_tail(w, tl: dict) -> None:
       'one request thread, open loop, %d rounds x %d calls per stack; latency = end of '
       'the call minus when it was due' % (tl['app_ms'], tl['rounds'], tl['calls']))
     names = {'off': 'bare app', 'off2': 'bare app again (A/A)',
-             'on': 'audit_notifier (defaults)', 'km': 'keystonemiddleware.audit'}
+             'on': 'audit_notifier (defaults)', 'ext': 'audit_notifier, sender = external',
+             'km': 'keystonemiddleware.audit'}
     for rate, row in tl['rates'].items():
         off = row['off']
         w('  %s calls/s:' % rate)
-        for key in ('off', 'off2', 'on', 'km'):
+        for key in ('off', 'off2', 'on', 'ext', 'km'):
+            if key not in row:                  # results of a run before the ext stack
+                continue
             r = row[key]
             added = ('' if key == 'off' else '  added p50 %+.1f %%, p99 %+.1f %%'
                      % ((r['p50_us'] / off['p50_us'] - 1) * 100,
@@ -2277,6 +2306,10 @@ def report_tail(w, tl: dict) -> None:
     c = tl['audit_notifier']
     w('  audit_notifier: %d calls journaled, %d notifications sent, %d dropped, %d dead '
       'letters' % (c['journaled'], c['sent'], c['dropped'], c['dead_letters']))
+    e = tl.get('audit_notifier_external')
+    if e:
+        w('  audit_notifier, sender = external: %d calls journaled, %d not confirmed by the '
+          'send process, %d dropped' % (e['journaled'], e['unsent'], e['dropped']))
 
 
 def report_trail(w, tr: dict) -> None:
@@ -2398,6 +2431,9 @@ def parse_args(argv=None):
                    help='audit_notifier\'s sender in the outage scenario: its thread '
                         '(default), or external: an audit-notifier send process at nice 19 '
                         'beside the driver process')
+    p.add_argument('--send-sched', choices=['nice19', 'idle'], default='nice19',
+                   help='CPU priority of the audit-notifier send processes (outage and tail '
+                        'sections): nice 19 (its systemd unit\'s), or SCHED_IDLE')
     p.add_argument('--stream-bytes', type=int, default=1 << 30)
     p.add_argument('--km-stream-bytes', type=int, default=1 << 30)
     p.add_argument('--rate-requests', type=int, default=20000)
@@ -2424,6 +2460,10 @@ def parse_args(argv=None):
                    default=[75.0, 150.0], help='section 8: calls per second, comma-separated')
     p.add_argument('--tail-calls', type=int, default=600, help='section 8: calls per block')
     p.add_argument('--tail-rounds', type=int, default=4, help='section 8: rounds')
+    p.add_argument('--tail-driver', choices=['messaging', 'noop'], default='messaging',
+                   help='section 8: audit_notifier\'s driver (both senders); noop: they '
+                        'build every notification and publish none, so that the local '
+                        'broker\'s work on the same cores is out of the figures')
     p.add_argument('--tail-app-ms', type=float, default=3.9,
                    help='section 8: CPU per call of the app, ms')
     p.add_argument('--output', default=RESULTS)
@@ -2444,6 +2484,8 @@ def parse_args(argv=None):
     p.add_argument('--fast', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--sender', default='thread', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if not args.child:                  # children inherit it with the environment
+        os.environ['BENCH_SEND_SCHED'] = args.send_sched    # read in the send processes
     if args.quick:
         args.requests, args.km_noop_requests, args.km_msg_requests = 4000, 500, 200
         args.stream_bytes = args.km_stream_bytes = 128 << 20
