@@ -137,6 +137,24 @@ def verify(*args, stdin=None) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
+def verified_ten(items, tmp_path, bus) -> list[str]:
+    """The ten notifications a listener got (6 calls, a digest after every 2 and the
+    final one), stored as a consumer stores them: in sequence, and ``audit-notifier
+    verify`` says the trail is complete and unaltered.  Returns the stored lines."""
+    lines = [stored(item) for item in items]
+    assert [json.loads(line)['context']['audit_seq'] for line in lines] == list(range(1, 11))
+    trail_file = tmp_path / 'trail.jsonl'
+    trail_file.write_text('\n'.join(lines) + '\n')
+    proc = verify(str(trail_file), '--key-file', str(bus.key_file))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stream = json.loads(lines[0])['context']['audit_stream']
+    assert proc.stdout.splitlines() == [
+        'stream %s: 10 notification(s), seq 1-10, 4 digest(s): OK' % stream,
+        'verify: 1 stream(s), 10 notification(s), 0 problem(s): the trail is complete and '
+        'unaltered']
+    return lines
+
+
 @pytest.mark.parametrize('batch', ['false', 'true'], ids=['oslo-path', 'batched-path'])
 def test_a_trail_captured_by_a_listener_verifies(bus, broker, tmp_path, batch):
     with bh.NotificationListener(broker.transport_url, bh.private_conf(bus.exchange),
@@ -152,18 +170,8 @@ def test_a_trail_captured_by_a_listener_verifies(bus, broker, tmp_path, batch):
         assert published == 6 + 3 + 1
         items = listener.wait_for(published, WAIT)
     assert len(items) == published
-    lines = [stored(item) for item in items]
-    assert [json.loads(line)['context']['audit_seq'] for line in lines] == \
-        list(range(1, published + 1))
-    trail_file = tmp_path / 'trail.jsonl'
-    trail_file.write_text('\n'.join(lines) + '\n')
-    proc = verify(str(trail_file), '--key-file', str(bus.key_file))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = verified_ten(items, tmp_path, bus)
     stream = json.loads(lines[0])['context']['audit_stream']
-    assert proc.stdout.splitlines() == [
-        'stream %s: 10 notification(s), seq 1-10, 4 digest(s): OK' % stream,
-        'verify: 1 stream(s), 10 notification(s), 0 problem(s): the trail is complete and '
-        'unaltered']
     # one notification lost on the way: exactly that gap
     gap = tmp_path / 'gap.jsonl'
     gap.write_text('\n'.join(lines[:4] + lines[5:]) + '\n')
@@ -207,17 +215,7 @@ def test_a_trail_kept_by_the_external_send_process_verifies(bus, broker, tmp_pat
                 sender.wait(10)
         items = listener.wait_for(6 + 3 + 1, WAIT)     # a digest after every 2, the final
     assert len(items) == 10, log.read_text()
-    lines = [stored(item) for item in items]
-    assert [json.loads(line)['context']['audit_seq'] for line in lines] == list(range(1, 11))
-    trail_file = tmp_path / 'trail.jsonl'
-    trail_file.write_text('\n'.join(lines) + '\n')
-    proc = verify(str(trail_file), '--key-file', str(bus.key_file))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    stream = json.loads(lines[0])['context']['audit_stream']
-    assert proc.stdout.splitlines() == [
-        'stream %s: 10 notification(s), seq 1-10, 4 digest(s): OK' % stream,
-        'verify: 1 stream(s), 10 notification(s), 0 problem(s): the trail is complete and '
-        'unaltered']
+    verified_ten(items, tmp_path, bus)
     assert KEY.decode() not in log.read_text()
 
 

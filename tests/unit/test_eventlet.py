@@ -21,10 +21,11 @@ import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent('''
+# Seventy green calls on seven images through the filter (OPTIONS: its own options).
+CALLS = textwrap.dedent('''
     import eventlet
     eventlet.monkey_patch()
-    import json, sys, tempfile, threading, webob
+    import json, tempfile, threading, webob
     from oslo_messaging.notify import _impl_test
     from audit_notifier.middleware import AuditMiddleware
 
@@ -32,8 +33,9 @@ SCRIPT = textwrap.dedent('''
         start_response('204 No Content', [])
         return [b'']
 
-    mw = AuditMiddleware(app, {'driver': 'test', 'formats': 'cadf',
-                               'journal_dir': tempfile.mkdtemp()})
+    directory = tempfile.mkdtemp()
+    mw = AuditMiddleware(app, dict({'driver': 'test', 'formats': 'cadf',
+                                    'journal_dir': directory}, **OPTIONS))
     ids = ['img-%d' % (i % 7) for i in range(70)]
 
     def call(image_id):
@@ -43,6 +45,9 @@ SCRIPT = textwrap.dedent('''
     for image_id in ids:
         pool.spawn_n(call, image_id)
     pool.waitall()
+''')
+
+SCRIPT = CALLS.replace('OPTIONS', '{}') + textwrap.dedent('''
     ok = mw.delivery.flush(20)
     got = [m['payload']['target']['id'] for _, m, _, _ in _impl_test.NOTIFICATIONS]
     print(json.dumps({
@@ -65,32 +70,11 @@ def test_delivery_under_eventlet_monkey_patching():
             counters['send_errors'], counters['unsent']) == (70, 70, 0, 0, 0)
 
 
-EXTERNAL_SCRIPT = textwrap.dedent('''
-    import eventlet
-    eventlet.monkey_patch()
-    import json, tempfile, threading, webob
+EXTERNAL_SCRIPT = CALLS.replace('OPTIONS', "{'sender': 'external'}") + textwrap.dedent('''
     from oslo_config import cfg
-    from oslo_messaging.notify import _impl_test
     from audit_notifier.assembly import Pipeline
     from audit_notifier.delivery import service
-    from audit_notifier.middleware import AuditMiddleware
 
-    def app(environ, start_response):
-        start_response('204 No Content', [])
-        return [b'']
-
-    directory = tempfile.mkdtemp()
-    mw = AuditMiddleware(app, {'driver': 'test', 'formats': 'cadf', 'sender': 'external',
-                               'journal_dir': directory})
-    ids = ['img-%d' % (i % 7) for i in range(70)]
-
-    def call(image_id):
-        webob.Request.blank('/v2/images/%s/actions/deactivate' % image_id,
-                            method='POST').get_response(mw)
-    pool = eventlet.GreenPool(10)
-    for image_id in ids:
-        pool.spawn_n(call, image_id)
-    pool.waitall()
     before = mw.delivery.flush(0.5)        # nothing sends yet
     # the sender of audit-notifier send, built as serve() builds it
     pipeline = Pipeline({'driver': 'test', 'journal_dir': directory, 'formats': 'cadf',
