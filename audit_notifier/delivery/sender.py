@@ -38,7 +38,10 @@ between them (:mod:`.pacing`): its own journal, a dead process's journal and imp
 follows all yield to the request threads, never slower than five times the arrival
 rate.  Without a backlog, while requests arrive, it gathers what is appended
 within ``pacing.GATHER`` (200 ms) into one publish, building each record as it
-comes (:meth:`Sender._gather`).
+comes (:meth:`Sender._gather`).  In the ``audit-notifier send`` process
+(``sender = external``) the same loop also reads the journals API processes write
+now (:mod:`.live`), every 200 ms or at once after a full slice, paced with their
+appends as the arrival rate (:meth:`Sender._send_live`).
 
 With ``trail = true`` the sender also keeps the integrity trail
 (:mod:`audit_notifier.trail`): each run of envelopes gets its chain fields once,
