@@ -108,7 +108,7 @@ class LiveJournal:
         # frame at or after it.
         done = self._done_before
         self._offset = next((start for start in journal_mod.frame_starts(self._mm, 0)
-                             if start >= done), done) if done > 0 else 0
+                             if start >= done), done)
         return True
 
     def _successor(self) -> int | None:
@@ -192,37 +192,31 @@ class LiveJournal:
     def count_appended(self) -> int:
         """Frames the writer appended since the last count: the arrival rate the
         pacer reads (sender thread, once per pacing window).  Walks the new frames'
-        headers only (0.53 us a frame, 20,000 frames of 1 KB) and lists the
+        headers only (0.4-0.5 us a frame, 20,000 frames of 1 KB) and lists the
         segments once.  The newest frame of a segment is counted once a frame
         follows it or the writer has moved on (its header may be half copied yet);
         a whole segment written and sent between two counts is not counted (4 MiB
         in half a second)."""
         added = 0
         while True:
-            if self._probe_mm is None:
+            if self._probe_mm is None:         # None too while the writer sizes it
                 self._probe_mm = _map(self._segment_path(self._probe_seq))
             later = self._later_segments(self._probe_seq)
             if self._probe_mm is not None:
                 added += self._count_frames(final=bool(later))
-            elif not later:
-                return added                   # the writer has not sized it yet
             if not later:
                 return added
             _unmap(self._probe_mm)
             self._probe_mm, self._probe_seq, self._probe_at = None, later[0], 0
 
     def _count_frames(self, final: bool) -> int:
-        mm, pos, n = self._probe_mm, self._probe_at, 0
-        size, header = len(mm), record_mod.HEADER
-        while pos + record_mod.HEADER_SIZE <= size:
-            magic, length, _crc = header.unpack_from(mm, pos)
-            stop = pos + record_mod.HEADER_SIZE + length
-            if magic != record_mod.MAGIC or stop > size or not final and (
-                    stop + record_mod.HEADER_SIZE > size or
-                    header.unpack_from(mm, stop)[0] != record_mod.MAGIC):
-                break
-            n, pos = n + 1, stop
-        self._probe_at = pos
+        """Frames of the probed segment from ``_probe_at``; unless ``final``, the
+        newest is left for the next count (the walk resumes at it)."""
+        n, newest = 0, None
+        for start in journal_mod.frame_starts(self._probe_mm, self._probe_at):
+            n, newest = n + 1, start
+        if not final and newest is not None:
+            n, self._probe_at = n - 1, newest
         return n
 
     def _close_map(self) -> None:
