@@ -59,6 +59,8 @@ import time
 import urllib.parse
 import uuid
 
+import run                              # benchmarks/run.py: the send process's priority
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, 'http_results.json')
@@ -176,10 +178,7 @@ def _pdeathsig():
 
 def _niced_pdeathsig():
     _pdeathsig()
-    if os.environ.get('HTTPBENCH_SENDER_SCHED') == 'idle':
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    else:
-        os.nice(19)
+    run.send_process_priority()
 
 
 def _orphaned(parent):
@@ -1403,7 +1402,7 @@ def parse_args(argv=None):
     p.add_argument('--keep', action='store_true', help='keep the temp dir')
     a = p.parse_args(argv)
     a.rates = [int(x) for x in a.rates.split(',') if x]
-    os.environ['HTTPBENCH_SENDER_SCHED'] = a.sender_sched      # read in the send process
+    os.environ['BENCH_SEND_SCHED'] = a.sender_sched            # read in the send process
     q = a.quick
     defaults = {'rounds': 2 if q else 6, 'variant_rounds': 2 if q else 4,
                 'requests': 150 if q else 400, 'variant_requests': 100 if q else 300,

@@ -63,7 +63,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -78,6 +77,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)                # the working tree's audit_notifier and tests
+
+import run  # noqa: E402  (benchmarks/run.py: its helpers; after the path is set)
 
 BROKER_URL = os.environ.get('BENCH_TRANSPORT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
 VARIANTS = ('bare', 'audit_notifier', 'audit_notifier_external', 'audit_notifier_glance',
@@ -132,7 +133,6 @@ def audit_filter(variant: str, tmpdir: str, topic: str, journal_dir: str | None 
     if variant == 'bare':
         return None
     if variant == 'keystonemiddleware':
-        import run
         return {'paste.filter_factory': 'keystonemiddleware.audit:filter_factory',
                 'audit_map_file': run.write_audit_map(tmpdir),
                 'driver': 'messagingv2', 'transport_url': BROKER_URL, 'topics': topic}
@@ -142,28 +142,6 @@ def audit_filter(variant: str, tmpdir: str, topic: str, journal_dir: str | None 
     if variant == 'audit_notifier_external':
         settings['sender'] = 'external'
     return settings
-
-
-def start_send_process(tmpdir: str, settings: dict) -> subprocess.Popen:
-    """``audit-notifier send`` for ``sender = external``, with the filter's options in
-    its conf file (Glance's default exchange: neither sets control_exchange).  Not under
-    callgrind (valgrind does not trace children): its work is not the API process's."""
-    conf = os.path.join(tmpdir, 'audit-notifier-send.conf')
-    with open(conf, 'w') as f:
-        f.write('[audit_notifier]\n' + ''.join('%s = %s\n' % kv for kv in settings.items()))
-    with open(os.path.join(tmpdir, 'send.log'), 'wb') as log:
-        return subprocess.Popen(
-            [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', conf,
-             '--journal-dir', settings['journal_dir']],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop_send_process(proc: subprocess.Popen, tmpdir: str) -> None:
-    proc.send_signal(signal.SIGTERM)
-    if proc.wait(120):
-        with open(os.path.join(tmpdir, 'send.log'), errors='replace') as f:
-            sys.exit('audit-notifier send failed (%d):\n%s'
-                     % (proc.returncode, f.read()[-4000:]))
 
 
 def child(args) -> None:
@@ -182,7 +160,7 @@ def child(args) -> None:
                                         audit_filter=settings)
         if args.child == 'audit_notifier_external':
             # it reads the journal from its start: the two calls below are sent too
-            sending = start_send_process(tmpdir, settings)
+            sending = run.start_send_process(tmpdir, settings)
         made = env.request('POST', '/v2/images', body={    # the same id in every run
             'id': IMAGE_ID, 'name': 'instr', 'disk_format': 'raw', 'container_format': 'bare'})
         assert made.status == 201, made.text
@@ -221,7 +199,7 @@ def child(args) -> None:
             call()
         out = count.finish(flush)
         if sending is not None:
-            stop_send_process(sending, tmpdir)
+            run.stop_send_process(sending, tmpdir)
         if ours is not None:
             out['counters'] = {k: v for k, v in ours.counters.items() if v}
         if args.child != 'bare':

@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
-import glob
 import io
 import json
 import logging
@@ -866,8 +865,8 @@ def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool,
         mw = make_audit_notifier(app, tmpdir, 'messagingv2', topic, 'an', sections=sections,
                                  fast=fast, sender=sender)
         if sender == 'external':
-            send_process = start_send_process(tmpdir, topic, sections, fast,
-                                              os.path.join(tmpdir, 'journal-an'))
+            send_process = start_send_process(tmpdir, send_options(
+                topic, fast, os.path.join(tmpdir, 'journal-an')), sections)
     else:
         mw = make_keystonemiddleware(app, tmpdir, 'messagingv2', topic, 'km',
                                      sections=sections)
@@ -964,39 +963,47 @@ def child_outage(impl: str, topic: str, exchange: str, rate: float, fast: bool,
         out['snapshots'] = snapshots
         out['leaves'] = {fmt: leaf.batched for fmt, leaf in mw.delivery.leaves.items()}
     if send_process is not None:
-        send_process.send_signal(signal.SIGTERM)
-        out['send_process_rc'] = send_process.wait(60)
-        out['send_process_stats'] = []
-        for path in glob.glob(os.path.join(tmpdir, 'journal-an', '*.stats.json')):
-            with open(path) as f:
-                snap = json.load(f)
-            if snap.get('sender') != 'external':          # not the API process's own
-                out['send_process_stats'].append(snap)
+        stop_send_process(send_process, tmpdir)
     shutil.rmtree(tmpdir, ignore_errors=True)
     return out
 
 
-def start_send_process(tmpdir: str, topic: str, sections: str, fast: bool,
-                       journal_dir: str, driver: str = 'messagingv2') -> subprocess.Popen:
-    """``audit-notifier send`` for the journals in ``journal_dir``, with the options
-    of :func:`make_audit_notifier`'s filter in a conf file of its own, at nice 19 (or
-    SCHED_IDLE: ``--send-sched``)."""
-    conf = os.path.join(tmpdir, 'send.conf')
+def send_options(topic: str, fast: bool, journal_dir: str, driver: str = 'messagingv2') -> dict:
+    """The [audit_notifier] options of :func:`make_audit_notifier`'s filter with
+    ``sender = external``, for its send process."""
+    return {'driver': driver, 'transport_url': BROKER_URL, 'topics': topic, 'formats': 'cadf',
+            'sender': 'external', 'journal_dir': journal_dir,
+            'rabbit_batch_publish': 'true' if fast else 'false'}
+
+
+def start_send_process(tmpdir: str, options: dict, sections: str = '') -> subprocess.Popen:
+    """``audit-notifier send`` for ``options['journal_dir']``: ``sections`` and the
+    ``[audit_notifier]`` ``options`` in a conf file of its own, at low priority
+    (:func:`send_process_priority`); its log in ``<tmpdir>/send.log``."""
+    conf = os.path.join(tmpdir, 'audit-notifier-send.conf')
     with open(conf, 'w') as f:
-        f.write(sections + '[audit_notifier]\ndriver = %s\ntransport_url = %s\n'
-                'topics = %s\nformats = cadf\nsender = external\njournal_dir = %s\n'
-                'rabbit_batch_publish = %s\n'
-                % (driver, BROKER_URL, topic, journal_dir, 'true' if fast else 'false'))
-    return subprocess.Popen(
-        [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', conf],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(tmpdir, 'send.log'), 'wb'), env=_child_env(),
-        preexec_fn=_send_process_priority)
+        f.write(sections + '[audit_notifier]\n' +
+                ''.join('%s = %s\n' % kv for kv in options.items()))
+    with open(os.path.join(tmpdir, 'send.log'), 'wb') as log:
+        return subprocess.Popen(
+            [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file', conf,
+             '--journal-dir', options['journal_dir']], cwd=REPO, env=_child_env(),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=send_process_priority)
 
 
-def _send_process_priority() -> None:
-    """preexec_fn of the send process: nice 19 (its systemd unit's Nice=19), or the
-    SCHED_IDLE policy with ``--send-sched idle`` (CPUSchedulingPolicy=idle)."""
+def stop_send_process(proc: subprocess.Popen, tmpdir: str) -> None:
+    """SIGTERM (it publishes what it read, then exits 0); its log's tail if it failed."""
+    proc.send_signal(signal.SIGTERM)
+    if proc.wait(120):
+        with open(os.path.join(tmpdir, 'send.log'), errors='replace') as f:
+            sys.exit('audit-notifier send failed (%d):\n%s'
+                     % (proc.returncode, f.read()[-4000:]))
+
+
+def send_process_priority() -> None:
+    """preexec_fn of a send process: nice 19 (its systemd unit's Nice=19), or the
+    SCHED_IDLE policy (CPUSchedulingPolicy=idle) when ``BENCH_SEND_SCHED=idle``."""
     if os.environ.get('BENCH_SEND_SCHED') == 'idle':
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     else:
@@ -2242,9 +2249,8 @@ def tail_latency(args, tmpdir: str, run_id: str) -> dict:
                                          fast=True, sender='external'),
               'km': make_keystonemiddleware(base, tmpdir, 'messaging', topic, 'tail-km')}
     delivery, external = stacks['on'].delivery, stacks['ext'].delivery
-    send_process = start_send_process(tmpdir, topic, '', True,
-                                      os.path.join(tmpdir, 'journal-tail-ext'),
-                                      driver=args.tail_driver)
+    send_process = start_send_process(tmpdir, send_options(
+        topic, True, os.path.join(tmpdir, 'journal-tail-ext'), args.tail_driver))
     out: dict = {'app_ms': args.tail_app_ms, 'calls': args.tail_calls,
                  'rounds': args.tail_rounds, 'rates': {}}
     try:
@@ -2277,8 +2283,7 @@ def tail_latency(args, tmpdir: str, run_id: str) -> dict:
     finally:
         delivery.close()
         external.close()
-        send_process.send_signal(signal.SIGTERM)
-        send_process.wait(60)
+        stop_send_process(send_process, tmpdir)
         delete_queues([topic + '.info'])
     return out
 
