@@ -1068,11 +1068,16 @@ class Bench:
                 '  (not sent, >%.0f s behind: %d)' % (a.open_max_lag, p['not_sent'])
                 if p['not_sent'] else ''))
 
+    def outage_warm_up(self, srv):
+        """Connections and caches (and, with the filter, its first publish) before an
+        outage schedule: the client's result."""
+        return self.drive({'mode': 'closed', 'clients': 2, 'n': 20, 'warmup': 2,
+                           'workload': 'get', 'port': srv.port, 'ids': self.ids})
+
     def outage_control(self, srv, rate):
         """The same schedule on a server without the filter: what the broker's stop
         and start (on the same cores) and the load do to the p99 by themselves."""
-        self.drive({'mode': 'closed', 'clients': 2, 'n': 20, 'warmup': 2,
-                    'workload': 'get', 'port': srv.port, 'ids': self.ids})
+        self.outage_warm_up(srv)
         res, marks = self.outage_load(srv, rate, lambda: None)
         ph = self.outage_phases(res, marks)
         self.say()
@@ -1085,9 +1090,7 @@ class Bench:
 
     def one_outage(self, srv, consumer, rate):
         a = self.args
-        # warm-up: connections, first publish
-        warm = self.drive({'mode': 'closed', 'clients': 2, 'n': 20, 'warmup': 2,
-                           'workload': 'get', 'port': srv.port, 'ids': self.ids})
+        warm = self.outage_warm_up(srv)
         got = consumer.wait_for(warm['calls'], 60)
         base_calls = warm['calls']
         base_recv = got
