@@ -50,8 +50,10 @@ CALLS = textwrap.dedent('''
 SCRIPT = CALLS.replace('OPTIONS', '{}') + textwrap.dedent('''
     ok = mw.delivery.flush(20)
     got = [m['payload']['target']['id'] for _, m, _, _ in _impl_test.NOTIFICATIONS]
+    kinds = sorted({(m['event_type'], m['payload']['outcome'], priority)
+                    for _, m, priority, _ in _impl_test.NOTIFICATIONS})
     print(json.dumps({
-        'flushed': ok, 'targets': got,
+        'flushed': ok, 'targets': got, 'kinds': kinds,
         'green': eventlet.patcher.is_monkey_patched('thread'),
         'counters': mw.delivery.snapshot()}))
 ''')
@@ -65,6 +67,7 @@ def test_delivery_under_eventlet_monkey_patching():
     assert result['green'] is True
     assert result['flushed'] is True
     assert sorted(result['targets']) == sorted('img-%d' % (i % 7) for i in range(70))
+    assert result['kinds'] == [['audit.image.deactivate', 'success', 'INFO']]
     counters = result['counters']
     assert (counters['journaled'], counters['sent'], counters['dropped'],
             counters['send_errors'], counters['unsent']) == (70, 70, 0, 0, 0)
@@ -87,8 +90,10 @@ EXTERNAL_SCRIPT = CALLS.replace('OPTIONS', "{'sender': 'external'}") + textwrap.
     sender.stop(5.0)
     thread.join(10)
     got = [m['payload']['target']['id'] for _, m, _, _ in _impl_test.NOTIFICATIONS]
+    kinds = sorted({(m['event_type'], m['payload']['outcome'], priority)
+                    for _, m, priority, _ in _impl_test.NOTIFICATIONS})
     print(json.dumps({
-        'before': before, 'flushed': ok, 'targets': got,
+        'before': before, 'flushed': ok, 'targets': got, 'kinds': kinds,
         'thread': mw.delivery._thread.name,
         'green': eventlet.patcher.is_monkey_patched('thread'),
         'counters': mw.delivery.snapshot()}))
@@ -106,5 +111,6 @@ def test_external_sender_under_eventlet_monkey_patching():
     assert result['green'] is True and result['thread'] == 'audit-notifier-journal'
     assert result['before'] is False and result['flushed'] is True
     assert sorted(result['targets']) == sorted('img-%d' % (i % 7) for i in range(70))
+    assert result['kinds'] == [['audit.image.deactivate', 'success', 'INFO']]
     counters = result['counters']
     assert (counters['journaled'], counters['dropped'], counters['unsent']) == (70, 0, 0)

@@ -290,6 +290,9 @@ def test_the_send_process_paces_a_backlog_while_requests_arrive(make_filter, wsg
         api.join(30)
         assert mw.delivery.flush(60.0) is True
         assert request_ids(leaf.sent) == ['req-%d' % i for i in range(len(made))]
+        assert [(e['event_type'], e['priority'], e['payload']['target']['id'])
+                for e in leaf.sent] == [('audit.image.deactivate', 'INFO', 'img-%d' % i)
+                                        for i in range(len(made))]
         assert max(leaf.batches) <= pacing.BATCH
     finally:
         stop.set()
