@@ -24,7 +24,10 @@ Process layout (all on 127.0.0.1):
   tests/functional/glance_app.py: ``cors http_proxy_to_wsgi versionnegotiation osprofiler
   authtoken [audit] context rootapp`` with keystonemiddleware's real ``auth_token`` filter.
   One server without the filter ("off") and one with it ("on") run at the same time on two
-  ports; measurements alternate between them (off, on, off, on ...);
+  ports; measurements alternate between them (off, on, off, on ...).  The side-by-side
+  section starts new servers every round (off, on, the A/A control off2; with
+  ``--sender both`` also ext), all of one round with the same hash seed, and sends one
+  client's requests to each in turn;
 * one client process (its own GIL) that drives keep-alive ``http.client`` connections from
   threads, closed loop (C clients back to back) or open loop (a fixed schedule, latency from
   the scheduled send time);
@@ -48,6 +51,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import signal
 import socket
@@ -192,8 +196,10 @@ def _orphaned(parent):
 class Server:
     """One gunicorn master with WORKERS gthread workers serving one Glance pipeline."""
 
-    def __init__(self, name, base, audit_filter=None, exchange='glance', durable=False):
+    def __init__(self, name, base, audit_filter=None, exchange='glance', durable=False,
+                 env=None):
         self.name = name
+        self.extra_env = env or {}
         self.base = base
         self.audit_filter = audit_filter
         self.port = rabbit_cluster().free_port()
@@ -224,6 +230,7 @@ class Server:
         env.update({'OS_GLANCE_CONFIG_DIR': self.etc, 'HTTPBENCH_READY_DIR': ready,
                     'PYTHONPATH': os.pathsep.join([HERE, ROOT, env.get('PYTHONPATH', '')]),
                     'PYTHONWARNINGS': 'ignore'})
+        env.update(self.extra_env)
         argv = [sys.executable, '-m', 'gunicorn', '--workers', str(WORKERS),
                 '--worker-class', WORKER_CLASS, '--threads', str(THREADS),
                 '--keep-alive', '120', '--timeout', '300', '--graceful-timeout', '15',
@@ -276,10 +283,11 @@ class Server:
                 proc.wait(10)
         self._log.close()
 
-    def cpu_seconds(self):
-        """user + system CPU of the workers (and of the send process) so far."""
-        pids = self.worker_pids + ([self.sender.pid] if self.sender is not None else [])
-        return sum(proc_cpu_seconds(pid) or 0.0 for pid in pids)
+    def cpu_seconds(self, sender=True, system=False):
+        """user + system CPU of the workers (and of the send process, unless
+        ``sender`` is false) so far; with ``system``, only the system CPU."""
+        pids = self.worker_pids + ([self.sender.pid] if sender and self.sender else [])
+        return sum(proc_cpu_seconds(pid, system) or 0.0 for pid in pids)
 
     def stats(self):
         """Sum of the filter's stats files (one per worker; written every 5 s)."""
@@ -301,14 +309,16 @@ class Server:
 _STARTED = []
 
 
-def proc_cpu_seconds(pid):
-    """user + system CPU of a process so far (/proc/<pid>/stat), or None."""
+def proc_cpu_seconds(pid, system=False):
+    """user + system CPU of a process so far (/proc/<pid>/stat; with ``system``, only
+    the system CPU), or None."""
     try:
         with open('/proc/%d/stat' % pid) as f:
             fields = f.read().rsplit(')', 1)[1].split()
     except (OSError, TypeError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    ticks = int(fields[12]) if system else int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf('SC_CLK_TCK')
 
 
 def http_call(port, method, path, body=None, headers=None, timeout=30):
@@ -496,6 +506,92 @@ def run_open(job):
     return out
 
 
+def run_interleaved(job):
+    """Closed loop over several servers at once: each client sends its i-th request to
+    every server in turn (in a random order), so the servers' i-th calls are
+    made within a few ms of each other and whatever slows the host down (other VMs,
+    frequency, the broker) slows all of them alike; segments of one server after another
+    compare different minutes of the host instead."""
+    make, ok = request_maker(job)
+    ports = job['ports']
+    k = len(ports)
+    c, n, warm = job['clients'], job['n'], job['warmup']
+    # a new order for each i: every server follows every other equally often (what
+    # runs just before a call, a sender publishing say, is on the same cores)
+    rng = random.Random(job['tag'])
+    orders = [rng.sample(range(k), k) for _ in range(n)]
+    conns = [[Conn(port) for port in ports] for _ in range(c)]
+    lat = [[float('nan')] * n for _ in ports]
+    bad = []
+    counter = itertools.count()
+    barrier = threading.Barrier(c + 1)
+    pc = time.perf_counter
+
+    def worker(j):
+        mine = conns[j]
+        try:
+            for w in range(warm):
+                for conn in mine:
+                    conn.do(*make(-1 - w - j * warm))
+        finally:
+            barrier.wait()
+        while True:
+            i = next(counter)
+            if i >= n:
+                return
+            req = make(i)
+            for idx in orders[i]:
+                t0 = pc()
+                st = mine[idx].do(*req)
+                lat[idx][i] = (pc() - t0) * 1000.0
+                if st != ok:
+                    bad.append(st)
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in range(c)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t_start = pc()
+    for t in threads:
+        t.join()
+    secs = pc() - t_start
+    for mine in conns:
+        for conn in mine:
+            conn.close()
+    return {'lat_ms': lat, 'seconds': secs, 'bad': len(bad), 'bad_status': sorted(set(bad))[:5],
+            'calls': [n + c * warm] * k, 'retries': sum(x.retries for m in conns for x in m)}
+
+
+def run_slices(job):
+    """Saturation on several servers, taken in turns: ``slices`` times, each server in
+    turn (in a random order) gets a closed-loop segment of ``n`` calls from
+    ``clients`` clients alone.  Short turns, so the host's speed changes between two
+    servers' turns less than between two long segments; per server the calls and the
+    time of all its turns, and the latencies."""
+    ports = job['ports']
+    k = len(ports)
+    lat = [[] for _ in ports]
+    secs = [0.0] * k
+    calls = [0] * k
+    done = [0] * k
+    bad = 0
+    rng = random.Random(job['tag'])
+    for _turn in range(job['slices']):
+        for idx in rng.sample(range(k), k):
+            res = run_closed(dict(job, port=ports[idx]))
+            lat[idx].extend(res['lat_ms'])
+            secs[idx] += res['seconds']
+            calls[idx] += res['calls']
+            done[idx] += job['n']
+            bad += res['bad']
+    return {'lat_ms': lat, 'seconds': secs, 'rate': [d / t for d, t in zip(done, secs)],
+            'calls': calls, 'bad': bad}
+
+
+CLIENT_MODES = {'closed': run_closed, 'open': run_open, 'interleaved': run_interleaved,
+                'slices': run_slices}
+
+
 def client_main(pipe):
     while True:
         try:
@@ -505,7 +601,7 @@ def client_main(pipe):
         if job is None:
             return
         try:
-            res = run_closed(job) if job['mode'] == 'closed' else run_open(job)
+            res = CLIENT_MODES[job['mode']](job)
         except Exception as exc:         # reported to the parent, which raises
             res = {'error': repr(exc)}
         pipe.send(res)
@@ -882,14 +978,10 @@ class Bench:
         if not only & {'open', 'closed'} or 'open' in only:
             modes += [('open%d' % r, {'mode': 'open', 'rate': r, 'conns': a.open_conns,
                                       'seconds': a.open_seconds}) for r in a.rates]
-        if only and not only & (set(WORKLOADS) | {'open', 'closed'}):
-            return
-        self.consumer = Consumer(self.ctx, SHARED_URL, self.exchange, self.topic, False)
-        broker = urllib.parse.urlsplit(SHARED_URL.split(',')[0])
-        if broker.hostname in ('127.0.0.1', 'localhost'):
-            glance_app()                # the repository root on sys.path
-            from tests.support import proc_sockets
-            self.broker_pid = proc_sockets.listening_pid(broker.port or 5672)
+        if only and not only & {'open', 'closed'} and (
+                'interleaved' in only or not only & set(WORKLOADS)):
+            return                      # e.g. --only outage, --only interleaved --only get
+        self.ensure_consumer()
         off = self.off_server
         variants = [('cadf', True)] + [v for v in (('cadf', False), ('cadf,glance', True),
                                                    ('cadf,glance', False))
@@ -960,6 +1052,203 @@ class Bench:
                 {k.split('/')[0] for k, _ in specs}), 'modes': sorted(
                 {k.split('/')[1] for k, _ in specs}), 'rounds': rounds})
             self.save()
+
+    # ------------------------------------------------------------------ side by side
+    def side_by_side_section(self):
+        """The filter, the same Glance without it and the A/A control, side by side:
+        one client sends its requests to each server in turn (no queueing: what a call
+        costs, not how calls wait for each other).  Every round starts new servers, all
+        of them with one hash seed (a new one each round): two processes of the same
+        server differ by 1-3 % in speed for as long as they live (dict and set layouts,
+        where their memory lies), so one pair of processes cannot tell a 1 % effect;
+        many rounds of new ones average it out."""
+        a = self.args
+        only = set(a.only or [])
+        if only and 'interleaved' not in only:
+            return
+        # PATCH is left out: the servers share one SQLite database, which takes one
+        # writer at a time ("database is locked" when two servers write at once)
+        workloads = [w for w in ('get', 'download') if not only & set(WORKLOADS) or w in only]
+        self.ensure_consumer()
+        sides = ['off', 'on'] + (['ext'] if a.sender == 'both' else []) + \
+            ([] if a.no_control else ['off2'])
+        self.say()
+        self.say('Side by side: %d rounds of new servers %s; per round and workload (%s): %d '
+                 'requests to each from one client, interleaved, then %d turns of %d calls '
+                 'from %d clients on each (saturation)' % (
+                     a.interleaved_rounds, ', '.join(sides), ', '.join(workloads),
+                     a.interleaved_requests, a.sat_turns, a.sat_turn_requests, a.sat_clients))
+        per = {}
+        seeds = random.Random(self.run_id).sample(range(1, 2 ** 31), a.interleaved_rounds)
+        for r, seed in enumerate(seeds):
+            servers = {}
+            # a random start order (and place in the client's lists) each round: two
+            # servers without the filter differed by 1 % in CPU per call by place alone
+            order = random.Random(seed).sample(sides, len(sides))
+            try:
+                for side in order:
+                    name = 'sbs%d-%s' % (r, side)
+                    conf = None
+                    if side in ('on', 'ext'):
+                        conf = self.filter_conf(name, 'cadf', True)
+                        if side == 'ext':
+                            conf['sender'] = 'external'
+                    servers[side] = Server(name, self.base, conf, self.exchange,
+                                           env={'PYTHONHASHSEED': str(seed)}).start()
+                for wl in workloads:
+                    for mode, job in (
+                            ('interleaved', {'mode': 'interleaved', 'clients': 1,
+                                             'n': a.interleaved_requests,
+                                             'warmup': a.interleaved_warmup}),
+                            ('sat', {'mode': 'slices', 'clients': a.sat_clients,
+                                     'n': a.sat_turn_requests, 'slices': a.sat_turns,
+                                     'warmup': 1})):
+                        job.update(workload=wl, tag='sbs%d' % r)
+                        per.setdefault('%s/%s' % (wl, mode), []).append(
+                            self.joint_segment(servers, job))
+            finally:
+                for srv in servers.values():
+                    srv.stop()
+                    shutil.rmtree(srv.etc, ignore_errors=True)
+            self.say('  side by side: round %d/%d done (hash seed %d, load %.2f, lost so far '
+                     '%d)' % (r + 1, a.interleaved_rounds, seed, os.getloadavg()[0],
+                              self.expected - self.consumer.cadf))
+        self.results['sections']['side_by_side'] = self.report_side_by_side(per)
+        self.save()
+
+    def ensure_consumer(self):
+        if self.consumer is not None:
+            return
+        self.consumer = Consumer(self.ctx, SHARED_URL, self.exchange, self.topic, False)
+        broker = urllib.parse.urlsplit(SHARED_URL.split(',')[0])
+        if broker.hostname in ('127.0.0.1', 'localhost'):
+            glance_app()                # the repository root on sys.path
+            from tests.support import proc_sockets
+            self.broker_pid = proc_sockets.listening_pid(broker.port or 5672)
+
+    def joint_segment(self, servers, job):
+        """One job over all ``servers`` at once; per server: its latencies, calls and
+        CPU seconds of the workers and of the send process (taken after the consumer
+        saw every audited call, so the sending is in)."""
+        sides = list(servers)
+        job = dict(job, ports=[servers[side].port for side in sides], ids=self.ids)
+        self.consumer.pause(True)
+        cpu0 = {side: servers[side].cpu_seconds(sender=False) for side in sides}
+        sys0 = {side: servers[side].cpu_seconds(sender=False, system=True) for side in sides}
+        sender0 = {side: servers[side].cpu_seconds() - cpu0[side] for side in sides}
+        res = self.drive(job)
+        out = {'bad': res['bad']}
+        for idx, side in enumerate(sides):
+            out[side] = {'lat_ms': res['lat_ms'][idx], 'calls': res['calls'][idx]}
+            if 'rate' in res:
+                out[side].update(rate=res['rate'][idx], seconds=res['seconds'][idx])
+            if servers[side].audit_filter:
+                self.expected += res['calls'][idx]
+        got = self.consumer.wait_for(self.expected, timeout=self.args.deliver_timeout)
+        if got < self.expected:
+            self.losses.append(('side by side', job['workload'], self.expected - got))
+        for side in sides:
+            workers = servers[side].cpu_seconds(sender=False)
+            out[side]['cpu_s'] = workers - cpu0[side]
+            out[side]['system_cpu_s'] = (servers[side].cpu_seconds(sender=False, system=True) -
+                                         sys0[side])
+            out[side]['sender_cpu_s'] = servers[side].cpu_seconds() - workers - sender0[side]
+        return out
+
+    def report_side_by_side(self, per):
+        """Figures of all rounds pooled, what each server adds to ``off``, and the
+        noise the A/A control shows: the larger of what it differed by in all and
+        twice the standard error of its per-round differences (or of the measured
+        server's, if larger)."""
+        rows = {}
+        self.say()
+        self.say('Side by side (all rounds pooled; ms; cpu/call: CPU ms of the 2 gunicorn '
+                 'workers per call, the sender thread\'s included, "of it sys" the system '
+                 'part; send proc.: CPU ms per call of the audit-notifier send process, at '
+                 'nice 19; capacity: off\'s cpu/call over the server\'s)')
+        self.say('%-16s %-4s %8s %8s %8s %8s %8s %9s %9s %10s' % (
+            'workload/mode', 'srv', 'median', 'p90', 'p99', 'max', 'calls/s', 'cpu/call',
+            'of it sys', 'send proc.'))
+        for key, rounds in per.items():
+            sides = [side for side in rounds[0] if side != 'bad']
+            fig = {}
+            for side in sides:
+                fig[side] = summary([x for rnd in rounds for x in rnd[side]['lat_ms']])
+                calls = sum(rnd[side]['calls'] for rnd in rounds)
+                for k in ('cpu', 'system_cpu', 'sender_cpu'):
+                    fig[side][k + '_ms_per_call'] = 1000.0 * sum(
+                        rnd[side][k + '_s'] for rnd in rounds) / calls
+                if 'rate' in rounds[0][side]:
+                    fig[side]['rate'] = sum(rnd[side]['rate'] * rnd[side]['seconds']
+                                            for rnd in rounds) / sum(
+                        rnd[side]['seconds'] for rnd in rounds)
+                self.say('%-16s %-4s %8.2f %8.2f %8.2f %8.2f %8s %9.3f %9.3f %10s' % (
+                    key, side, fig[side]['median'], fig[side]['p90'], fig[side]['p99'],
+                    fig[side]['max'], '%.1f' % fig[side]['rate'] if 'rate' in fig[side]
+                    else '-', fig[side]['cpu_ms_per_call'],
+                    fig[side]['system_cpu_ms_per_call'],
+                    '%.3f' % fig[side]['sender_cpu_ms_per_call'] if side == 'ext' else ''))
+            row = {'figures': fig, 'bad': sum(rnd['bad'] for rnd in rounds),
+                   'rounds': len(rounds)}
+            for side in sides:
+                if side != 'off':
+                    row[side] = self._side_added(key, rounds, fig, side)
+            if 'off2' in row:
+                control = row['off2']
+                for side in sides:
+                    if side in ('off', 'off2'):
+                        continue
+                    row[side]['noise'] = {m: max(abs(control[m]), 2 * control[m + '_se'],
+                                                 2 * row[side][m + '_se'])
+                                          for m in control if m + '_se' in control}
+            rows[key] = row
+        return rows
+
+    def _side_added(self, key, rounds, fig, side):
+        """What ``side`` adds to ``off`` (% of off's): pooled, per round, and the
+        standard error of the per-round figures' mean.  ``capacity``: calls served on
+        the CPU off needs for 100, less 100; ``throughput``: calls per second in
+        saturation turns against off's, less 100."""
+        def se(values):
+            return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+
+        def cpu(rnd, s):
+            return rnd[s]['cpu_s'] / rnd[s]['calls']
+
+        added = {}
+        for m in ('median', 'p99'):
+            base = fig['off'][m]
+            added[m] = fig[side][m] - base
+            added[m + '_pct'] = 100.0 * added[m] / base
+            pcts = []
+            for rnd in rounds:
+                off_m = summary(rnd['off']['lat_ms'])[m]
+                pcts.append(100.0 * (summary(rnd[side]['lat_ms'])[m] - off_m) / off_m)
+            added[m + '_pct_rounds'] = pcts
+        added['capacity_pct'] = 100.0 * (fig['off']['cpu_ms_per_call'] /
+                                         fig[side]['cpu_ms_per_call'] - 1.0)
+        added['capacity_pct_rounds'] = [100.0 * (cpu(rnd, 'off') / cpu(rnd, side) - 1.0)
+                                        for rnd in rounds]
+        shown = ['median', 'p99', 'capacity']
+        if 'rate' in fig[side]:
+            added['throughput_pct'] = 100.0 * (fig[side]['rate'] / fig['off']['rate'] - 1.0)
+            added['throughput_pct_rounds'] = [
+                100.0 * (rnd[side]['rate'] / rnd['off']['rate'] - 1.0) for rnd in rounds]
+            shown.append('throughput')
+        for m in shown:
+            added[m + '_pct_se'] = se(added[m + '_pct_rounds'])
+        label = {'on': 'added (on - off)', 'ext': 'sender = external (ext - off)',
+                 'off2': 'A/A control (off2 - off)'}[side]
+        self.say('%-16s      %s: median %+.3f ms (%+.2f %%), p99 %+.3f ms (%+.2f %%), '
+                 'capacity %+.2f %%%s' % (
+                     key, label, added['median'], added['median_pct'], added['p99'],
+                     added['p99_pct'], added['capacity_pct'],
+                     ', throughput %+.2f %%' % added['throughput_pct']
+                     if 'throughput_pct' in added else ''))
+        for m in shown:
+            self.say('%-16s        per round %-10s %s' % (key, m, ' '.join(
+                '%+.1f' % x for x in added[m + '_pct_rounds'])))
+        return added
 
     # ------------------------------------------------------------------ outage
     def outage_section(self):
@@ -1166,7 +1455,7 @@ class Bench:
 
     # ------------------------------------------------------------------ goals
     def goals(self):
-        rows = []
+        rows = self.side_by_side_goals()
         prim = self.results['sections'].get('cadf/lookups on', {}).get('rows', {})
         for wl in WORKLOADS:
             c = prim.get('%s/closed' % wl)
@@ -1225,7 +1514,7 @@ class Bench:
                                      ad['median'], ad['median_pct'], ad['p99'],
                                      ad['p99_pct']), '(info)', None))
         for key, sec in self.results['sections'].items():
-            if key in ('outage', 'cadf/lookups on'):
+            if key in ('outage', 'side_by_side', 'cadf/lookups on'):
                 continue
             for k, row in sec['rows'].items():
                 ad = row['added']
@@ -1295,6 +1584,56 @@ class Bench:
         self.results['goals'] = [{'goal': r[0], 'measured': r[1], 'target': r[2],
                                   'pass': r[3]} for r in rows]
 
+    def side_by_side_goals(self):
+        """Goal rows of the side-by-side section: the filter (and, with --sender both,
+        the send process) against ``off``, judged with the A/A control's noise."""
+        rows = []
+        for key, row in self.results['sections'].get('side_by_side', {}).items():
+            wl, mode = key.split('/')
+            fig = row['figures']
+            for side in ('on', 'ext'):
+                if side not in row:
+                    continue
+                ad, noise = row[side], row[side].get('noise', {})
+                who = '%s %s, %d rounds%s' % (wl, 'interleaved' if mode == 'interleaved'
+                                              else 'saturation C=%d' % self.args.sat_clients,
+                                              row['rounds'],
+                                              '' if side == 'on' else ', sender = external')
+                goals = (('median', TARGET_ADDED_MEDIAN_PCT), ('p99', TARGET_ADDED_P99_PCT))
+                for m, target in goals:
+                    rows.append(('%s: added %s' % (who, m),
+                                 '%+.3f ms (%+.2f %%)' % (ad[m], ad[m + '_pct']),
+                                 '<= %.0f %%' % target if mode == 'interleaved' else '(info)',
+                                 _at_most(ad[m + '_pct'], target, noise.get(m + '_pct'))
+                                 if mode == 'interleaved' else None))
+                if mode == 'sat':
+                    rows.append(('%s: throughput' % who, '%.1f / %.1f calls/s: %.2f %%' % (
+                        fig[side]['rate'], fig['off']['rate'], 100.0 + ad['throughput_pct']),
+                        '>= %.0f %%' % (100 * TARGET_SAT_RATIO),
+                        _at_most(-ad['throughput_pct'], 100.0 * (1 - TARGET_SAT_RATIO),
+                                 noise.get('throughput_pct'))))
+                rows.append(('%s: capacity (CPU per call)' % who,
+                             '%.3f / %.3f ms: %.2f %%' % (
+                                 fig['off']['cpu_ms_per_call'], fig[side]['cpu_ms_per_call'],
+                                 100.0 + ad['capacity_pct']),
+                             '>= %.0f %%' % (100 * TARGET_SAT_RATIO) if mode == 'sat'
+                             else '(info)',
+                             _at_most(-ad['capacity_pct'], 100.0 * (1 - TARGET_SAT_RATIO),
+                                      noise.get('capacity_pct')) if mode == 'sat' else None))
+                if side == 'ext':
+                    both = fig[side]['cpu_ms_per_call'] + fig[side]['sender_cpu_ms_per_call']
+                    rows.append(('  with the send process\'s CPU',
+                                 '%.3f / %.3f ms: %.2f %%' % (
+                                     fig['off']['cpu_ms_per_call'], both,
+                                     100.0 * fig['off']['cpu_ms_per_call'] / both),
+                                 '(sustained load)', None))
+                if noise:
+                    rows.append(('  noise (A/A control, 2 s.e.)', ', '.join(
+                        '%s +-%.2f %%' % (m[:-4], noise[m]) for m in (
+                            'median_pct', 'p99_pct', 'throughput_pct', 'capacity_pct')
+                        if m in noise), '(noise)', None))
+        return rows
+
     def save(self):
         self.results['printed'] = self.out_lines
         with open(RESULTS, 'w') as f:
@@ -1317,6 +1656,7 @@ class Bench:
         self.setup_images(self.off_server.port)
         only = set(a.only or [])
         try:
+            self.side_by_side_section()
             self.main_sections()
             if not only or 'outage' in only:
                 self.outage_section()
@@ -1359,12 +1699,23 @@ def parse_args(argv=None):
     p.add_argument('--quick', action='store_true',
                    help='small counts, 10 s outage (about 4 minutes)')
     p.add_argument('--only', action='append',
-                   choices=['get', 'download', 'patch', 'open', 'closed', 'outage'])
+                   choices=['get', 'download', 'patch', 'open', 'closed', 'interleaved',
+                            'outage'])
     p.add_argument('--rounds', type=int, help='A/B rounds of the primary variant (6)')
     p.add_argument('--variant-rounds', type=int, help='rounds of the other variants (4)')
     p.add_argument('--requests', type=int, help='requests per closed-loop segment (400)')
     p.add_argument('--variant-requests', type=int,
                    help='requests per segment of the other variants (300)')
+    p.add_argument('--interleaved-rounds', type=int,
+                   help='rounds of new servers in the side-by-side section (12; quick 2)')
+    p.add_argument('--interleaved-requests', type=int,
+                   help='requests to each server per round and workload (600; quick 150)')
+    p.add_argument('--interleaved-warmup', type=int, default=20,
+                   help='warm-up calls to each new server of the side-by-side section (20)')
+    p.add_argument('--sat-turns', type=int,
+                   help='side by side: saturation turns per server and round (4; quick 2)')
+    p.add_argument('--sat-turn-requests', type=int,
+                   help='side by side: calls per saturation turn (150; quick 100)')
     p.add_argument('--clients', type=int, default=4, help='closed-loop clients (4)')
     p.add_argument('--sat-clients', type=int, default=8, help='saturation clients (8)')
     p.add_argument('--patch-clients', type=int, default=1,
@@ -1408,6 +1759,9 @@ def parse_args(argv=None):
     os.environ['BENCH_SEND_SCHED'] = a.sender_sched            # read in the send process
     q = a.quick
     defaults = {'rounds': 2 if q else 6, 'variant_rounds': 2 if q else 4,
+                'interleaved_rounds': 2 if q else 12, 'interleaved_requests': 150 if q else 600,
+                'sat_turns': 2 if q else 4, 'sat_turn_requests': 100 if q else 150,
+
                 'requests': 150 if q else 400, 'variant_requests': 100 if q else 300,
                 'patch_requests': 50 if q else 150, 'open_seconds': 1.5 if q else 2.5,
                 'outage_seconds': 10.0 if q else 30.0,
