@@ -1456,6 +1456,9 @@ class Bench:
     # ------------------------------------------------------------------ goals
     def goals(self):
         rows = self.side_by_side_goals()
+        # The A/B sections' segments compare long-lived servers minutes apart: their A/A
+        # control differs by 5-20 %, one sample of it is no measure of their noise, so
+        # they inform; the side-by-side section judges the latency and saturation goals.
         prim = self.results['sections'].get('cadf/lookups on', {}).get('rows', {})
         for wl in WORKLOADS:
             c = prim.get('%s/closed' % wl)
@@ -1464,14 +1467,10 @@ class Bench:
                 ad, ct = c['added'], c.get('control')
                 rows.append(('%s C=%d: added median' % (wl, nc),
                              '%+.3f ms (%+.2f %%)' % (ad['median'], ad['median_pct']),
-                             '<= %.0f %%' % TARGET_ADDED_MEDIAN_PCT,
-                             _at_most(ad['median_pct'], TARGET_ADDED_MEDIAN_PCT,
-                                      ct and abs(ct['median_pct']))))
+                             '(info)', None))
                 rows.append(('%s C=%d: added p99' % (wl, nc),
                              '%+.3f ms (%+.2f %%)' % (ad['p99'], ad['p99_pct']),
-                             '<= %.0f %%' % TARGET_ADDED_P99_PCT,
-                             _at_most(ad['p99_pct'], TARGET_ADDED_P99_PCT,
-                                      ct and abs(ct['p99_pct']))))
+                             '(info)', None))
                 if ct:
                     rows.append(('  A/A control: median / p99',
                                  '%+.3f ms (%+.2f %%) / %+.3f ms (%+.2f %%)' % (
@@ -1479,14 +1478,12 @@ class Bench:
                                      ct['p99_pct']), '(noise)', None))
             s = prim.get('%s/sat' % wl)
             if s:
-                noise = abs(1.0 - s['control']['rate_ratio']) if 'control' in s else None
                 # the rates are medians over rounds; the ratio is the median of each
                 # round's on/off (same round), which need not be their quotient
                 rows.append(('%s C=%d: saturation on/off' % (wl, self.args.sat_clients),
                              '%.1f / %.1f calls/s; per round %.3f' % (
                                  s['on']['rate'], s['off']['rate'], s['added']['rate_ratio']),
-                             '>= %.2f' % TARGET_SAT_RATIO,
-                             _at_most(-s['added']['rate_ratio'], -TARGET_SAT_RATIO, noise)))
+                             '(info)', None))
                 cpu_off, cpu_on = s['off']['cpu_ms_per_call'], s['on']['cpu_ms_per_call']
                 rows.append(('  worker CPU per call off / on', '%.2f / %.2f ms (%+.1f %%)' % (
                     cpu_off, cpu_on, 100.0 * (cpu_on - cpu_off) / cpu_off),
@@ -1572,7 +1569,7 @@ class Bench:
         for name, val, target, ok in rows:
             verdict = 'PASS' if ok else 'MISS'
             if ok is UNRESOLVED:
-                verdict = 'UNRESOLVED (A/A control differs more)'
+                verdict = 'UNRESOLVED (within the A/A noise)'
             elif ok is UNRESOLVED_OUTAGE:
                 verdict = 'UNRESOLVED (missed without the filter too)'
             elif ok is UNRESOLVED_BASELINE:
