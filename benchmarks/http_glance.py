@@ -390,21 +390,28 @@ def request_maker(job):
     return make, 200
 
 
-def run_closed(job):
+def _closed_loop(job, ports, orders=None):
+    """C clients back to back; each client's i-th request goes to every port of
+    ``ports`` in turn (in the order ``orders[i]``, default: as listed).  Latencies per
+    port, the time from the first counted call to the last, non-OK statuses and the
+    connections' retries."""
     make, ok = request_maker(job)
     c, n, warm = job['clients'], job['n'], job['warmup']
-    conns = [Conn(job['port']) for _ in range(c)]
-    lat = [0.0] * n
+    k = len(ports)
+    conns = [[Conn(port) for port in ports] for _ in range(c)]
+    lat = [[0.0] * n for _ in ports]
     bad = []
     counter = itertools.count()
     barrier = threading.Barrier(c + 1)
     pc = time.perf_counter
+    in_turn = list(range(k))
 
-    def worker(k):
-        conn = conns[k]
+    def worker(j):
+        mine = conns[j]
         try:
             for w in range(warm):
-                conn.do(*make(-1 - w - k * warm))
+                for conn in mine:
+                    conn.do(*make(-1 - w - j * warm))
         finally:
             barrier.wait()
         while True:
@@ -412,13 +419,14 @@ def run_closed(job):
             if i >= n:
                 return
             req = make(i)
-            t0 = pc()
-            st = conn.do(*req)
-            lat[i] = (pc() - t0) * 1000.0
-            if st != ok:
-                bad.append(st)
+            for idx in (orders[i] if orders else in_turn):
+                t0 = pc()
+                st = mine[idx].do(*req)
+                lat[idx][i] = (pc() - t0) * 1000.0
+                if st != ok:
+                    bad.append(st)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(c)]
+    threads = [threading.Thread(target=worker, args=(j,)) for j in range(c)]
     for t in threads:
         t.start()
     barrier.wait()
@@ -426,11 +434,18 @@ def run_closed(job):
     for t in threads:
         t.join()
     secs = pc() - t_start
-    for conn in conns:
-        conn.close()
-    return {'lat_ms': lat, 'seconds': secs, 'rate': n / secs, 'bad': len(bad),
-            'bad_status': sorted(set(bad))[:5], 'calls': n + c * warm,
-            'retries': sum(x.retries for x in conns)}
+    for mine in conns:
+        for conn in mine:
+            conn.close()
+    return lat, secs, bad, sum(x.retries for mine in conns for x in mine)
+
+
+def run_closed(job):
+    lat, secs, bad, retries = _closed_loop(job, [job['port']])
+    n = job['n']
+    return {'lat_ms': lat[0], 'seconds': secs, 'rate': n / secs, 'bad': len(bad),
+            'bad_status': sorted(set(bad))[:5], 'calls': n + job['clients'] * job['warmup'],
+            'retries': retries}
 
 
 def run_open(job):
@@ -512,54 +527,15 @@ def run_interleaved(job):
     made within a few ms of each other and whatever slows the host down (other VMs,
     frequency, the broker) slows all of them alike; segments of one server after another
     compare different minutes of the host instead."""
-    make, ok = request_maker(job)
     ports = job['ports']
     k = len(ports)
-    c, n, warm = job['clients'], job['n'], job['warmup']
     # a new order for each i: every server follows every other equally often (what
     # runs just before a call, a sender publishing say, is on the same cores)
     rng = random.Random(job['tag'])
-    orders = [rng.sample(range(k), k) for _ in range(n)]
-    conns = [[Conn(port) for port in ports] for _ in range(c)]
-    lat = [[float('nan')] * n for _ in ports]
-    bad = []
-    counter = itertools.count()
-    barrier = threading.Barrier(c + 1)
-    pc = time.perf_counter
-
-    def worker(j):
-        mine = conns[j]
-        try:
-            for w in range(warm):
-                for conn in mine:
-                    conn.do(*make(-1 - w - j * warm))
-        finally:
-            barrier.wait()
-        while True:
-            i = next(counter)
-            if i >= n:
-                return
-            req = make(i)
-            for idx in orders[i]:
-                t0 = pc()
-                st = mine[idx].do(*req)
-                lat[idx][i] = (pc() - t0) * 1000.0
-                if st != ok:
-                    bad.append(st)
-
-    threads = [threading.Thread(target=worker, args=(j,)) for j in range(c)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t_start = pc()
-    for t in threads:
-        t.join()
-    secs = pc() - t_start
-    for mine in conns:
-        for conn in mine:
-            conn.close()
+    orders = [rng.sample(range(k), k) for _ in range(job['n'])]
+    lat, secs, bad, retries = _closed_loop(job, ports, orders)
     return {'lat_ms': lat, 'seconds': secs, 'bad': len(bad), 'bad_status': sorted(set(bad))[:5],
-            'calls': [n + c * warm] * k, 'retries': sum(x.retries for m in conns for x in m)}
+            'calls': [job['n'] + job['clients'] * job['warmup']] * k, 'retries': retries}
 
 
 def run_slices(job):
