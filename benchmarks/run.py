@@ -43,6 +43,8 @@ Sections (see benchmarks/README.md for the method):
 7. The CPU an audited call costs its process at a live rate, sender included (``--only sender``).
 8. Tail latency with an app that holds the GIL for 3.9 ms per call: does the sender's work
    make requests wait (``--only tail``)?
+9. The request path with cold caches, as over HTTP a worker's call finds them
+   (``--only cold``): each timed call after 48 MiB were written, and back to back.
 
 Only ``AuditMiddleware.delivery`` (``flush()``, ``counters``, ``snapshot()``, ``leaves``) of
 audit_notifier's internals is used.  The script exits 0 unless something crashed; PASS/MISS
@@ -2317,6 +2319,83 @@ def report_tail(w, tl: dict) -> None:
           'send process, %d dropped' % (e['journaled'], e['unsent'], e['dropped']))
 
 
+def cold_request_path(args, tmpdir: str, run_id: str) -> dict:
+    """Section 9: the request path with cold caches.
+
+    Over HTTP a worker's call starts after other processes used the cores (the client,
+    other workers, the broker), and the filter's time there (section 1's few us, warm)
+    grows to about 0.2 ms of a Glance GET.  Here each timed call follows a write of
+    ``--cold-evict-mib`` MiB (every cache line the call could find warm is evicted), and
+    the same calls back to back give the warm figure.  Stacks: the bare app, the filter
+    with ``sender = external`` (the request thread only journals: no send process runs,
+    the journal is private) and with the sender thread (noop driver: it builds every
+    notification and publishes none; flushed after each block, outside the timing).
+    The stacks take turns every ``--cold-block`` calls."""
+    app = make_app()
+    template = base_environ(AUDITED_PATH)
+    topic = 'bench-%s-cold' % run_id
+    stacks = {'bare': app,
+              'external': make_audit_notifier(app, tmpdir, 'noop', topic, 'cold-ext',
+                                              sender='external'),
+              'thread': make_audit_notifier(app, tmpdir, 'noop', topic, 'cold-thread')}
+    junk = bytearray(args.cold_evict_mib << 20)
+    ones = b'\1' * (len(junk) // 64)
+    pc = time.perf_counter_ns
+    times: dict = {key: {'cold': [], 'warm': []} for key in stacks}
+    try:
+        for _ in range(200):
+            for target in stacks.values():
+                call(target, dict(template))
+        for b in range(args.cold_calls // args.cold_block):
+            for key in list(stacks)[b % 3:] + list(stacks)[:b % 3]:
+                target = stacks[key]
+                envs = [dict(template) for _ in range(2 * args.cold_block)]
+                for env in envs[:args.cold_block]:
+                    junk[::64] = ones                 # evict
+                    t0 = pc()
+                    call(target, env)
+                    times[key]['cold'].append(pc() - t0)
+                for env in envs[args.cold_block:]:
+                    t0 = pc()
+                    call(target, env)
+                    times[key]['warm'].append(pc() - t0)
+                if key == 'thread':
+                    target.delivery.flush(60)
+        journaled = stacks['external'].delivery.snapshot()['journaled']
+    finally:
+        for key in ('external', 'thread'):
+            stacks[key].delivery.close()
+    out = {'evict_mib': args.cold_evict_mib, 'calls': args.cold_calls, 'stacks': {},
+           'external_journaled': journaled}
+    for key, runs in times.items():
+        out['stacks'][key] = {}
+        for kind, values in runs.items():
+            values.sort()
+            out['stacks'][key][kind] = {'p50_us': pct(values, 50),
+                                        'p90_us': pct(values, 90),
+                                        'n': len(values)}
+    return out
+
+
+def report_cold(w, co: dict) -> None:
+    w('')
+    w('9. The request path with cold caches: a GET through each stack after %d MiB were '
+      'written (cold) and back to back (warm), %d calls each'
+      % (co['evict_mib'], co['calls']))
+    bare = co['stacks']['bare']
+    for key, label in (('bare', 'bare app'), ('external', 'audit_notifier, sender = external'),
+                       ('thread', 'audit_notifier, sender thread')):
+        r = co['stacks'][key]
+        added = '' if key == 'bare' else '  added p50 cold %+.1f us, warm %+.1f us' % (
+            r['cold']['p50_us'] - bare['cold']['p50_us'],
+            r['warm']['p50_us'] - bare['warm']['p50_us'])
+        w('  %-34s cold p50 %6.1f  p90 %6.1f us   warm p50 %5.1f  p90 %5.1f us%s' % (
+            label, r['cold']['p50_us'], r['cold']['p90_us'], r['warm']['p50_us'],
+            r['warm']['p90_us'], added))
+    w('  sender = external: %d calls journaled (no send process: kept, not sent)'
+      % co['external_journaled'])
+
+
 def report_trail(w, tr: dict) -> None:
     w('')
     w('6. Integrity trail (trail = true): request path, trail off vs on (journal, noop '
@@ -2352,6 +2431,8 @@ def report(res: dict, args) -> str:
         report_sender(w, res['sender'])
     if res.get('tail'):
         report_tail(w, res['tail'])
+    if res.get('cold'):
+        report_cold(w, res['cold'])
     rows = goals(res)
     if rows:
         w('')
@@ -2400,7 +2481,7 @@ def versions() -> dict:
 
 
 SECTIONS = ('request', 'outage', 'stream', 'rate', 'construct', 'trail', 'sender',
-            'tail')
+            'tail', 'cold')
 
 
 def parse_args(argv=None):
@@ -2471,6 +2552,12 @@ def parse_args(argv=None):
                         'broker\'s work on the same cores is out of the figures')
     p.add_argument('--tail-app-ms', type=float, default=3.9,
                    help='section 8: CPU per call of the app, ms')
+    p.add_argument('--cold-calls', type=int, default=1200,
+                   help='section 9: timed calls per stack, cold and warm each (1200)')
+    p.add_argument('--cold-block', type=int, default=100,
+                   help='section 9: calls per turn of a stack (100)')
+    p.add_argument('--cold-evict-mib', type=int, default=48,
+                   help='section 9: MiB written before each cold call (48)')
     p.add_argument('--output', default=RESULTS)
     # child processes
     p.add_argument('--child', help=argparse.SUPPRESS)
@@ -2500,6 +2587,7 @@ def parse_args(argv=None):
         args.construct_n = 5
         args.sender_calls = 600
         args.tail_calls, args.tail_rounds = 200, 2
+        args.cold_calls = 300
     return args
 
 
@@ -2566,6 +2654,10 @@ def main(argv=None) -> int:
             print('8. tail latency with a CPU-bound app ...', flush=True)
             res['tail'] = tail_latency(args, tmpdir, run_id)
             res['load']['tail'] = os.getloadavg()[0]
+        if 'cold' in sections:
+            print('9. the request path with cold caches ...', flush=True)
+            res['cold'] = cold_request_path(args, tmpdir, run_id)
+            res['load']['cold'] = os.getloadavg()[0]
     res['seconds'] = time.time() - t0
     with open(RESULTS, 'w') as f:
         json.dump(res, f, indent=2, sort_keys=True)
