@@ -1163,7 +1163,8 @@ class Bench:
                     fig[side]['max'], '%.1f' % fig[side]['rate'] if 'rate' in fig[side]
                     else '-', fig[side]['cpu_ms_per_call'],
                     fig[side]['system_cpu_ms_per_call'],
-                    '%.3f' % fig[side]['sender_cpu_ms_per_call'] if side == 'ext' else ''))
+                    '%.3f' % fig[side]['sender_cpu_ms_per_call']
+                    if self.send_process(side) else ''))
             row = {'figures': fig, 'bad': sum(rnd['bad'] for rnd in rounds),
                    'rounds': len(rounds)}
             for side in sides:
@@ -1557,6 +1558,11 @@ class Bench:
         self.results['goals'] = [{'goal': r[0], 'measured': r[1], 'target': r[2],
                                   'pass': r[3]} for r in rows]
 
+    def send_process(self, side):
+        """Does the side-by-side server ``side`` run with an audit-notifier send
+        process (sender = external)?"""
+        return side == 'ext' or (side == 'on' and self.args.sender == 'external')
+
     def side_by_side_goals(self):
         """Goal rows of the side-by-side section: the filter (and, with --sender both,
         the send process) against ``off``, judged with the A/A control's noise."""
@@ -1571,7 +1577,8 @@ class Bench:
                 who = '%s %s, %d rounds%s' % (wl, 'interleaved' if mode == 'interleaved'
                                               else 'saturation C=%d' % self.args.sat_clients,
                                               row['rounds'],
-                                              '' if side == 'on' else ', sender = external')
+                                              ', sender = external'
+                                              if self.send_process(side) else '')
                 goals = (('median', TARGET_ADDED_MEDIAN_PCT), ('p99', TARGET_ADDED_P99_PCT))
                 for m, target in goals:
                     rows.append(('%s: added %s' % (who, m),
@@ -1593,7 +1600,7 @@ class Bench:
                              else '(info)',
                              _at_most(-ad['capacity_pct'], 100.0 * (1 - TARGET_SAT_RATIO),
                                       noise.get('capacity_pct')) if mode == 'sat' else None))
-                if side == 'ext':
+                if self.send_process(side):
                     both = fig[side]['cpu_ms_per_call'] + fig[side]['sender_cpu_ms_per_call']
                     rows.append(('  with the send process\'s CPU',
                                  '%.3f / %.3f ms: %.2f %%' % (
