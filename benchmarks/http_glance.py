@@ -523,8 +523,8 @@ def run_open(job):
 
 def run_interleaved(job):
     """Closed loop over several servers at once: each client sends its i-th request to
-    every server in turn (in a random order), so the servers' i-th calls are
-    made within a few ms of each other and whatever slows the host down (other VMs,
+    every server in turn (in a random order), so the servers' i-th calls are made
+    within one round trip of each other (tens of ms) and whatever slows the host down (other VMs,
     frequency, the broker) slows all of them alike; segments of one server after another
     compare different minutes of the host instead."""
     ports = job['ports']
