@@ -254,6 +254,14 @@ class Server:
                 [sys.executable, '-m', 'audit_notifier.cli', 'send', '--config-file',
                  self.conf], env=env, stdout=self._log, stderr=self._log,
                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_niced_pdeathsig)
+            # started (imports, its pipeline: about 2 s of CPU) before anything is timed,
+            # or that lands in the first segment's CPU per call
+            from audit_notifier.delivery.external import sender_running
+            while not sender_running(self.journal_dir):
+                if self.sender.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError('audit-notifier send for %s did not start; see '
+                                       '%s/gunicorn.log' % (self.name, self.etc))
+                time.sleep(0.1)
         while True:
             try:
                 st, _ = http_call(self.port, 'GET', '/healthcheck')
@@ -283,11 +291,19 @@ class Server:
                 proc.wait(10)
         self._log.close()
 
-    def cpu_seconds(self, sender=True, system=False):
-        """user + system CPU of the workers (and of the send process, unless
-        ``sender`` is false) so far; with ``system``, only the system CPU."""
-        pids = self.worker_pids + ([self.sender.pid] if sender and self.sender else [])
-        return sum(proc_cpu_seconds(pid, system) or 0.0 for pid in pids)
+    def cpu_seconds(self):
+        """user + system CPU of the workers (and of the send process) so far."""
+        parts = self.cpu_parts()
+        return parts['workers'] + parts['sender']
+
+    def cpu_parts(self):
+        """CPU seconds so far of the workers (user + system), of it the system part,
+        and of the send process (0 without one), from one reading of each process."""
+        workers = [proc_cpu_times(pid) or (0.0, 0.0) for pid in self.worker_pids]
+        sender = (proc_cpu_times(self.sender.pid) if self.sender is not None else None) \
+            or (0.0, 0.0)
+        return {'workers': sum(u + s for u, s in workers),
+                'system': sum(s for _u, s in workers), 'sender': sum(sender)}
 
     def stats(self):
         """Sum of the filter's stats files (one per worker; written every 5 s)."""
@@ -309,16 +325,21 @@ class Server:
 _STARTED = []
 
 
-def proc_cpu_seconds(pid, system=False):
-    """user + system CPU of a process so far (/proc/<pid>/stat; with ``system``, only
-    the system CPU), or None."""
+def proc_cpu_times(pid):
+    """(user, system) CPU seconds of a process so far (/proc/<pid>/stat), or None."""
     try:
         with open('/proc/%d/stat' % pid) as f:
             fields = f.read().rsplit(')', 1)[1].split()
     except (OSError, TypeError):
         return None
-    ticks = int(fields[12]) if system else int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf('SC_CLK_TCK')
+    tick = os.sysconf('SC_CLK_TCK')
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def proc_cpu_seconds(pid):
+    """user + system CPU of a process so far, or None."""
+    times = proc_cpu_times(pid)
+    return None if times is None else sum(times)
 
 
 def http_call(port, method, path, body=None, headers=None, timeout=30):
@@ -703,6 +724,9 @@ def med(values):
     return statistics.median(values) if values else float('nan')
 
 
+# The side-by-side section's servers, in the order its figures are printed.
+SIDES = ('off', 'on', 'ext', 'off2')
+
 # A goal the A/A control's spread does not let the run decide.
 UNRESOLVED = 'unresolved'
 UNRESOLVED_OUTAGE = 'unresolved: the control missed it too'
@@ -1046,8 +1070,9 @@ class Bench:
         # writer at a time ("database is locked" when two servers write at once)
         workloads = [w for w in ('get', 'download') if not only & set(WORKLOADS) or w in only]
         self.ensure_consumer()
-        sides = ['off', 'on'] + (['ext'] if a.sender == 'both' else []) + \
-            ([] if a.no_control else ['off2'])
+        sides = [side for side in SIDES if side != 'ext' or a.sender == 'both']
+        if a.no_control:
+            sides.remove('off2')
         self.say()
         self.say('Side by side: %d rounds of new servers %s; per round and workload (%s): %d '
                  'requests to each from one client, interleaved, then %d turns of %d calls '
@@ -1085,7 +1110,8 @@ class Bench:
             finally:
                 for srv in servers.values():
                     srv.stop()
-                    shutil.rmtree(srv.etc, ignore_errors=True)
+            for srv in servers.values():      # kept (with their logs) if the round failed
+                shutil.rmtree(srv.etc, ignore_errors=True)
             self.say('  side by side: round %d/%d done (hash seed %d, load %.2f, lost so far '
                      '%d)' % (r + 1, a.interleaved_rounds, seed, os.getloadavg()[0],
                               self.expected - self.consumer.cadf))
@@ -1109,13 +1135,12 @@ class Bench:
         sides = list(servers)
         job = dict(job, ports=[servers[side].port for side in sides], ids=self.ids)
         self.consumer.pause(True)
-        cpu0 = {side: servers[side].cpu_seconds(sender=False) for side in sides}
-        sys0 = {side: servers[side].cpu_seconds(sender=False, system=True) for side in sides}
-        sender0 = {side: servers[side].cpu_seconds() - cpu0[side] for side in sides}
+        cpu0 = {side: servers[side].cpu_parts() for side in sides}
         res = self.drive(job)
         out = {'bad': res['bad']}
         for idx, side in enumerate(sides):
-            out[side] = {'lat_ms': res['lat_ms'][idx], 'calls': res['calls'][idx]}
+            out[side] = {'lat_ms': res['lat_ms'][idx], 'calls': res['calls'][idx],
+                         'external': servers[side].external}
             if 'rate' in res:
                 out[side].update(rate=res['rate'][idx], seconds=res['seconds'][idx])
             if servers[side].audit_filter:
@@ -1124,11 +1149,10 @@ class Bench:
         if got < self.expected:
             self.losses.append(('side by side', job['workload'], self.expected - got))
         for side in sides:
-            workers = servers[side].cpu_seconds(sender=False)
-            out[side]['cpu_s'] = workers - cpu0[side]
-            out[side]['system_cpu_s'] = (servers[side].cpu_seconds(sender=False, system=True) -
-                                         sys0[side])
-            out[side]['sender_cpu_s'] = servers[side].cpu_seconds() - workers - sender0[side]
+            cpu1 = servers[side].cpu_parts()
+            for key, part in (('cpu_s', 'workers'), ('system_cpu_s', 'system'),
+                              ('sender_cpu_s', 'sender')):
+                out[side][key] = cpu1[part] - cpu0[side][part]
         return out
 
     def report_side_by_side(self, per):
@@ -1146,10 +1170,11 @@ class Bench:
             'workload/mode', 'srv', 'median', 'p90', 'p99', 'max', 'calls/s', 'cpu/call',
             'of it sys', 'send proc.'))
         for key, rounds in per.items():
-            sides = [side for side in rounds[0] if side != 'bad']
+            sides = [side for side in SIDES if side in rounds[0]]
             fig = {}
             for side in sides:
                 fig[side] = summary([x for rnd in rounds for x in rnd[side]['lat_ms']])
+                fig[side]['external'] = rounds[0][side]['external']
                 calls = sum(rnd[side]['calls'] for rnd in rounds)
                 for k in ('cpu', 'system_cpu', 'sender_cpu'):
                     fig[side][k + '_ms_per_call'] = 1000.0 * sum(
@@ -1164,7 +1189,7 @@ class Bench:
                     else '-', fig[side]['cpu_ms_per_call'],
                     fig[side]['system_cpu_ms_per_call'],
                     '%.3f' % fig[side]['sender_cpu_ms_per_call']
-                    if self.send_process(side) else ''))
+                    if fig[side]['external'] else ''))
             row = {'figures': fig, 'bad': sum(rnd['bad'] for rnd in rounds),
                    'rounds': len(rounds)}
             for side in sides:
@@ -1558,11 +1583,6 @@ class Bench:
         self.results['goals'] = [{'goal': r[0], 'measured': r[1], 'target': r[2],
                                   'pass': r[3]} for r in rows]
 
-    def send_process(self, side):
-        """Does the side-by-side server ``side`` run with an audit-notifier send
-        process (sender = external)?"""
-        return side == 'ext' or (side == 'on' and self.args.sender == 'external')
-
     def side_by_side_goals(self):
         """Goal rows of the side-by-side section: the filter (and, with --sender both,
         the send process) against ``off``, judged with the A/A control's noise."""
@@ -1578,7 +1598,7 @@ class Bench:
                                               else 'saturation C=%d' % self.args.sat_clients,
                                               row['rounds'],
                                               ', sender = external'
-                                              if self.send_process(side) else '')
+                                              if fig[side]['external'] else '')
                 goals = (('median', TARGET_ADDED_MEDIAN_PCT), ('p99', TARGET_ADDED_P99_PCT))
                 for m, target in goals:
                     rows.append(('%s: added %s' % (who, m),
@@ -1600,7 +1620,7 @@ class Bench:
                              else '(info)',
                              _at_most(-ad['capacity_pct'], 100.0 * (1 - TARGET_SAT_RATIO),
                                       noise.get('capacity_pct')) if mode == 'sat' else None))
-                if self.send_process(side):
+                if fig[side]['external']:
                     both = fig[side]['cpu_ms_per_call'] + fig[side]['sender_cpu_ms_per_call']
                     rows.append(('  with the send process\'s CPU',
                                  '%.3f / %.3f ms: %.2f %%' % (

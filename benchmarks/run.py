@@ -46,9 +46,9 @@ Sections (see benchmarks/README.md for the method):
 9. The request path with cold caches, as over HTTP a worker's call finds them
    (``--only cold``): each timed call after 48 MiB were written, and back to back.
 
-Only ``AuditMiddleware.delivery`` (``flush()``, ``counters``, ``snapshot()``, ``leaves``) of
-audit_notifier's internals is used.  The script exits 0 unless something crashed; PASS/MISS
-is informational.
+Only ``AuditMiddleware.delivery`` (``flush()``, ``close()``, ``counters``, ``snapshot()``,
+``leaves``) of audit_notifier's internals is used.  The script exits 0 unless something
+crashed; PASS/MISS is informational.
 """
 
 from __future__ import annotations
@@ -2368,11 +2368,12 @@ def cold_request_path(args, tmpdir: str, run_id: str) -> dict:
                 if key == 'thread':
                     target.delivery.flush(60)
         journaled = stacks['external'].delivery.snapshot()['journaled']
+        built = stacks['thread'].delivery.counters['built']
     finally:
         for key in ('external', 'thread'):
             stacks[key].delivery.close()
     out = {'evict_mib': args.cold_evict_mib, 'calls': args.cold_calls, 'stacks': {},
-           'external_journaled': journaled}
+           'external_journaled': journaled, 'thread_built': built}
     for key, runs in times.items():
         out['stacks'][key] = {}
         for kind, values in runs.items():
@@ -2421,8 +2422,9 @@ def report_cold(w, co: dict) -> None:
         w('  %-34s cold p50 %6.1f  p90 %6.1f us   warm p50 %5.1f  p90 %5.1f us%s' % (
             label, r['cold']['p50_us'], r['cold']['p90_us'], r['warm']['p50_us'],
             r['warm']['p90_us'], added))
-    w('  sender = external: %d calls journaled (no send process: kept, not sent)'
-      % co['external_journaled'])
+    w('  sender = external: %d calls journaled (no send process: kept, not sent); sender '
+      'thread: %d notifications built (noop driver)'
+      % (co['external_journaled'], co['thread_built']))
 
 
 def report_trail(w, tr: dict) -> None:
