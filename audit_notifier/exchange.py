@@ -72,6 +72,7 @@ def request_facts(environ: dict, redactor: Redactor = DEFAULT_REDACTOR) -> list:
     anything scans it, the query to sanitize.QUERY_LIMIT before it is redacted.
     """
     values = list(map(environ.get, REQUEST_KEYS))
+    query = values[_QUERY]                  # as sent: redacted whole below
     try:
         together = '\n'.join(filter(None, values))     # one C-speed look at all of them
     except TypeError:                                 # a value that is not a str
@@ -81,7 +82,6 @@ def request_facts(environ: dict, redactor: Redactor = DEFAULT_REDACTOR) -> list:
             if value.__class__ is str and (len(value) > sanitize.JOURNAL_LIMIT or
                                            '://' in value):
                 values[i] = sanitize.journal_text(value)
-    query = environ.get('QUERY_STRING')
     if query and query.__class__ is str:
         if len(query) > sanitize.QUERY_LIMIT:
             values[_QUERY] = redactor.query(query[:sanitize.QUERY_LIMIT]) + sanitize.MARK

@@ -151,8 +151,8 @@ def of_phase(phase: str, exchange: Exchange, first: bool, headers: frozenset,
             record['ok'] = True
         if exchange.raised is not None:
             record['x'] = exchange.raised
-        code = exchange.status_code
         if exchange.body:
+            code = exchange.status_code
             body = b''.join(c if isinstance(c, bytes) else bytes(c) for c in exchange.body)
             if code is not None and code < 400:
                 captured = exchange.capture and exchange.level >= _RESPONSE_LEVEL
@@ -165,7 +165,7 @@ def of_phase(phase: str, exchange: Exchange, first: bool, headers: frozenset,
                 record['bd'] = redactor.error_body(body[:ERROR_BODY_LIMIT])
         elif (exchange.capture and exchange.level >= _RESPONSE_LEVEL and
               (exchange.response_size or exchange.bytes_sent) and _json(exchange) and
-              exchange.route.observe != 'download' and (code or 500) < 400):
+              exchange.route.observe != 'download' and (exchange.status_code or 500) < 400):
             # too large to keep: its size only
             record['rsn'] = exchange.response_size or exchange.bytes_sent
         if exchange.capture and exchange.captured_size:

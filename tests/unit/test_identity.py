@@ -93,6 +93,15 @@ def test_status(environ, expected):
     assert identity.status(environ) == expected
 
 
+def test_status_reads_what_has_user_token_reads():
+    """status() reads the plugin's public ``user`` attribute, not its
+    ``has_user_token`` property (a Python call on the request path): the two must
+    agree in the installed keystonemiddleware."""
+    for user in ('u', None):
+        token_auth = auth.token_auth(user)
+        assert (token_auth.user is not None) is token_auth.has_user_token is (user is not None)
+
+
 def test_status_is_the_last_request_fact():
     env = {'REQUEST_METHOD': 'GET', 'HTTP_X_IDENTITY_STATUS': 'Confirmed',
            'keystone.token_auth': auth.token_auth('u')}
