@@ -47,11 +47,13 @@ read per record and per message):
   rests aim ``FLOOR_AIM`` above that (six times), since time outside the slices
   (a reconnection, a slice's start) also counts;
 * once a slice has left nothing to read, and requests arrive often enough that
-  another record is expected within ``GATHER`` (200 ms), the sender goes on reading
-  what is appended until then, up to ``BATCH`` records, and publishes them
-  together: one publish, one commit and few wake-ups instead of one each per call
-  (a publish costs the sender about as much as building a dozen records); calls
-  that may need a record look-up are still built at once (sender._gather);
+  another record is expected within the gathering window (option
+  ``gather_seconds``, 1 s; ``GATHER``), the sender goes on reading what is
+  appended until then, up to ``BATCH`` records, and publishes them together: one
+  publish, one commit and few wake-ups instead of one each per call (a publish
+  costs the sender about as much as building a dozen records); calls that may
+  need a record look-up are still built at once (sender._gather).  The external
+  send process reads the live journals at that interval while requests arrive;
 * once a slice has left nothing to read the sender does not rest: it keeps up,
   and a rest would only delay the next call's events and its record look-up (a
   look-up made later sees the resource as later calls left it);
@@ -94,10 +96,12 @@ MAX_PAUSE = 0.25
 # Records of a slice when nothing limits the sender (the sender's batch).
 BATCH = 100
 # Longest wait for more records to publish with those read, while requests arrive
-# (seconds): what a notification may be held back to share a publish.  At 150-300
-# calls/s, 200 ms took a fifth to a third off the sender's CPU per call against 50 ms
-# (fewer publishes, commits and wake-ups); the request p99 did not measurably rise.
-GATHER = 0.2
+# (seconds; the default of option gather_seconds): what a notification may be held
+# back to share a publish.  At 150-300 calls/s, 200 ms took a fifth to a third off the
+# sender's CPU per call against 50 ms (fewer publishes, commits and wake-ups); 1 s took
+# another 13 % off at 200 calls/s and 36 % at 35 calls/s (the rate of one Glance
+# worker in the HTTP benchmark), in process (benchmarks/run.py --only sender).
+GATHER = 1.0
 # While requests arrive: the sender's longest run of work between two records or two
 # messages before it lets go of the GIL (seconds), and how long it lets go.  A yield
 # costs the sender about 50 us of CPU (the sleep, the GIL hand-over, colder caches
@@ -113,12 +117,15 @@ class Pacer:
     records appended so far (the journal's counter, read without a lock; the
     external sender's count of the API processes' appends).  ``shares_gil``: the
     sender runs beside request threads (False in the external send process: no
-    GIL yields, no short slices; its rests, cap and floor are the same)."""
+    GIL yields, no short slices; its rests, cap and floor are the same).
+    ``gather_seconds``: the gathering window (0: none)."""
 
-    def __init__(self, arrivals, max_rate: float = 0.0, shares_gil: bool = True):
+    def __init__(self, arrivals, max_rate: float = 0.0, shares_gil: bool = True,
+                 gather_seconds: float = GATHER):
         self._arrivals = arrivals
         self.max_rate = float(max_rate or 0.0)
         self.shares_gil = shares_gil
+        self.gather_seconds = float(gather_seconds)
         self._window_start = monotonic()
         self._window_count = arrivals()
         self.arrival_rate = 0.0          # records per second in the last window
@@ -173,10 +180,11 @@ class Pacer:
 
     def gather(self) -> float:
         """Seconds to go on collecting records for one publish after a slice that
-        read the journal to its end: ``GATHER`` when at least one more record is
-        expected in that time (by the arrival rate), else 0 (publish at once)."""
+        read the journal to its end: the gathering window when at least one more
+        record is expected in it (by the arrival rate), else 0 (publish at once)."""
         self._observe()
-        return GATHER if self.arrival_rate * GATHER >= 1.0 else 0.0
+        window = self.gather_seconds
+        return window if window > 0.0 and self.arrival_rate * window >= 1.0 else 0.0
 
     def resumed(self) -> None:
         """The sender works again after a wait or a rest (it had let go of the GIL)."""

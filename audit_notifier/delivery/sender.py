@@ -37,11 +37,12 @@ While requests arrive and records wait, the sender works in slices and rests
 between them (:mod:`.pacing`): its own journal, a dead process's journal and import
 follows all yield to the request threads, never slower than five times the arrival
 rate.  Without a backlog, while requests arrive, it gathers what is appended
-within ``pacing.GATHER`` (200 ms) into one publish, building each record as it
+within ``gather_seconds`` (1 s) into one publish, building each record as it
 comes (:meth:`Sender._gather`).  In the ``audit-notifier send`` process
 (``sender = external``) the same loop also reads the journals API processes write
-now (:mod:`.live`), every 200 ms or at once after a full slice, paced with their
-appends as the arrival rate (:meth:`Sender._send_live`).
+now (:mod:`.live`), every ``gather_seconds`` while requests arrive (200 ms
+otherwise) or at once after a full slice, paced with their appends as the arrival
+rate (:meth:`Sender._send_live`).
 
 With ``trail = true`` the sender also keeps the integrity trail
 (:mod:`audit_notifier.trail`): each run of envelopes gets its chain fields once,
@@ -62,7 +63,7 @@ from audit_notifier.delivery import live as live_mod
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.builder import Builder
 from audit_notifier.delivery.leaves import BusUnavailable
-from audit_notifier.delivery.pacing import BATCH, Pacer
+from audit_notifier.delivery.pacing import BATCH, GATHER, Pacer
 
 LOG = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ class Sender:
 
     def __init__(self, journal, emitter, route_for, leaves: dict, dead_letters, stats, *,
                  dead_letter_after: int = 3, stats_interval: float = 60.0,
-                 trail=None, follower=None, max_rate: float = 0.0, live=None):
+                 trail=None, follower=None, max_rate: float = 0.0, live=None,
+                 gather_seconds: float = GATHER):
         self.journal = journal
         # sender = external (audit-notifier send): the journals API processes write
         # now (delivery/live.py), read after this process's own; None in an API process.
@@ -86,7 +88,8 @@ class Sender:
         # Slice sizes and rests (the load: the journal's append counter, or the API
         # processes' appends to the live journals).
         self.pacer = Pacer(live.count_appended if live is not None else
-                           lambda: journal.appended, max_rate, shares_gil=live is None)
+                           lambda: journal.appended, max_rate, shares_gil=live is None,
+                           gather_seconds=gather_seconds)
         self.emitter = emitter
         self.route_for = route_for
         self.leaves = leaves
@@ -249,9 +252,11 @@ class Sender:
             if items:
                 groups.append((items, source.builder, source))
         # A full share: a backlog, read on after the rest; else what comes meanwhile
-        # is gathered for one round (one publish), as the thread's gathering does.
+        # is gathered for one round (one publish), as the thread's gathering does:
+        # for the gathering window while requests arrive.
         full = any(len(g[0]) >= share for g in groups)
-        self._live_read_at = now if full else now + live_mod.POLL_SECONDS
+        self._live_read_at = now if full else \
+            now + max(live_mod.POLL_SECONDS, self.pacer.gather())
         if not groups:
             return False
         try:

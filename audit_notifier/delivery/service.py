@@ -110,5 +110,6 @@ def _sender(pipeline, settings, directory: str) -> Sender:
                                         emitter.publisher_id)
                   if trail_config.enabled else None,
                   max_rate=settings.background_max_rate,
+                  gather_seconds=settings.gather_seconds,
                   live=live_mod.LiveJournals(
                       directory, stats, lambda owner: Builder(emitter, route_for, owner)))

@@ -40,11 +40,12 @@ def wait_until(predicate, what, timeout=30.0):
         time.sleep(0.01)
 
 
-def send_process(directory, leaf):
+def send_process(directory, leaf, **conf):
     """The sender of audit-notifier send (built as serve() builds it), in a thread."""
-    pipeline = Pipeline({'driver': 'test', 'journal_dir': directory, 'formats': 'cadf',
-                         'sender': 'external', 'stats_interval': '0',
-                         'process_hooks': 'false', 'oslo_config_config': cfg.ConfigOpts()})
+    pipeline = Pipeline(dict({'driver': 'test', 'journal_dir': directory, 'formats': 'cadf',
+                              'sender': 'external', 'stats_interval': '0',
+                              'process_hooks': 'false',
+                              'oslo_config_config': cfg.ConfigOpts()}, **conf))
     pipeline.leaves = lambda: {'cadf': leaf}
     sender = service._sender(pipeline, pipeline.delivery.settings, directory)
     thread = threading.Thread(target=sender.run, daemon=True)
@@ -297,5 +298,63 @@ def test_the_send_process_paces_a_backlog_while_requests_arrive(make_filter, wsg
     finally:
         stop.set()
         gate.set()
+        sender.stop(5.0)
+        thread.join(10.0)
+
+
+class TimedLeaf(FakeLeaf):
+    """A FakeLeaf that also notes when each publish went."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list = []
+
+    def publish_many(self, envelopes, contexts=None, between=None):
+        super().publish_many(envelopes, contexts, between)
+        self.times.append(time.monotonic())
+
+
+def test_while_calls_arrive_the_send_process_reads_once_per_gather_window(
+        make_filter, wsgi, tmp_path):
+    """About 20 calls/s: once the send process has seen them arrive it reads the
+    live journals once per gather_seconds (1 s, the default), not every 200 ms, and
+    publishes what came meanwhile together; every call arrives, in order.  (A
+    busy machine only makes the gaps longer.)"""
+    directory = str(tmp_path)
+    mw = make_filter(deactivate_app, formats='cadf', sender='external', journal_dir=directory)
+    leaf = TimedLeaf()
+    sender, thread = send_process(directory, leaf)
+    assert sender.pacer.gather_seconds == pacing.GATHER == 1.0
+    stop, made = threading.Event(), []
+
+    def requests():
+        while not stop.is_set():
+            call(mw, wsgi, 'img-%d' % len(made), 'req-%d' % len(made))
+            made.append(len(made))
+            stop.wait(0.05)
+
+    api = threading.Thread(target=requests)
+    try:
+        api.start()
+        wait_until(lambda: sender.pacer.busy, 'the send process to see calls arrive')
+        seen = len(leaf.times)
+        wait_until(lambda: len(leaf.times) >= seen + 4, 'four more publishes', timeout=60)
+        stop.set()
+        api.join(30)
+        gaps = [b - a for a, b in zip(leaf.times[seen:], leaf.times[seen + 1:seen + 4])]
+        assert len(gaps) == 3 and min(gaps) >= 0.5, gaps      # 200 ms polls: ~0.2 s
+        assert mw.delivery.flush(60.0) is True
+        assert request_ids(leaf.sent) == ['req-%d' % i for i in range(len(made))]
+    finally:
+        stop.set()
+        sender.stop(5.0)
+        thread.join(10.0)
+
+
+def test_gather_seconds_reaches_the_send_process(tmp_path):
+    sender, thread = send_process(str(tmp_path), FakeLeaf(), gather_seconds='0.3')
+    try:
+        assert sender.pacer.gather_seconds == 0.3
+    finally:
         sender.stop(5.0)
         thread.join(10.0)

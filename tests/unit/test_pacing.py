@@ -40,9 +40,9 @@ def clock(monkeypatch):
 
 @pytest.fixture
 def make(clock):
-    def make(max_rate=0.0):
+    def make(max_rate=0.0, **kwargs):
         load = Load()
-        return pacing.Pacer(load, max_rate), clock, load
+        return pacing.Pacer(load, max_rate, **kwargs), clock, load
     return make
 
 
@@ -163,9 +163,10 @@ def test_gather_only_when_another_record_is_expected_in_time(make):
     """After a slice that read the journal to its end the sender gathers for
     GATHER seconds only if, at the arrival rate, one more record comes by then."""
     pacer, clock, load = make()
+    assert pacing.GATHER == 1.0                               # gather_seconds' default
     assert pacer.gather() == 0.0                              # idle: publish at once
-    just_enough = 1.0 / pacing.GATHER                         # 5 records/s
-    _arrive(clock, load, just_enough / 2, seconds=2.0)        # 2.5/s: none expected
+    just_enough = 1.0 / pacing.GATHER                         # 1 record/s
+    _arrive(clock, load, just_enough / 2, seconds=2.0)        # 0.5/s: none expected
     assert pacer.gather() == 0.0
     _arrive(clock, load, just_enough, seconds=2.0)
     assert pacer.gather() == pacing.GATHER
@@ -173,6 +174,19 @@ def test_gather_only_when_another_record_is_expected_in_time(make):
     assert pacer.gather() == pacing.GATHER
     clock.now += 3 * pacing.WINDOW                            # requests stopped
     assert pacer.gather() == 0.0
+
+
+def test_gather_window_is_the_option(make):
+    """gather_seconds sets the window (and the rate from which it is used); 0
+    turns gathering off at any rate."""
+    pacer, clock, load = make(gather_seconds=0.25)
+    _arrive(clock, load, 2, seconds=2.0)                      # 2/s: none in 0.25 s
+    assert pacer.gather() == 0.0
+    _arrive(clock, load, 4, seconds=2.0)                      # 4/s: one expected
+    assert pacer.gather() == 0.25
+    off, clock, load = make(gather_seconds=0.0)
+    _arrive(clock, load, 300)
+    assert off.gather() == 0.0
 
 
 @pytest.fixture

@@ -290,6 +290,18 @@ def gathering_after_one_call(make_filter, wsgi, **paste):
     return mw, leaf, pacer, built, sent_first
 
 
+def test_gather_seconds_sets_the_sender_threads_window(make_filter, wsgi):
+    """Option gather_seconds is the pacer's gathering window (pacing.Pacer.gather,
+    tested in test_pacing.py)."""
+    leaf = FakeLeaf()
+    mw = fake_filter(make_filter, leaf, gather_seconds='0.3')
+    call(mw, wsgi, IMAGES[0], 'req-first')
+    assert mw.delivery.flush(60) is True
+    assert mw.delivery._sender.pacer.gather_seconds == 0.3
+    assert fake_filter(make_filter, FakeLeaf()).delivery.settings.gather_seconds == 1.0
+    mw.delivery.close(30)
+
+
 def test_records_arriving_while_gathering_share_one_publish(make_filter, wsgi):
     """A call whose events need no record look-up does not wake a gathering
     sender (nothing is published meanwhile, and nothing lost: ``unsent`` counts
