@@ -809,6 +809,9 @@ class Bench:
         conf['rabbit_batch_publish'] = 'false' if self.args.plain_leaf else 'true'
         if self.args.sender == 'external':
             conf['sender'] = 'external'
+        for option in self.args.filter_option or ():
+            key, _, value = option.partition('=')
+            conf[key.strip()] = value.strip()
         return conf
 
     def setup_images(self, port):
@@ -1743,6 +1746,9 @@ def parse_args(argv=None):
                       help='filter with rabbit_batch_publish = true (the default)')
     leaf.add_argument('--plain-leaf', action='store_true',
                       help='filter with rabbit_batch_publish = false')
+    p.add_argument('--filter-option', action='append', metavar='KEY=VALUE',
+                   help='an [audit_notifier] option for every filtered server, as an '
+                        'operator sets it (repeatable), e.g. gather_seconds=0.2')
     p.add_argument('--sender', choices=['thread', 'external', 'both'], default='thread',
                    help='the filter\'s sender option: a thread in each worker (default), or '
                         'external: an audit-notifier send process beside gunicorn, at nice 19 '
