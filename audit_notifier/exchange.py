@@ -143,11 +143,10 @@ class Exchange:
     @property
     def request(self) -> dict:
         """The request facts as a dict (sender side; made once): values cleaned and
-        capped for events (sanitize.request_value), except the path and query,
+        capped for events (sanitize.request_values), except the path and query,
         which :attr:`request_path` and the CADF requestPath encode."""
         if self._request is None:
-            self._request = {k: v if k in _ENCODED else sanitize.request_value(k, v)
-                             for k, v in zip(FACT_KEYS, self.facts) if v is not None}
+            self._request = sanitize.request_values(FACT_KEYS, self.facts, _ENCODED)
         return self._request
 
     @property

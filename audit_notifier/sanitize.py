@@ -120,6 +120,25 @@ def request_value(key: str, value):
     return native_text(value, limit)
 
 
+def request_values(keys, values, raw=frozenset()) -> dict:
+    """The request facts as a dict for events: absent (None) ones left out, each
+    value as :func:`request_value` makes it, except those of ``raw`` keys (kept as
+    they are).  Most calls' facts are all short printable ASCII, which
+    request_value returns unchanged: that is checked for all of them at once (a
+    join and C-speed scans) before any is checked on its own."""
+    present = [(key, value) for key, value in zip(keys, values) if value is not None]
+    texts = [value for _, value in present]
+    try:
+        together = ''.join(texts)
+    except TypeError:                                 # a value that is not a str
+        together = None
+    if (together is not None and together.isascii() and together.isprintable() and
+            MARK not in together and max(map(len, texts), default=0) <= FIELD_LIMIT):
+        return dict(present)
+    return {key: value if key in raw else request_value(key, value)
+            for key, value in present}
+
+
 def url_path(path: str) -> str:
     """SCRIPT_NAME + PATH_INFO (decoded by the server) as an encoded URL path."""
     path, truncated = unmark(path)

@@ -23,6 +23,7 @@ crash produces notifications a consumer recognises as duplicates.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 from audit_notifier.delivery import record as record_mod
@@ -32,6 +33,17 @@ from audit_notifier.exchange import FINISHED, STARTED
 _ID_NAMESPACE = uuid.UUID('0c5b7f0e-3d4a-4b8e-9a51-6f2d1c7e8b90')
 # A call whose process ended before it finished (found when adopting its journal).
 INCOMPLETE = 'incomplete'
+
+
+def name_id(name: str, namespace: uuid.UUID = _ID_NAMESPACE) -> str:
+    """``str(uuid.uuid5(namespace, name))``, without making a UUID object (two per
+    notification, in the sender: 1.1 us instead of 2.6 us each here)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode('utf-8'),
+                                    usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50           # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80           # RFC 4122 variant
+    h = digest.hex()
+    return '%s-%s-%s-%s-%s' % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
 class Builder:
@@ -115,7 +127,6 @@ class Builder:
         for index, note in enumerate(notes):
             key = '%s/%s/%s/%d' % (self.stream, call, kind, index)
             if note.fmt == 'cadf' and isinstance(note.payload, dict) and 'id' in note.payload:
-                note.payload['id'] = str(uuid.uuid5(_ID_NAMESPACE, key + '/event'))
-            out.append((note.fmt, self.emitter.envelope(
-                note, str(uuid.uuid5(_ID_NAMESPACE, key)))))
+                note.payload['id'] = name_id(key + '/event')
+            out.append((note.fmt, self.emitter.envelope(note, name_id(key))))
         return out

@@ -226,3 +226,35 @@ def test_request_values_shortcut_gives_what_native_text_gives(key, value):
     limit = {'HTTP_USER_AGENT': sanitize.AGENT_LIMIT,
              'HTTP_X_ROLES': sanitize.ROLES_LIMIT}.get(key, sanitize.FIELD_LIMIT)
     assert sanitize.request_value(key, value) == sanitize.native_text(value, limit)
+
+
+_ORDINARY = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/v2/images/x', 'QUERY_STRING': '',
+             'HTTP_X_USER_NAME': 'alice', 'HTTP_X_ROLES': 'member,reader',
+             'HTTP_USER_AGENT': 'python-glanceclient', 'REMOTE_ADDR': '192.0.2.10'}
+
+
+@pytest.mark.parametrize('changed', [
+    {},                                                             # all short ASCII
+    {'HTTP_X_USER_NAME': 'a' * sanitize.FIELD_LIMIT},               # exactly the cap
+    {'HTTP_X_USER_NAME': 'a' * (sanitize.FIELD_LIMIT + 1)},         # one past it
+    {'HTTP_USER_AGENT': 'u' * (sanitize.AGENT_LIMIT + 1)},          # past its own cap
+    {'HTTP_X_ROLES': 'reader,' * 300},                              # long, within its cap
+    {'HTTP_X_USER_NAME': 'alice' + MARK},                           # cut in the journal
+    {'HTTP_X_USER_NAME': 'al' + MARK[:5], 'HTTP_X_ROLES': MARK[5:]},  # MARK across two
+    {'HTTP_X_USER_NAME': 'Jos\xc3\xa9'},                            # UTF-8 as latin-1
+    {'HTTP_X_USER_NAME': 'tab\there'},                              # unprintable
+    {'PATH_INFO': '/v2/images/\xc3\xa9' + 'p' * 3000},              # raw key: as it is
+    {'QUERY_STRING': 'a=1\x00'},
+    {'SERVER_PORT': 9292},                                          # not a str
+    {'HTTP_X_USER_NAME': None},                                     # absent
+])
+def test_request_values_gives_what_request_value_gives_each(changed):
+    """request_values checks all facts at once before any on its own: the dict is
+    exactly what request_value makes of each value (raw keys untouched, absent
+    ones left out), whichever way it went."""
+    facts = dict(_ORDINARY, **changed)
+    keys, values = list(facts), list(facts.values())
+    raw = frozenset({'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING'})
+    expected = {k: v if k in raw else sanitize.request_value(k, v)
+                for k, v in facts.items() if v is not None}
+    assert sanitize.request_values(keys, values, raw) == expected

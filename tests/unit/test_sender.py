@@ -29,11 +29,13 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 
 import pytest
 from oslo_config import cfg
 
 from audit_notifier.assembly import Pipeline
+from audit_notifier.delivery import builder as builder_mod
 from audit_notifier.delivery import deadletter, leaves as leaves_mod
 from audit_notifier.delivery import record as record_mod
 from audit_notifier.delivery import sender as sender_mod
@@ -479,6 +481,16 @@ def test_message_ids_are_the_same_when_a_journal_is_sent_twice(make_filter, wsgi
     assert [e['message_id'] for e in second.sent[:5]] == ids
     assert [e['payload']['id'] for e in second.sent[:5]] == \
         [e['payload']['id'] for e in first.sent[:5]]
+
+
+@pytest.mark.parametrize('name', ['', 'host-12-1733300000000000/17/f/0',
+                                  'host-12-1/17/f/0/event', 'h\xe9te/1/s/3' * 40])
+def test_ids_are_the_uuid5_of_earlier_releases(name):
+    """builder.name_id makes the uuid5 string without a UUID object: a journal
+    written before the change is sent with the same ids (duplicates recognised)."""
+    made = builder_mod.name_id(name)
+    assert made == str(uuid.uuid5(builder_mod._ID_NAMESPACE, name))
+    assert uuid.UUID(made).version == 5
 
 
 def test_replay_twice_sends_nothing_twice(make_filter, wsgi, tmp_path, captured):
