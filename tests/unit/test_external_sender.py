@@ -53,6 +53,20 @@ def send_process(directory, leaf, **conf):
     return sender, thread
 
 
+def api_load(mw, wsgi, pause):
+    """(stop, made, thread): a thread that calls ``mw`` every ``pause`` seconds
+    (not started) until ``stop`` is set; ``made`` numbers the calls made."""
+    stop, made = threading.Event(), []
+
+    def requests():
+        while not stop.is_set():
+            call(mw, wsgi, 'img-%d' % len(made), 'req-%d' % len(made))
+            made.append(len(made))
+            stop.wait(pause)
+
+    return stop, made, threading.Thread(target=requests)
+
+
 def journal_files(directory, owner):
     return sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, owner + '.*'))
                   if not p.endswith('.stats.json'))
@@ -271,15 +285,7 @@ def test_the_send_process_paces_a_backlog_while_requests_arrive(make_filter, wsg
     gate = threading.Event()
     leaf = FakeLeaf(gate=gate)
     sender, thread = send_process(directory, leaf)
-    stop, made = threading.Event(), []
-
-    def requests():                               # about 100 calls/s
-        while not stop.is_set():
-            call(mw, wsgi, 'img-%d' % len(made), 'req-%d' % len(made))
-            made.append(len(made))
-            stop.wait(0.01)
-
-    api = threading.Thread(target=requests)
+    stop, made, api = api_load(mw, wsgi, 0.01)    # about 100 calls/s
     try:
         api.start()
         wait_until(lambda: len(made) >= 400, 'a backlog of 400 calls')
@@ -325,15 +331,7 @@ def test_while_calls_arrive_the_send_process_reads_once_per_gather_window(
     leaf = TimedLeaf()
     sender, thread = send_process(directory, leaf)
     assert sender.pacer.gather_seconds == pacing.GATHER == 1.0
-    stop, made = threading.Event(), []
-
-    def requests():
-        while not stop.is_set():
-            call(mw, wsgi, 'img-%d' % len(made), 'req-%d' % len(made))
-            made.append(len(made))
-            stop.wait(0.05)
-
-    api = threading.Thread(target=requests)
+    stop, made, api = api_load(mw, wsgi, 0.05)    # about 20 calls/s
     try:
         api.start()
         wait_until(lambda: sender.pacer.busy, 'the send process to see calls arrive')
