@@ -30,6 +30,7 @@ The request path only slices (:func:`journal_text`): the sender does the rest.
 from __future__ import annotations
 
 import re
+from typing import Collection, Sequence
 from urllib.parse import quote
 
 from audit_notifier.redaction import strip_credential_urls
@@ -120,7 +121,8 @@ def request_value(key: str, value):
     return native_text(value, limit)
 
 
-def request_values(keys, values, raw=frozenset()) -> dict:
+def request_values(keys: Sequence[str], values: Sequence, raw: Collection[str] = frozenset()
+                   ) -> dict:
     """The request facts as a dict for events: absent (None) ones left out, each
     value as :func:`request_value` makes it, except those of ``raw`` keys (kept as
     they are).  Most calls' facts are all short printable ASCII, which
