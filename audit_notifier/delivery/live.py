@@ -44,7 +44,9 @@ import time
 from audit_notifier.delivery import journal as journal_mod
 from audit_notifier.delivery import record as record_mod
 
-POLL_SECONDS = 0.2       # between two reads of the journals (unless a batch was full)
+# Between two reads of the journals while no calls arrive (the sender reads them every
+# gather_seconds while calls do; at once after a full batch).
+POLL_SECONDS = 0.2
 SCAN_SECONDS = 1.0       # between two looks for journals that came or went
 SETTLE_SECONDS = 1.0     # a frame that stays bad this long is corrupt, not half written
 _LOCK = re.compile(r'^(?P<owner>.+-\d+-\d+)\.lock$')
