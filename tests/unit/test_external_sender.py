@@ -343,6 +343,10 @@ def test_while_calls_arrive_the_send_process_reads_once_per_gather_window(
         assert len(gaps) == 3 and min(gaps) >= 0.5, gaps      # 200 ms polls: ~0.2 s
         assert mw.delivery.flush(60.0) is True
         assert request_ids(leaf.sent) == ['req-%d' % i for i in range(len(made))]
+        assert [(e['event_type'], e['priority'], e['payload']['target']['id'])
+                for e in leaf.sent] == [('audit.image.deactivate', 'INFO', 'img-%d' % i)
+                                        for i in range(len(made))]
+        assert sum(leaf.batches) == len(made) and max(leaf.batches) <= pacing.BATCH
     finally:
         stop.set()
         sender.stop(5.0)
