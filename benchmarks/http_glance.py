@@ -809,9 +809,7 @@ class Bench:
         conf['rabbit_batch_publish'] = 'false' if self.args.plain_leaf else 'true'
         if self.args.sender == 'external':
             conf['sender'] = 'external'
-        for option in self.args.filter_option or ():
-            key, _, value = option.partition('=')
-            conf[key.strip()] = value.strip()
+        conf.update(self.args.filter_option or ())
         return conf
 
     def setup_images(self, port):
@@ -1697,6 +1695,14 @@ class Bench:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+def _option(text):
+    """``KEY=VALUE`` of --filter-option as (key, value)."""
+    key, sep, value = text.partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError('expected KEY=VALUE, got %r' % text)
+    return key.strip(), value.strip()
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--quick', action='store_true',
@@ -1746,7 +1752,7 @@ def parse_args(argv=None):
                       help='filter with rabbit_batch_publish = true (the default)')
     leaf.add_argument('--plain-leaf', action='store_true',
                       help='filter with rabbit_batch_publish = false')
-    p.add_argument('--filter-option', action='append', metavar='KEY=VALUE',
+    p.add_argument('--filter-option', action='append', metavar='KEY=VALUE', type=_option,
                    help='an [audit_notifier] option for every filtered server, as an '
                         'operator sets it (repeatable), e.g. gather_seconds=0.2')
     p.add_argument('--sender', choices=['thread', 'external', 'both'], default='thread',
