@@ -43,7 +43,7 @@ from audit_notifier import trail as trail_mod
 from audit_notifier._config import ConfigError
 from audit_notifier.delivery import external as external_mod
 from audit_notifier.delivery import follow as follow_mod
-from audit_notifier.delivery import process_hooks, record
+from audit_notifier.delivery import os_thread, process_hooks, record
 from audit_notifier.delivery import stats as stats_mod
 from audit_notifier.delivery.deadletter import DeadLetters
 from audit_notifier.delivery.journal import Journal
@@ -154,6 +154,17 @@ def check_journal_dir(path: str) -> None:
                           'user can write' % path)
 
 
+# What top -H and ps -L show for the thread (os_thread.py): the sender, or with
+# sender = external the journal's stats writer.
+OS_THREAD_NAMES = {False: 'audit-sender', True: 'audit-journal'}
+
+
+def _run_named(run, os_name: str) -> None:
+    """The delivery thread: named for the OS, then ``run`` (the sender's loop)."""
+    os_thread.name_this_thread(os_name)
+    run()
+
+
 class Delivery:
     """Journal, sender and leaves of one filter or notifier."""
 
@@ -251,7 +262,8 @@ class Delivery:
                                                   stats_interval=settings.stats_interval)
             else:
                 sender = self._sender_thread(journal)
-            thread = threading.Thread(target=sender.run, daemon=True,
+            thread = threading.Thread(target=_run_named, daemon=True,
+                                      args=(sender.run, OS_THREAD_NAMES[self.external]),
                                       name=process_hooks.THREAD_PREFIX +
                                       ('journal' if self.external else 'sender'))
             self._journal, self._sender, self._thread = journal, sender, thread

@@ -1,0 +1,49 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The name the operating system shows for the filter's thread.
+
+Python 3.11 names threads for Python only: ``top -H``, ``ps -L``, ``pidstat -t``
+and ``/proc/<pid>/task/<tid>/comm`` show every thread of an API worker under the
+process's name.  The thread the filter starts in each API process names itself
+(Linux ``prctl(PR_SET_NAME)``, at most 15 bytes: ``audit-sender``, or
+``audit-journal`` with ``sender = external``), so that an operator, and the HTTP
+benchmark, can tell its CPU from the request threads'.  Called once, by that
+thread, when it starts (one ``prctl`` call).  Nothing is changed elsewhere than
+on Linux, nor when the caller is the process's main thread (under eventlet the
+"thread" is a green thread of it: renaming it would rename the API process).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+
+PR_SET_NAME = 15            # linux/prctl.h
+MAX_NAME = 15               # bytes; the kernel keeps 16 with the terminating NUL
+
+
+def name_this_thread(name: str) -> bool:
+    """Give the calling OS thread ``name`` (ASCII, at most ``MAX_NAME`` bytes); True
+    when it was named."""
+    raw = name.encode('ascii')
+    if len(raw) > MAX_NAME:
+        raise ValueError('an OS thread name has at most %d bytes: %r' % (MAX_NAME, name))
+    if not sys.platform.startswith('linux') or threading.get_native_id() == os.getpid():
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0
+    except (OSError, AttributeError):   # no libc with prctl: the name is cosmetic
+        return False
