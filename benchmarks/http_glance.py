@@ -27,7 +27,11 @@ Process layout (all on 127.0.0.1):
   ports; measurements alternate between them (off, on, off, on ...).  The side-by-side
   section starts new servers every round (off, on, the A/A control off2; with
   ``--sender both`` also ext), all of one round with the same hash seed, and sends one
-  client's requests to each in turn;
+  client's requests to each in turn.  Its servers have two CPU probe filters around where
+  the filter goes (``authtoken cpuprobe_above [audit] cpuprobe_below context``): each
+  worker measures the request thread's CPU between them per call (the filter's own
+  request-path work; on the servers without it, the probes alone) and writes it at exit;
+  the sender threads' CPU is read from /proc by their OS name (``audit-sender``);
 * one client process (its own GIL) that drives keep-alive ``http.client`` connections from
   threads, closed loop (C clients back to back) or open loop (a fixed schedule, latency from
   the scheduled send time);
@@ -58,6 +62,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.parse
@@ -101,6 +106,75 @@ def gunicorn_app():
     return app
 
 
+# CPU probes (side-by-side servers): two paste filters, one just above where the audit
+# filter goes and one just below it, measure in each worker the CPU time of the request
+# thread between them per call: the filter's own request-path work (plus the probes'
+# own, which the servers without the filter show).  Its work while a server iterates a
+# streamed body (a download's chunks) happens after the probes returned: not in it.
+PROBE_BELOW = 'httpbench.below_ns'
+PROBE_SKIP = 20                     # first calls of each kind in a worker: warm-up
+_PROBED: dict = {}                  # kind of call -> CPU ns between the probes, per call
+
+
+def _probe_kind(environ):
+    path = environ.get('PATH_INFO', '')
+    return environ.get('REQUEST_METHOD', '') + (' file' if path.endswith('/file') else '')
+
+
+def _write_probes(path):
+    with open(path, 'w') as f:
+        json.dump(_PROBED, f)
+
+
+def probe_above_factory(global_conf, **local_conf):
+    """paste filter: CPU ns of what runs below it minus what runs below the lower probe
+    (the thread's CPU clock), per call, written at the worker's exit."""
+    directory = os.environ.get('OS_GLANCE_CONFIG_DIR')
+    atexit.register(_write_probes, os.path.join(directory, 'cpuprobe-%d.json' % os.getpid()))
+
+    def make(app):
+        def above(environ, start_response):
+            environ[PROBE_BELOW] = 0
+            start = time.thread_time_ns()
+            try:
+                return app(environ, start_response)
+            finally:
+                _PROBED.setdefault(_probe_kind(environ), []).append(
+                    time.thread_time_ns() - start - environ[PROBE_BELOW])
+        return above
+    return make
+
+
+def probe_below_factory(global_conf, **local_conf):
+    """paste filter: adds the CPU ns of the rest of the pipeline to the call's
+    ``PROBE_BELOW`` (not for the filter's record look-ups: they have no such key)."""
+    def make(app):
+        def below(environ, start_response):
+            if PROBE_BELOW not in environ:
+                return app(environ, start_response)
+            start = time.thread_time_ns()
+            try:
+                return app(environ, start_response)
+            finally:
+                environ[PROBE_BELOW] += time.thread_time_ns() - start
+        return below
+    return make
+
+
+def read_probes(etc):
+    """{kind: [CPU us per call]} of a stopped server's workers, warm-up left out."""
+    out: dict = {}
+    for path in glob.glob(os.path.join(etc, 'cpuprobe-*.json')):
+        try:
+            with open(path) as f:
+                probed = json.load(f)
+        except (OSError, ValueError):
+            continue
+        for kind, values in probed.items():
+            out.setdefault(kind, []).extend(v / 1000.0 for v in values[PROBE_SKIP:])
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # configuration files
 # ---------------------------------------------------------------------------------------
@@ -121,10 +195,23 @@ def rabbit_cluster():
     return module
 
 
-def paste_ini(audit_filter):
+def paste_ini(audit_filter, probes=False):
     """The test suite's paste file, flavor ``bench``: ``... authtoken [audit] context
-    rootapp``."""
-    return glance_app()._paste_ini(audit_filter, flavor='bench')
+    rootapp``; ``probes``: the CPU probes around where the filter goes."""
+    text = glance_app()._paste_ini(audit_filter, flavor='bench')
+    if not probes:
+        return text
+    where = ' authtoken audit context ' if audit_filter is not None else ' authtoken context '
+    assert text.count(where) == 1, 'the bench pipeline changed: ' + where
+    text = text.replace(where, ' authtoken cpuprobe_above %scpuprobe_below context ' % (
+        'audit ' if audit_filter is not None else ''))
+    return text + textwrap.dedent('''
+        [filter:cpuprobe_above]
+        paste.filter_factory = http_glance:probe_above_factory
+
+        [filter:cpuprobe_below]
+        paste.filter_factory = http_glance:probe_below_factory
+        ''')
 
 
 def glance_conf(base, etc, port, exchange, durable):
@@ -197,7 +284,7 @@ class Server:
     """One gunicorn master with WORKERS gthread workers serving one Glance pipeline."""
 
     def __init__(self, name, base, audit_filter=None, exchange='glance', durable=False,
-                 env=None):
+                 env=None, probes=False):
         self.name = name
         self.extra_env = env or {}
         self.base = base
@@ -210,7 +297,7 @@ class Server:
         self.journal_dir = (audit_filter or {}).get('journal_dir')
         os.makedirs(self.etc, exist_ok=True)
         with open(os.path.join(self.etc, 'glance-api-paste.ini'), 'w') as f:
-            f.write(paste_ini(audit_filter))
+            f.write(paste_ini(audit_filter, probes))
         self.conf = os.path.join(self.etc, 'glance-api.conf')
         # sender = external: audit-notifier send runs beside gunicorn and reads the
         # filter's options from the [audit_notifier] section, as an operator sets them
@@ -297,13 +384,17 @@ class Server:
         return parts['workers'] + parts['sender']
 
     def cpu_parts(self):
-        """CPU seconds so far of the workers (user + system), of it the system part,
-        and of the send process (0 without one), from one reading of each process."""
+        """CPU seconds so far of the workers (user + system), of it the system part and
+        the filter's sender threads' (the threads the OS lists as ``audit-sender``:
+        delivery/os_thread.py), and of the send process (0 without one), from one
+        reading of each process."""
         workers = [proc_cpu_times(pid) or (0.0, 0.0) for pid in self.worker_pids]
         sender = (proc_cpu_times(self.sender.pid) if self.sender is not None else None) \
             or (0.0, 0.0)
         return {'workers': sum(u + s for u, s in workers),
-                'system': sum(s for _u, s in workers), 'sender': sum(sender)}
+                'system': sum(s for _u, s in workers), 'sender': sum(sender),
+                'thread': sum(named_threads_cpu(pid, SENDER_THREAD)
+                              for pid in self.worker_pids)}
 
     def stats(self):
         """Sum of the filter's stats files (one per worker; written every 5 s)."""
@@ -323,6 +414,8 @@ class Server:
 
 
 _STARTED = []
+# The OS name of the filter's sender thread (audit_notifier/delivery/os_thread.py).
+SENDER_THREAD = 'audit-sender'
 
 
 def proc_cpu_times(pid):
@@ -334,6 +427,27 @@ def proc_cpu_times(pid):
         return None
     tick = os.sysconf('SC_CLK_TCK')
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def named_threads_cpu(pid, name):
+    """user + system CPU seconds so far of the threads of process ``pid`` the OS
+    names ``name`` (/proc/<pid>/task/<tid>/comm); 0 when there are none."""
+    total = 0.0
+    try:
+        tids = os.listdir('/proc/%d/task' % pid)
+    except (OSError, TypeError):
+        return 0.0
+    tick = os.sysconf('SC_CLK_TCK')
+    for tid in tids:
+        try:
+            with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
+                head, tail = f.read().rsplit(')', 1)
+        except OSError:
+            continue                        # a thread that ended meanwhile
+        if head.split('(', 1)[1] == name:
+            fields = tail.split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def proc_cpu_seconds(pid):
@@ -1080,7 +1194,7 @@ class Bench:
                  'from %d clients on each (saturation)' % (
                      a.interleaved_rounds, ', '.join(sides), ', '.join(workloads),
                      a.interleaved_requests, a.sat_turns, a.sat_turn_requests, a.sat_clients))
-        per = {}
+        per, probed = {}, {}
         seeds = random.Random(self.run_id).sample(range(1, 2 ** 31), a.interleaved_rounds)
         for r, seed in enumerate(seeds):
             servers = {}
@@ -1096,7 +1210,8 @@ class Bench:
                         if side == 'ext':
                             conf['sender'] = 'external'
                     servers[side] = Server(name, self.base, conf, self.exchange,
-                                           env={'PYTHONHASHSEED': str(seed)}).start()
+                                           env={'PYTHONHASHSEED': str(seed)},
+                                           probes=True).start()
                 for wl in workloads:
                     for mode, job in (
                             ('interleaved', {'mode': 'interleaved', 'clients': 1,
@@ -1111,13 +1226,44 @@ class Bench:
             finally:
                 for srv in servers.values():
                     srv.stop()
-            for srv in servers.values():      # kept (with their logs) if the round failed
+            for side, srv in servers.items():   # kept (with their logs) if the round failed
+                for kind, values in read_probes(srv.etc).items():
+                    probed.setdefault(side, {}).setdefault(kind, []).extend(values)
                 shutil.rmtree(srv.etc, ignore_errors=True)
             self.say('  side by side: round %d/%d done (hash seed %d, load %.2f, lost so far '
                      '%d)' % (r + 1, a.interleaved_rounds, seed, os.getloadavg()[0],
                               self.expected - self.consumer.cadf))
         self.results['sections']['side_by_side'] = self.report_side_by_side(per)
+        self.results['filter_cpu'] = self.report_probes(probed)
         self.save()
+
+    def report_probes(self, probed):
+        """The filter's own CPU per call in the workers (the CPU probes around it), by
+        kind of call, against the probes alone on the servers without it."""
+        self.say()
+        self.say('The filter\'s own CPU per call in the workers (us of the request thread '
+                 'between two probe filters around it, all calls of all rounds but each '
+                 'worker\'s first %d of a kind; off, off2: the probes alone; a download\'s '
+                 'per-chunk work is not in it)' % PROBE_SKIP)
+        self.say('%-10s %-4s %7s %8s %8s %8s %8s  %s' % ('call', 'srv', 'calls', 'p10', 'median',
+                                                         'p90', 'mean', 'median - off'))
+        out = {}
+        for kind in sorted({k for by_kind in probed.values() for k in by_kind}):
+            base = probed.get('off', {}).get(kind)
+            base_median = statistics.median(base) if base else None
+            for side in SIDES:
+                values = sorted(probed.get(side, {}).get(kind, []))
+                if len(values) < 10:
+                    continue
+                fig = {'calls': len(values), 'p10': pct(values, 0.10),
+                       'median': statistics.median(values), 'p90': pct(values, 0.90),
+                       'mean': statistics.fmean(values)}
+                out.setdefault(kind, {})[side] = fig
+                self.say('%-10s %-4s %7d %8.1f %8.1f %8.1f %8.1f  %s' % (
+                    kind, side, fig['calls'], fig['p10'], fig['median'], fig['p90'],
+                    fig['mean'], '' if side == 'off' or base_median is None
+                    else '%+.1f' % (fig['median'] - base_median)))
+        return out
 
     def ensure_consumer(self):
         if self.consumer is not None:
@@ -1152,7 +1298,7 @@ class Bench:
         for side in sides:
             cpu1 = servers[side].cpu_parts()
             for key, part in (('cpu_s', 'workers'), ('system_cpu_s', 'system'),
-                              ('sender_cpu_s', 'sender')):
+                              ('sender_cpu_s', 'sender'), ('thread_cpu_s', 'thread')):
                 out[side][key] = cpu1[part] - cpu0[side][part]
         return out
 
@@ -1165,11 +1311,12 @@ class Bench:
         self.say()
         self.say('Side by side (all rounds pooled; ms; cpu/call: CPU ms of the 2 gunicorn '
                  'workers per call, the sender thread\'s included, "of it sys" the system '
-                 'part; send proc.: CPU ms per call of the audit-notifier send process, at '
-                 'nice 19; capacity: off\'s cpu/call over the server\'s)')
-        self.say('%-16s %-4s %8s %8s %8s %8s %8s %9s %9s %10s' % (
+                 'part, "sender thr." the sender threads\' (OS thread name audit-sender); '
+                 'send proc.: CPU ms per call of the audit-notifier send process, at nice '
+                 '19; capacity: off\'s cpu/call over the server\'s)')
+        self.say('%-16s %-4s %8s %8s %8s %8s %8s %9s %9s %11s %10s' % (
             'workload/mode', 'srv', 'median', 'p90', 'p99', 'max', 'calls/s', 'cpu/call',
-            'of it sys', 'send proc.'))
+            'of it sys', 'sender thr.', 'send proc.'))
         for key, rounds in per.items():
             sides = [side for side in SIDES if side in rounds[0]]
             fig = {}
@@ -1177,18 +1324,20 @@ class Bench:
                 fig[side] = summary([x for rnd in rounds for x in rnd[side]['lat_ms']])
                 fig[side]['external'] = rounds[0][side]['external']
                 calls = sum(rnd[side]['calls'] for rnd in rounds)
-                for k in ('cpu', 'system_cpu', 'sender_cpu'):
+                for k in ('cpu', 'system_cpu', 'sender_cpu', 'thread_cpu'):
                     fig[side][k + '_ms_per_call'] = 1000.0 * sum(
-                        rnd[side][k + '_s'] for rnd in rounds) / calls
+                        rnd[side].get(k + '_s', 0.0) for rnd in rounds) / calls
                 if 'rate' in rounds[0][side]:
                     fig[side]['rate'] = sum(rnd[side]['rate'] * rnd[side]['seconds']
                                             for rnd in rounds) / sum(
                         rnd[side]['seconds'] for rnd in rounds)
-                self.say('%-16s %-4s %8.2f %8.2f %8.2f %8.2f %8s %9.3f %9.3f %10s' % (
+                self.say('%-16s %-4s %8.2f %8.2f %8.2f %8.2f %8s %9.3f %9.3f %11s %10s' % (
                     key, side, fig[side]['median'], fig[side]['p90'], fig[side]['p99'],
                     fig[side]['max'], '%.1f' % fig[side]['rate'] if 'rate' in fig[side]
                     else '-', fig[side]['cpu_ms_per_call'],
                     fig[side]['system_cpu_ms_per_call'],
+                    '%.3f' % fig[side]['thread_cpu_ms_per_call']
+                    if fig[side]['thread_cpu_ms_per_call'] else '',
                     '%.3f' % fig[side]['sender_cpu_ms_per_call']
                     if fig[side]['external'] else ''))
             row = {'figures': fig, 'bad': sum(rnd['bad'] for rnd in rounds),
