@@ -160,7 +160,8 @@ OS_THREAD_NAMES = {False: 'audit-sender', True: 'audit-journal'}
 
 
 def _run_named(run, os_name: str) -> None:
-    """The delivery thread: named for the OS, then ``run`` (the sender's loop)."""
+    """The delivery thread: named for the OS (never raises), then ``run`` (the
+    sender's loop)."""
     os_thread.name_this_thread(os_name)
     run()
 

@@ -26,17 +26,22 @@ on Linux, nor when the caller is the process's main thread (under eventlet the
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 import threading
+
+LOG = logging.getLogger(__name__)
 
 PR_SET_NAME = 15            # linux/prctl.h
 MAX_NAME = 15               # bytes; the kernel keeps 16 with the terminating NUL
 
 
 def name_this_thread(name: str) -> bool:
-    """Give the calling OS thread ``name`` (ASCII, at most ``MAX_NAME`` bytes); True
-    when it was named."""
+    """Give the calling OS thread ``name`` (ASCII, at most ``MAX_NAME`` bytes: a
+    longer one is a bug, ValueError); True when it was named.  The name is cosmetic:
+    a failure of the call itself is logged at debug level, never raised, so that the
+    thread's work goes on."""
     raw = name.encode('ascii')
     if len(raw) > MAX_NAME:
         raise ValueError('an OS thread name has at most %d bytes: %r' % (MAX_NAME, name))
@@ -45,5 +50,7 @@ def name_this_thread(name: str) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0
-    except (OSError, AttributeError):   # no libc with prctl: the name is cosmetic
+    except Exception:
+        LOG.debug('audit_notifier: could not name this thread %s for the OS', name,
+                  exc_info=True)
         return False

@@ -132,3 +132,22 @@ def test_under_eventlet_the_process_keeps_its_name(tmp_path):
     assert result['flushed'] is True
     assert 'audit-sender' not in result['after']
     assert result['main'][1] == result['main'][0] != 'audit-sender'   # the process's name
+
+
+def test_a_failing_prctl_is_logged_and_the_thread_goes_on(monkeypatch, caplog):
+    class NoLibc:
+        def __init__(self, *args, **kwargs):
+            raise OSError('no libc here (test)')
+    monkeypatch.setattr(os_thread.ctypes, 'CDLL', NoLibc)
+    seen = {}
+
+    def run():
+        with caplog.at_level('DEBUG', logger='audit_notifier.delivery.os_thread'):
+            seen['named'] = os_thread.name_this_thread('audit-sender')
+        seen['comm'] = comm(threading.get_native_id())
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert seen['named'] is False and seen['comm'] != 'audit-sender'
+    assert ['could not name this thread audit-sender for the OS' in r.getMessage()
+            for r in caplog.records] == [True]
