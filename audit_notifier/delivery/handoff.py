@@ -154,11 +154,6 @@ def check_journal_dir(path: str) -> None:
                           'user can write' % path)
 
 
-# What top -H and ps -L show for the thread (os_thread.py): the sender, or with
-# sender = external the journal's stats writer.
-OS_THREAD_NAMES = {False: 'audit-sender', True: 'audit-journal'}
-
-
 def _run_named(run, os_name: str) -> None:
     """The delivery thread: named for the OS (never raises), then ``run`` (the
     sender's loop)."""
@@ -264,7 +259,8 @@ class Delivery:
             else:
                 sender = self._sender_thread(journal)
             thread = threading.Thread(target=_run_named, daemon=True,
-                                      args=(sender.run, OS_THREAD_NAMES[self.external]),
+                                      args=(sender.run, os_thread.JOURNAL_WRITER
+                                            if self.external else os_thread.SENDER),
                                       name=process_hooks.THREAD_PREFIX +
                                       ('journal' if self.external else 'sender'))
             self._journal, self._sender, self._thread = journal, sender, thread

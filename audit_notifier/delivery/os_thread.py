@@ -33,6 +33,11 @@ import threading
 
 LOG = logging.getLogger(__name__)
 
+# The names (what top -H and ps -L show): the sender thread of an API process, and
+# with sender = external its thread that only writes the journal's stats file.
+SENDER = 'audit-sender'
+JOURNAL_WRITER = 'audit-journal'
+
 PR_SET_NAME = 15            # linux/prctl.h
 MAX_NAME = 15               # bytes; the kernel keeps 16 with the terminating NUL
 
