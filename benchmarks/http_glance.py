@@ -69,6 +69,7 @@ import urllib.parse
 import uuid
 
 import run                              # benchmarks/run.py: the send process's priority
+from audit_notifier.delivery import os_thread   # (run.py put the working tree on sys.path)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -393,7 +394,7 @@ class Server:
             or (0.0, 0.0)
         return {'workers': sum(u + s for u, s in workers),
                 'system': sum(s for _u, s in workers), 'sender': sum(sender),
-                'thread': sum(named_threads_cpu(pid, SENDER_THREAD)
+                'thread': sum(named_threads_cpu(pid, os_thread.SENDER)
                               for pid in self.worker_pids)}
 
     def stats(self):
@@ -414,40 +415,37 @@ class Server:
 
 
 _STARTED = []
-# The OS name of the filter's sender thread (audit_notifier/delivery/os_thread.py).
-SENDER_THREAD = 'audit-sender'
+
+
+def _stat(path):
+    """(name, user CPU seconds, system CPU seconds) from a /proc ``stat`` file of a
+    process or a thread, or None when it is gone."""
+    try:
+        with open(path) as f:
+            head, tail = f.read().rsplit(')', 1)
+    except (OSError, TypeError):
+        return None
+    fields = tail.split()
+    tick = os.sysconf('SC_CLK_TCK')
+    return head.split('(', 1)[1], int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_cpu_times(pid):
     """(user, system) CPU seconds of a process so far (/proc/<pid>/stat), or None."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-    except (OSError, TypeError):
-        return None
-    tick = os.sysconf('SC_CLK_TCK')
-    return int(fields[11]) / tick, int(fields[12]) / tick
+    stat = _stat('/proc/%d/stat' % pid) if pid is not None else None
+    return None if stat is None else stat[1:]
 
 
 def named_threads_cpu(pid, name):
     """user + system CPU seconds so far of the threads of process ``pid`` the OS
     names ``name`` (/proc/<pid>/task/<tid>/comm); 0 when there are none."""
-    total = 0.0
     try:
         tids = os.listdir('/proc/%d/task' % pid)
-    except (OSError, TypeError):
+    except OSError:
         return 0.0
-    tick = os.sysconf('SC_CLK_TCK')
-    for tid in tids:
-        try:
-            with open('/proc/%d/task/%s/stat' % (pid, tid)) as f:
-                head, tail = f.read().rsplit(')', 1)
-        except OSError:
-            continue                        # a thread that ended meanwhile
-        if head.split('(', 1)[1] == name:
-            fields = tail.split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    stats = [_stat('/proc/%d/task/%s/stat' % (pid, tid)) for tid in tids]
+    return sum(user + system for thread, user, system in filter(None, stats)
+               if thread == name)
 
 
 def proc_cpu_seconds(pid):
@@ -1326,7 +1324,7 @@ class Bench:
                 calls = sum(rnd[side]['calls'] for rnd in rounds)
                 for k in ('cpu', 'system_cpu', 'sender_cpu', 'thread_cpu'):
                     fig[side][k + '_ms_per_call'] = 1000.0 * sum(
-                        rnd[side].get(k + '_s', 0.0) for rnd in rounds) / calls
+                        rnd[side][k + '_s'] for rnd in rounds) / calls
                 if 'rate' in rounds[0][side]:
                     fig[side]['rate'] = sum(rnd[side]['rate'] * rnd[side]['seconds']
                                             for rnd in rounds) / sum(
