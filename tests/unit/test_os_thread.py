@@ -61,21 +61,36 @@ def test_a_name_the_kernel_would_cut_is_refused():
         os_thread.name_this_thread('audit-notifier-sender')
 
 
-@pytest.mark.parametrize('sender, name', [('thread', 'audit-sender'),
-                                          ('external', 'audit-journal')])
-def test_the_filters_thread_is_named_once_started_and_gone_when_stopped(
-        make_filter, wsgi, sender, name):
-    """(Other tests' filters may still have their threads: only this filter's counts.)"""
-    def app(environ, start_response):
-        start_response('204 No Content', [])
-        return [b'']
+def deactivate_app(environ, start_response):
+    start_response('204 No Content', [])
+    return [b'']
 
-    mw = make_filter(app, formats='cadf', sender=sender)
-    assert mw.delivery._thread is None                  # started by the first call
+
+def deactivate(mw, wsgi) -> None:
     environ = wsgi.environ('POST', '/v2/images/%s/actions/deactivate' % wsgi.IMAGE_ID,
                            headers=wsgi.IDENTITY)
     sr, _ = wsgi.run(mw, environ)
     assert sr.status.startswith('204')
+
+
+def assert_deactivation_sent(captured, wsgi) -> None:
+    """The sender did its work: exactly the call's CADF event reached the bus."""
+    [event] = captured.all()
+    assert (event['event_type'], event['priority'], event['payload']['action'],
+            event['payload']['outcome'], event['payload']['target']['id']) == (
+        'audit.image.deactivate', 'INFO', 'update/deactivate', 'success', wsgi.IMAGE_ID)
+
+
+@pytest.mark.parametrize('sender, name', [('thread', 'audit-sender'),
+                                          ('external', 'audit-journal')])
+def test_the_filters_thread_is_named_once_started_and_gone_when_stopped(
+        make_filter, captured, wsgi, sender, name):
+    """(Other tests' filters may still have their threads: only this filter's counts.)
+    The sender thread, named, sends the call's event; with sender = external the
+    thread only journals it (no send process here)."""
+    mw = make_filter(deactivate_app, formats='cadf', sender=sender)
+    assert mw.delivery._thread is None                  # started by the first call
+    deactivate(mw, wsgi)
     thread = mw.delivery._thread
     assert thread.name == 'audit-notifier-' + ('sender' if sender == 'thread' else 'journal')
     tid = thread.native_id
@@ -85,6 +100,11 @@ def test_the_filters_thread_is_named_once_started_and_gone_when_stopped(
         assert time.monotonic() < deadline, 'the thread never named itself'
         time.sleep(0.01)
     assert comm(threading.get_native_id()) != name      # no other thread renamed
+    if sender == 'thread':
+        assert_deactivation_sent(captured, wsgi)
+    else:
+        snapshot = mw.delivery.snapshot()         # (its flush would wait for a send process)
+        assert (snapshot['journaled'], snapshot['unsent']) == (1, 1)
     mw.delivery.stop()
     thread.join(60)
     assert not thread.is_alive()
@@ -115,14 +135,13 @@ def test_under_eventlet_the_process_keeps_its_name(tmp_path):
             return sorted(found)
         def main():
             return open('/proc/self/task/%d/comm' % os.getpid()).read().strip()
-        before = names()
         main_before = main()
         mw = AuditMiddleware(app, {'driver': 'test', 'formats': 'cadf',
                                    'journal_dir': JOURNAL})
         webob.Request.blank('/v2/images/img-1/actions/deactivate',
                             method='POST').get_response(mw)
         flushed = mw.delivery.flush(30)
-        print(json.dumps({'flushed': flushed, 'before': before, 'after': names(),
+        print(json.dumps({'flushed': flushed, 'after': names(),
                           'main': [main_before, main()]}))
     ''').replace('JOURNAL', repr(str(tmp_path)))
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
@@ -134,20 +153,17 @@ def test_under_eventlet_the_process_keeps_its_name(tmp_path):
     assert result['main'][1] == result['main'][0] != 'audit-sender'   # the process's name
 
 
-def test_a_failing_prctl_is_logged_and_the_thread_goes_on(monkeypatch, caplog):
+def test_a_failing_prctl_is_logged_and_the_sender_goes_on(
+        monkeypatch, caplog, make_filter, captured, wsgi):
     class NoLibc:
         def __init__(self, *args, **kwargs):
             raise OSError('no libc here (test)')
     monkeypatch.setattr(os_thread.ctypes, 'CDLL', NoLibc)
-    seen = {}
-
-    def run():
-        with caplog.at_level('DEBUG', logger='audit_notifier.delivery.os_thread'):
-            seen['named'] = os_thread.name_this_thread('audit-sender')
-        seen['comm'] = comm(threading.get_native_id())
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    assert seen['named'] is False and seen['comm'] != 'audit-sender'
-    assert ['could not name this thread audit-sender for the OS' in r.getMessage()
-            for r in caplog.records] == [True]
+    caplog.set_level('DEBUG', logger='audit_notifier.delivery.os_thread')
+    mw = make_filter(deactivate_app, formats='cadf')
+    deactivate(mw, wsgi)
+    assert_deactivation_sent(captured, wsgi)
+    assert comm(mw.delivery._thread.native_id) != 'audit-sender'
+    assert [r.getMessage() for r in caplog.records
+            if r.name == 'audit_notifier.delivery.os_thread'] == [
+        'audit_notifier: could not name this thread audit-sender for the OS']
