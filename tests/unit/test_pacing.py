@@ -46,6 +46,10 @@ def make(clock):
     return make
 
 
+# A hair over a run of work: sums of 0.1 ms on a clock near 1,000 s can fall short of it.
+EPSILON = 1e-9
+
+
 def _arrive(clock, load, rate, seconds=pacing.WINDOW):
     """``rate`` records per second for ``seconds``."""
     clock.now += seconds
@@ -208,7 +212,7 @@ def test_yield_gil_after_a_run_of_work_while_requests_arrive(make, sleeps):
     clock.now += pacing.YIELD_EVERY / 2
     pacer.yield_gil()
     assert sleeps == []                            # a short run: no yield
-    clock.now += pacing.YIELD_EVERY
+    clock.now += pacing.YIELD_EVERY + EPSILON
     pacer.yield_gil()
     assert sleeps == [pacing.YIELD_REST]
     pacer.yield_gil()
@@ -216,6 +220,53 @@ def test_yield_gil_after_a_run_of_work_while_requests_arrive(make, sleeps):
     assert pacer.rested == pytest.approx(pacing.YIELD_REST)
     clock.now += pacing.YIELD_EVERY
     pacer.resumed()                                # after a wait: a new run
+    pacer.yield_gil()
+    assert sleeps == [pacing.YIELD_REST]
+
+
+def test_yields_never_keep_the_sender_below_its_drain_floor(make, sleeps):
+    """Costly records at a high arrival rate: the runs of work between yields grow so
+    that what the yields leave the sender (a run over the run plus a sleep of
+    YIELD_OVERSLEEP x YIELD_REST) is the share of a CPU the floor needs."""
+    pacer, clock, load = make()
+    pacer.pause(10, cpu=0.005, wall=0.006)        # 0.5 ms of CPU per record
+    _arrive(clock, load, 150)                     # floor 750/s, aimed at 900/s
+    pacer.slice()
+    share = 150 * pacing.MIN_DRAIN_FACTOR * pacing.FLOOR_AIM * 0.0005      # 0.45
+    sleep = pacing.YIELD_OVERSLEEP * pacing.YIELD_REST
+    run = pacer.yield_every()
+    assert run > pacing.YIELD_EVERY
+    assert run / (run + sleep) == pytest.approx(share)
+    clock.now += pacing.YIELD_EVERY * 1.5
+    pacer.yield_gil()
+    assert sleeps == []                            # 0.15 ms: not yet
+    clock.now += run - pacing.YIELD_EVERY * 1.5 + EPSILON
+    pacer.yield_gil()
+    assert sleeps == [pacing.YIELD_REST]
+
+
+def test_no_yields_when_the_floor_needs_a_whole_cpu(make, sleeps):
+    """Records that cost 2 ms at 150 calls/s: the floor (900/s) needs 1.8 CPUs; every
+    yield would only slow the drain further."""
+    pacer, clock, load = make()
+    pacer.pause(10, cpu=0.02, wall=0.021)
+    _arrive(clock, load, 150)
+    pacer.slice()
+    assert pacer.yield_every() == float('inf')
+    clock.now += 1.0
+    pacer.yield_gil()
+    assert sleeps == []
+
+
+def test_cheap_records_yield_after_the_shortest_run(make, sleeps):
+    """The usual case: 100 us records at 150 calls/s need 9 % of a CPU at the floor;
+    the sender yields after YIELD_EVERY of work."""
+    pacer, clock, load = make()
+    pacer.pause(10, cpu=0.001, wall=0.0012)
+    _arrive(clock, load, 150)
+    pacer.slice()
+    assert pacer.yield_every() == pacing.YIELD_EVERY
+    clock.now += pacing.YIELD_EVERY + EPSILON
     pacer.yield_gil()
     assert sleeps == [pacing.YIELD_REST]
 
@@ -235,7 +286,7 @@ def test_yields_count_as_the_slices_rest(make, sleeps):
     _arrive(clock, load, 150)
     pacer.slice()
     for _ in range(3):
-        clock.now += pacing.YIELD_EVERY
+        clock.now += pacing.YIELD_EVERY + EPSILON
         pacer.yield_gil()
     assert sleeps == [pacing.YIELD_REST] * 3
     rest = pacer.pause(30, cpu=0.003, wall=0.0042)
