@@ -33,18 +33,14 @@ read per record and per message):
   no request waits behind a long run of sender work;
 * within a slice, while requests arrive, the sender lets go of the GIL between two
   records and between two messages of a publish once it has worked ``YIELD_EVERY``
-  (0.1 ms) since it last did (:meth:`Pacer.yield_gil`): it sleeps ``YIELD_REST``
+  (0.3 ms) since it last did (:meth:`Pacer.yield_gil`): it sleeps ``YIELD_REST``
   (0.1 ms), long enough for a request thread waiting for the GIL to take it (a
   thread that releases the GIL and asks for it again at once usually gets it back
   before a waiting thread has woken up).  A request that comes while the sender
   works waits at most that long, not for a whole slice or publish (in process,
-  an app holding the GIL 3.9 ms per call, 150 calls/s, yields after 0.3 ms of
-  work: the p99 the filter adds went from +82-128 % to +36-50 % in three quiet
-  runs, the p90 from +28-33 % to +9 % in two noisy ones; benchmarks/README.md,
-  section 8; over HTTP, real Glance, the added p99 was +21 % without yields, +11
-  to +12 % after 0.3 ms of work, +4 to +6 % after 0.1 ms).  The runs of work
-  between yields are longer when the yields would keep the sender below its drain
-  floor (below; :meth:`Pacer.yield_every`): costly records at a high arrival rate;
+  an app holding the GIL 3.9 ms per call, 150 calls/s: the p99 the filter adds
+  went from +82-128 % to +36-50 % in three quiet runs, the p90 from +28-33 % to
+  +9 % in two noisy ones; benchmarks/README.md, section 8);
 * ``background_max_rate`` (records per second, 0: none) caps the rate further;
 * neither ever takes the rate below ``MIN_DRAIN_FACTOR`` times the arrival rate:
   a backlog always shrinks, at five times the rate calls add to it or faster; the
@@ -109,16 +105,11 @@ GATHER = 1.0
 # While requests arrive: the sender's longest run of work between two records or two
 # messages before it lets go of the GIL (seconds), and how long it lets go.  A yield
 # costs the sender about 50 us of CPU (the sleep, the GIL hand-over, colder caches
-# after it).  Over HTTP (real Glance, benchmarks/http_glance.py) yielding after
-# 0.1 ms instead of 0.3 ms halved the p99 the sender thread adds (+4-6 % against
-# +11-12 %) for 30-45 us more of its CPU per call; in process, yielding after
-# 0.6 ms of work took about half as much off the p99 as 0.3 ms (CPU-bound app),
-# and sleeping 20 us instead of 100 us cost as much CPU.
-YIELD_EVERY = 0.0001
+# after it): about 15 us per call at 200 calls/s (0.3 yields per call).  Yielding
+# after 0.6 ms of work took about half as much off the p99 (in process, CPU-bound
+# app); sleeping 20 us instead of 100 us cost as much CPU.
+YIELD_EVERY = 0.0003
 YIELD_REST = 0.0001
-# A yield's sleep lasts longer than asked (timer slack, the wake-up): taken as this
-# many times YIELD_REST when the yields must leave the sender its floor's share.
-YIELD_OVERSLEEP = 2.0
 
 
 class Pacer:
@@ -142,7 +133,6 @@ class Pacer:
         self.rested = 0.0                # seconds rested in all (yields included)
         self._working_since = monotonic()  # when the sender last had to take the GIL
         self._yielded = 0.0              # seconds yielded since the slice began
-        self._yield_every = YIELD_EVERY  # the run of work before a yield, this slice
 
     # -- what the request load is ---------------------------------------------------------
     def _observe(self) -> None:
@@ -181,7 +171,6 @@ class Pacer:
         self._observe()
         self.resumed()
         self._yielded = 0.0
-        self._yield_every = self.yield_every()
         size = BATCH
         if self.busy and self._cost and self.shares_gil:
             size = min(size, int(SLICE_CPU / self._cost))
@@ -197,18 +186,6 @@ class Pacer:
         window = self.gather_seconds
         return window if window > 0.0 and self.arrival_rate * window >= 1.0 else 0.0
 
-    def yield_every(self) -> float:
-        """Seconds of work between two GIL yields: ``YIELD_EVERY``, or longer when
-        yields that often would keep the sender below the share of a CPU its drain
-        floor needs at the measured cost per record (a run of ``w`` between sleeps
-        of about ``YIELD_OVERSLEEP * YIELD_REST`` leaves it ``w / (w + sleep)``);
-        infinite (no yields) when the floor needs a whole CPU."""
-        share = self.floor() * FLOOR_AIM * (self._cost or 0.0)
-        if share >= 1.0:
-            return float('inf')
-        rest = YIELD_OVERSLEEP * YIELD_REST
-        return max(YIELD_EVERY, rest * share / (1.0 - share))
-
     def resumed(self) -> None:
         """The sender works again after a wait or a rest (it had let go of the GIL)."""
         self._working_since = monotonic()
@@ -216,12 +193,12 @@ class Pacer:
     def yield_gil(self) -> None:
         """Between two records or two messages (sender thread; a clock read when it
         does not yield): while requests arrive, once the sender has worked
-        :meth:`yield_every` (set at each slice) since it last let go of the GIL,
-        sleep ``YIELD_REST`` so that a request thread waiting for it takes it."""
+        ``YIELD_EVERY`` since it last let go of the GIL, sleep ``YIELD_REST`` so that a
+        request thread waiting for it takes it."""
         if self.arrival_rate <= 0.0 or not self.shares_gil:
             return
         now = monotonic()
-        if now - self._working_since < self._yield_every:
+        if now - self._working_since < YIELD_EVERY:
             return
         sleep(YIELD_REST)
         self.rested += YIELD_REST
