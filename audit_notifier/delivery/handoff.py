@@ -253,16 +253,17 @@ class Delivery:
                               block_seconds=settings.journal_block_seconds,
                               fsync=settings.journal_fsync, stats=self.stats,
                               external=self.external)
+            # The thread's Python name, and its OS name (top -H, ps -L: os_thread.py).
             if self.external:
                 sender = external_mod.JournalOnly(journal, self.stats,
                                                   stats_interval=settings.stats_interval)
+                name, os_name = 'journal', os_thread.JOURNAL_WRITER
             else:
                 sender = self._sender_thread(journal)
+                name, os_name = 'sender', os_thread.SENDER
             thread = threading.Thread(target=_run_named, daemon=True,
-                                      args=(sender.run, os_thread.JOURNAL_WRITER
-                                            if self.external else os_thread.SENDER),
-                                      name=process_hooks.THREAD_PREFIX +
-                                      ('journal' if self.external else 'sender'))
+                                      args=(sender.run, os_name),
+                                      name=process_hooks.THREAD_PREFIX + name)
             self._journal, self._sender, self._thread = journal, sender, thread
             self._pid = os.getpid()
             thread.start()
